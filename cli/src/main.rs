@@ -1,0 +1,170 @@
+//! `machinist`: the command people run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use machinist_crds::{generated, manifest, validation::Validator};
+
+/// Declarative provisioning of bare-metal servers and virtual machines.
+#[derive(Debug, Parser)]
+#[command(name = "machinist", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print, regenerate or check the CustomResourceDefinitions and their reference.
+    Crds {
+        #[command(subcommand)]
+        action: Option<CrdsAction>,
+    },
+    /// Check manifests (files or directories of .yaml/.yml/.json) against the machinist
+    /// schemas and rules, as the API server would, without one.
+    Validate {
+        /// Files or directories to check.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CrdsAction {
+    /// Print every CRD as one YAML stream (`machinist crds print | kubectl apply -f -`).
+    Print,
+    /// Write the CRD manifests, the chart's copy and the CRD reference under a repository.
+    Generate {
+        /// Repository root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
+    /// Fail if the committed generated files differ from what the code generates.
+    Check {
+        /// Repository root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Crds { action: None | Some(CrdsAction::Print) } => {
+            let yaml = generated::all_crds_yaml()?;
+            std::io::stdout().write_all(yaml.as_bytes()).context("failed to write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crds { action: Some(CrdsAction::Generate { root }) } => generate(&root),
+        Command::Crds { action: Some(CrdsAction::Check { root }) } => check(&root),
+        Command::Validate { paths } => validate(&paths),
+    }
+}
+
+fn generate(root: &Path) -> Result<ExitCode> {
+    for dir in generated::GENERATED_DIRS {
+        let dir = root.join(dir);
+        if dir.is_dir() {
+            // Start clean so a renamed kind leaves nothing behind.
+            std::fs::remove_dir_all(&dir).with_context(|| format!("failed to clear {}", dir.display()))?;
+        }
+    }
+    for file in generated::files()? {
+        let path = root.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
+        }
+        std::fs::write(&path, &file.contents).with_context(|| format!("failed to write {}", path.display()))?;
+        eprintln!("wrote {}", file.path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(root: &Path) -> Result<ExitCode> {
+    let drifts = generated::drift(root)?;
+    if drifts.is_empty() {
+        eprintln!("generated files are up to date");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for drift in &drifts {
+        eprintln!("{}: {}", drift.path.display(), drift.detail);
+    }
+    eprintln!("{} generated file(s) out of date: run `machinist crds generate`", drifts.len());
+    Ok(ExitCode::FAILURE)
+}
+
+fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries = Vec::new();
+            for entry in std::fs::read_dir(path).with_context(|| format!("failed to read {}", path.display()))? {
+                entries.push(entry.with_context(|| format!("failed to read {}", path.display()))?.path());
+            }
+            entries.sort();
+            let (dirs, plain): (Vec<_>, Vec<_>) = entries.into_iter().partition(|p| p.is_dir());
+            files.extend(
+                plain
+                    .into_iter()
+                    .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))),
+            );
+            files.extend(manifest_files(&dirs)?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
+    let validator = Validator::machinist()?;
+    let known: Vec<String> = validator.kinds().map(|(_, kind)| kind.to_owned()).collect();
+    let (mut valid, mut invalid, mut foreign) = (0usize, 0usize, 0usize);
+    for file in manifest_files(paths)? {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("failed to read {}", file.display()))?;
+        let documents = match manifest::parse_documents(&text) {
+            Ok(documents) => documents,
+            Err(error) => {
+                eprintln!("{}: {error}", file.display());
+                invalid += 1;
+                continue;
+            }
+        };
+        for document in documents {
+            let kind = document.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+            let group_matches = document
+                .get("apiVersion")
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| v.starts_with(&format!("{}/", machinist_crds::GROUP)));
+            if !group_matches && !known.iter().any(|k| k == kind) {
+                // Namespaces, Secrets, Argo CD Applications…: not ours to judge.
+                foreign += 1;
+                continue;
+            }
+            match validator.validate(&document) {
+                Ok(()) => valid += 1,
+                Err(error) => {
+                    invalid += 1;
+                    eprintln!("{}: {} {:?} is invalid:", file.display(), error.kind, error.name);
+                    for field_error in &error.errors {
+                        eprintln!("  - {field_error}");
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{valid} valid, {invalid} invalid, {foreign} not machinist objects (not checked)");
+    Ok(if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

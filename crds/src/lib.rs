@@ -1,0 +1,36 @@
+//! machinist's API: the `machinist.dev/v1alpha1` kinds, their validation, and the generated
+//! CRD manifests and reference documentation.
+//!
+//! Types only: no client, no controller logic. Every field carries a `///` doc, which becomes
+//! the schema description and what `kubectl explain` shows.
+
+pub mod cmdb;
+pub mod common;
+pub mod generated;
+pub mod hardware_profile;
+pub mod load_balancer_backend;
+pub mod machine;
+pub mod manifest;
+pub mod reference;
+pub mod role;
+pub mod validation;
+
+pub use cmdb::{Cmdb, CmdbSpec, CmdbStatus};
+pub use common::{LocalObjectRef, Quad, RoleRef, SecretRef};
+pub use hardware_profile::{HardwareProfile, HardwareProfileSpec, HardwareProfileStatus};
+pub use load_balancer_backend::{LoadBalancerBackend, LoadBalancerBackendSpec, LoadBalancerBackendStatus};
+pub use machine::{Machine, MachineSpec, MachineStatus};
+pub use role::{Role, RoleSpec, RoleStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of every machinist kind.
+pub const GROUP: &str = "machinist.dev";
+/// API version of every machinist kind.
+pub const VERSION: &str = "v1alpha1";
+
+/// The CustomResourceDefinitions of every kind, in a stable order.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![Machine::crd(), HardwareProfile::crd(), Cmdb::crd(), Role::crd(), LoadBalancerBackend::crd()]
+}

@@ -1,0 +1,537 @@
+//! `Machine`: one server or virtual machine, from power-on to serving traffic.
+
+// clippy reads the repeated `type_ = …` of several `printcolumn(…)` as one duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{
+    Conditions, DNS_LABEL_PATTERN, MAC_PATTERN, Quad, RoleRef, SecretRef, VARIABLE_NAME_PATTERN, default_true,
+};
+
+/// Desired state of a machine: how to reach and power it, and what it should become.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "machinist.dev",
+    version = "v1alpha1",
+    kind = "Machine",
+    namespaced,
+    status = "MachineStatus",
+    shortname = "mach",
+    category = "machinist",
+    derive = "PartialEq",
+    doc = "A server or virtual machine that machinist inspects, matches to a hardware profile, installs with a role and adds to its load balancers.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
+    printcolumn(
+        name = "Profile",
+        type_ = "string",
+        json_path = ".status.profile",
+        description = "HardwareProfile the machine is bound to"
+    ),
+    printcolumn(
+        name = "IP",
+        type_ = "string",
+        json_path = ".status.ip",
+        description = "Address from the CMDB allocation"
+    ),
+    printcolumn(
+        name = "Hostname",
+        type_ = "string",
+        json_path = ".status.hostname",
+        description = "Hostname from the CMDB allocation"
+    ),
+    printcolumn(
+        name = "Role",
+        type_ = "string",
+        json_path = ".status.role.name",
+        description = "Role installed or being installed"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "MAC",
+        type_ = "string",
+        json_path = ".spec.interfaces[0].mac",
+        priority = 1,
+        description = "MAC address of the first interface"
+    ),
+    printcolumn(
+        name = "CPUs",
+        type_ = "integer",
+        json_path = ".status.hardware.summary.threads",
+        priority = 1,
+        description = "Logical CPUs reported by the agent"
+    ),
+    printcolumn(
+        name = "Memory",
+        type_ = "integer",
+        json_path = ".status.hardware.summary.memoryMiB",
+        priority = 1,
+        description = "Memory in MiB reported by the agent"
+    ),
+    selectable = ".status.phase"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineSpec {
+    /// Network interfaces, identified by MAC address. The boot interface is the one with
+    /// `boot: true`, else the first. MAC addresses are unique (case-insensitively).
+    #[schemars(length(min = 1, max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["mac"]))]
+    #[x_kube(validation = Rule::new("self.all(i, self.filter(j, j.mac.lowerAscii() == i.mac.lowerAscii()).size() == 1)").message("interface MAC addresses must be unique"))]
+    #[x_kube(validation = Rule::new("self.filter(i, has(i.boot) && i.boot).size() <= 1").message("at most one interface may have boot: true"))]
+    pub interfaces: Vec<MachineInterface>,
+
+    /// How the machine is created and powered: exactly one of `libvirt`, `bmc`, `manual`.
+    pub provider: Provider,
+
+    /// Name of a HardwareProfile to bind to instead of matching. Its rules are still checked
+    /// against the reported hardware (to capture variables) and a mismatch fails the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63))]
+    pub profile: Option<String>,
+
+    /// Role to install; overrides the role of the matched HardwareProfile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleRef>,
+
+    /// Whether the machine should be powered on. Setting it to false powers the machine off
+    /// without deprovisioning it.
+    #[serde(default = "default_true")]
+    pub online: bool,
+
+    /// What the agent does once the installation succeeded (eDeploy's ONSUCCESS).
+    #[serde(default)]
+    pub on_success: OnSuccess,
+
+    /// Verbose agent logs, an SSH server in the RAM disk and a shell on the console at the end
+    /// (eDeploy's DEBUG=1).
+    #[serde(default)]
+    pub debug: bool,
+
+    /// Offer a boot menu of roles instead of installing straight away (the seeds' PXE menu:
+    /// base, ui, api… with a default after a timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_menu: Option<BootMenu>,
+}
+
+/// One network interface of a machine.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineInterface {
+    /// MAC address, `aa:bb:cc:dd:ee:ff` (either case). DHCP, the boot script and the hardware
+    /// report are tied to the machine through it.
+    #[schemars(pattern(MAC_PATTERN))]
+    pub mac: String,
+    /// Optional name for people (`eth0`, `ipmi`, `uplink`); not used to find the interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: Option<String>,
+    /// This interface PXE-boots; at most one interface may say so. Default: the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<bool>,
+}
+
+/// How the machine is created and powered. Exactly one member is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.libvirt) ? 1 : 0) + (has(self.bmc) ? 1 : 0) + (has(self.manual) ? 1 : 0) == 1").message("exactly one of provider.libvirt, provider.bmc or provider.manual must be set"))]
+pub struct Provider {
+    /// A virtual machine that machinist defines, with its storage, on a libvirt host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libvirt: Option<LibvirtProvider>,
+    /// A physical server powered through its baseboard management controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<BmcProvider>,
+    /// A machine that people power on themselves; machinist only answers its network boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<ManualProvider>,
+}
+
+/// A libvirt virtual machine (the seeds' `virsh define` and `qemu-img create`, automated).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.host) != has(self.hostSelector)").message("exactly one of host or hostSelector must be set"))]
+#[x_kube(validation = Rule::new("has(self.network) != has(self.bridge)").message("exactly one of network or bridge must be set"))]
+pub struct LibvirtProvider {
+    /// libvirt connection URI of the hypervisor, e.g. `qemu:///system` or
+    /// `qemu+ssh://root@hv1.example.org/system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("self.contains('://')").message("host must be a libvirt URI such as qemu:///system"))]
+    pub host: Option<String>,
+    /// Labels of the hypervisors (declared in the operator's configuration) this machine may be
+    /// placed on; the one with the most free memory is chosen, as the seeds' operators did by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_selector: Option<BTreeMap<String, String>>,
+    /// Storage pool that holds the disk (a `dir`, `logical` or Ceph `rbd` pool, e.g. `libvirt-ssd`).
+    #[schemars(length(min = 1, max = 255))]
+    pub pool: String,
+    /// Size of the system disk, in GiB.
+    #[serde(rename = "diskGiB")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub disk_gib: i32,
+    /// Disk image format.
+    #[serde(default)]
+    pub disk_format: DiskFormat,
+    /// Memory, in MiB.
+    #[serde(rename = "memoryMiB")]
+    #[schemars(range(min = 128, max = 16777216))]
+    pub memory_mib: i32,
+    /// Virtual CPUs.
+    #[schemars(range(min = 1, max = 1024))]
+    pub vcpus: i32,
+    /// libvirt network the interfaces attach to (e.g. `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub network: Option<String>,
+    /// Host bridge the interfaces attach to (e.g. `br0`), instead of a libvirt network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15))]
+    pub bridge: Option<String>,
+    /// Firmware the domain boots with.
+    #[serde(default)]
+    pub firmware: Firmware,
+}
+
+/// Disk image format of a libvirt volume.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    /// Copy-on-write qcow2 image (thin, snapshots).
+    #[default]
+    Qcow2,
+    /// Raw image (fastest; the seeds' choice where performance matters).
+    Raw,
+}
+
+/// Firmware of a virtual machine.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// Legacy BIOS (SeaBIOS), PXE through iPXE's `undionly.kpxe` or the NIC ROM.
+    #[default]
+    Bios,
+    /// UEFI (OVMF), PXE through `ipxe.efi`.
+    Uefi,
+}
+
+/// A physical server driven through its BMC.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.driver == 'redfish' ? (self.address.startsWith('https://') || self.address.startsWith('http://')) : !self.address.contains('://')").message("a redfish address is an http(s) URL; an ipmi address is host or host:port"))]
+pub struct BmcProvider {
+    /// Protocol spoken to the BMC.
+    pub driver: BmcDriver,
+    /// Where the BMC answers: `https://10.0.0.5` (Redfish) or `10.0.0.5:623` (IPMI).
+    #[schemars(length(min = 1, max = 1024))]
+    pub address: String,
+    /// Secret with keys `username` and `password`.
+    pub credentials_secret_ref: SecretRef,
+    /// Redfish system id or path (`/redfish/v1/Systems/1`); absent: the only system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub system_id: Option<String>,
+    /// Accept a self-signed BMC certificate (Redfish only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// BMC protocol.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BmcDriver {
+    /// DMTF Redfish over HTTPS.
+    Redfish,
+    /// IPMI 2.0 over LAN (lanplus).
+    Ipmi,
+}
+
+/// A machine powered by people; machinist only answers its network boot.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ManualProvider {}
+
+/// What the agent does after a successful installation.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSuccess {
+    /// Reboot into the installed system.
+    #[default]
+    Reboot,
+    /// kexec straight into the installed kernel, skipping firmware.
+    Kexec,
+    /// Power off.
+    Halt,
+    /// Stay in the RAM disk with a console.
+    Console,
+}
+
+/// A boot menu of roles with a default taken after a timeout (the seeds' PXE menu).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.roles.exists(r, r == self.default)").message("bootMenu.default must be one of bootMenu.roles"))]
+pub struct BootMenu {
+    /// Roles offered, in menu order (names of Role objects).
+    #[schemars(length(min = 1, max = 32), inner(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63)))]
+    #[x_kube(validation = Rule::new("self.all(r, self.filter(s, s == r).size() == 1)").message("bootMenu.roles must not repeat a role"))]
+    pub roles: Vec<String>,
+    /// Role installed when nobody chooses before the timeout.
+    #[schemars(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63))]
+    pub default: String,
+    /// Seconds the menu waits for a choice.
+    #[serde(default = "default_menu_timeout")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub timeout_seconds: i32,
+}
+
+fn default_menu_timeout() -> i32 {
+    600
+}
+
+/// Observed state of a machine, written by the operator and the boot services.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineStatus {
+    /// Where the machine is in its lifecycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<MachinePhase>,
+    /// What the boot services serve the machine at its next network boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_target: Option<BootTarget>,
+    /// Hardware reported by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareInventory>,
+    /// HardwareProfile the machine is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Why each profile tried before the bound one (or all, if none matched) did not match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile_mismatches: Vec<ProfileMismatch>,
+    /// Variables captured by the profile's rules (`$disk`, `$eth`, `$mac`…) merged with the
+    /// CMDB entry's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// The CMDB entry reserved for the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<CmdbAllocation>,
+    /// Role installed, or being installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleRef>,
+    /// IPv4 address of the installed system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Hostname of the installed system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// What the provider knows of the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderStatus>,
+    /// Why the machine is in phase Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<MachineFailure>,
+    /// `Ready`, `Matched`, `Allocated`, `Provisioned`… with their transition times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Conditions,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the machine last changed phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_transition_time: Option<Time>,
+    /// When the installed system was first reported ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_time: Option<Time>,
+}
+
+/// Lifecycle phase of a machine.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MachinePhase {
+    /// Known to machinist (created by a person or auto-registered from its first PXE request).
+    Registered,
+    /// Booted into the discovery RAM disk; waiting for its hardware report.
+    Inspecting,
+    /// Bound to a HardwareProfile; variables captured.
+    Matched,
+    /// A CMDB entry (address, hostname…) is reserved for it.
+    Allocated,
+    /// The agent is installing the role.
+    Provisioning,
+    /// Installed; waiting for the installed system to report in.
+    Provisioned,
+    /// The installed system reported in; load balancers may send it traffic.
+    Ready,
+    /// Being released: leaving load balancers, CMDB entry and profile slot freed, VM removed.
+    Deprovisioning,
+    /// Stopped on an error; `status.failure` says why.
+    Failed,
+}
+
+/// What the boot services serve at the next network boot.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootTarget {
+    /// The discovery RAM disk, which reports the hardware.
+    Discovery,
+    /// The RAM disk in install mode, with the install plan.
+    Install,
+    /// The boot menu of `spec.bootMenu`.
+    Menu,
+    /// Boot from the local disk (iPXE `exit`): the machine is installed.
+    LocalDisk,
+    /// Do not answer the machine at all.
+    None,
+}
+
+/// The hardware a machine reported.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HardwareInventory {
+    /// Items in `hardware-detect`'s `[class, type, name, value]` format; HardwareProfile rules
+    /// match against these.
+    #[serde(default)]
+    #[schemars(length(max = 8192))]
+    pub items: Vec<Quad>,
+    /// A typed digest of the items, for printer columns and people.
+    #[serde(default)]
+    pub summary: HardwareSummary,
+    /// When the report was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_time: Option<Time>,
+}
+
+/// A typed digest of a hardware report.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HardwareSummary {
+    /// System manufacturer (DMI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// System product name (DMI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// System serial number (DMI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// System UUID (DMI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// CPU model name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
+    /// Physical CPU packages.
+    #[serde(default)]
+    pub sockets: i32,
+    /// Physical cores, all sockets together.
+    #[serde(default)]
+    pub cores: i32,
+    /// Logical CPUs (hardware threads).
+    #[serde(default)]
+    pub threads: i32,
+    /// Installed memory, in MiB.
+    #[serde(default, rename = "memoryMiB")]
+    pub memory_mib: i64,
+    /// Disks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskSummary>,
+    /// Network interfaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<NicSummary>,
+}
+
+/// One disk of a hardware summary.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskSummary {
+    /// Kernel name (`sda`, `nvme0n1`, `vda`).
+    pub name: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Spinning disk (`true`) or solid state.
+    #[serde(default)]
+    pub rotational: bool,
+}
+
+/// One network interface of a hardware summary.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NicSummary {
+    /// Kernel name (`eth0`, `enp1s0`).
+    pub name: String,
+    /// MAC address.
+    pub mac: String,
+    /// Link speed in Mbit/s, when the link is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_mbps: Option<i32>,
+}
+
+/// Why one profile did not match.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileMismatch {
+    /// The HardwareProfile.
+    pub profile: String,
+    /// Index in `spec.match` of the first rule no item satisfied, when a rule was to blame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<i32>,
+    /// Explanation: the rule that failed, or "maxMachines reached".
+    pub reason: String,
+}
+
+/// A CMDB entry reserved for a machine.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CmdbAllocation {
+    /// The Cmdb object.
+    #[schemars(pattern(DNS_LABEL_PATTERN))]
+    pub cmdb: String,
+    /// Index of the entry in the Cmdb's expanded entry list.
+    pub entry: i32,
+    /// The entry's variables (`ip`, `hostname`, `gateway`…).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new(format!("self.all(k, k.matches('{VARIABLE_NAME_PATTERN}'))")).message("variable names are letters, digits and underscores"))]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// What the provider knows of the machine.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// Power state last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<PowerState>,
+    /// libvirt connection URI of the hypervisor hosting the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// libvirt domain name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    /// libvirt domain UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_uuid: Option<String>,
+}
+
+/// Power state of a machine.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerState {
+    /// Powered on.
+    On,
+    /// Powered off.
+    Off,
+    /// Could not be read.
+    Unknown,
+}
+
+/// Why a machine failed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineFailure {
+    /// PascalCase cause (`NoProfileMatched`, `InstallFailed`, `ProviderError`…).
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
+    /// Phase the machine was in when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<MachinePhase>,
+}

@@ -1,0 +1,8 @@
+//! Support for machinist's end-to-end tests, which drive real peers (QEMU's iPXE, dhclient,
+//! tftp, kubectl, HAProxy, libvirt, BMC emulators) from Rust tests.
+//!
+//! A test asks for what it needs through [`prereq`]. On a developer machine a missing tool
+//! skips the test with a message; in CI (`MACHINIST_E2E=require`, set by `.ci/run`) a missing
+//! tool fails the test, so nothing is skipped silently.
+
+pub mod prereq;
