@@ -1,4 +1,201 @@
-//! machinist's embedded control plane (`machinist up`).
+//! machinist's embedded control plane: a single-node server of the Kubernetes API for the
+//! machinist kinds and the core objects controllers need (Namespaces, Secrets, ConfigMaps,
+//! Events, Leases, CustomResourceDefinitions), persisted in SQLite, over HTTPS with a bearer
+//! token. `machinist up` runs it; kubectl, kube-rs and other Kubernetes clients talk to it
+//! through the kubeconfig it writes.
 //!
-//! Not yet built: the API server arrives with the "Embedded control plane" issue. The crate
-//! exists so the workspace has its final shape; it exports nothing that claims to work.
+//! Layers: [`store`] (durable objects, revisions, change history) → [`ops`] (Kubernetes
+//! semantics, no HTTP) → [`http`] (routing, discovery, lists, [`watch`]es). [`controllers`]
+//! finish namespace deletions and collect garbage with the same operations clients use.
+
+pub mod admission;
+pub mod builtins;
+pub mod controllers;
+pub mod discovery;
+pub mod errors;
+pub mod fields;
+pub mod home;
+pub mod http;
+pub mod meta;
+pub mod ops;
+pub mod patch;
+pub mod path;
+pub mod registry;
+pub mod scale;
+pub mod selectors;
+pub mod state;
+pub mod store;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::FieldValidation;
+use crate::home::Home;
+use crate::ops::{Patch, Request};
+use crate::state::{Api, Limits};
+use crate::store::Store;
+
+/// How to run the control plane.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Home directory (certificates, token, database, kubeconfig).
+    pub home: PathBuf,
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Request limits.
+    pub limits: Limits,
+    /// Changes kept for watches to resume from.
+    pub history: usize,
+}
+
+impl Config {
+    /// Defaults for a home directory: 127.0.0.1:6443, 3 MiB bodies, 10,000 changes of history.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 6443)),
+            limits: Limits::default(),
+            history: 10_000,
+        }
+    }
+}
+
+/// Failures starting the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The home directory could not be prepared.
+    #[error(transparent)]
+    Home(#[from] home::HomeError),
+    /// The database could not be opened.
+    #[error("failed to open the database: {0}")]
+    Store(#[from] store::StoreError),
+    /// The address could not be bound.
+    #[error("failed to listen on {address}: {source}")]
+    Listen {
+        /// Address.
+        address: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TLS could not be configured.
+    #[error("failed to configure TLS: {0}")]
+    Tls(std::io::Error),
+    /// A bootstrap object (namespace, CRD) could not be written.
+    #[error("failed to create {what}: {message}")]
+    Bootstrap {
+        /// What.
+        what: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The kubeconfig written for it.
+    pub kubeconfig: PathBuf,
+    /// Shared state (for in-process components).
+    pub api: Arc<Api>,
+    shutdown: CancellationToken,
+    handle: axum_server::Handle<SocketAddr>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops serving: ends watches, lets in-flight requests finish (5 s at most), closes.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "server stopped with an error"),
+            Err(error) => tracing::error!(%error, "server task failed"),
+        }
+    }
+}
+
+/// Starts the control plane: prepares the home directory, opens the database, creates the
+/// default namespaces and the machinist CRDs, starts the controllers and serves HTTPS.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    // The ring provider: one TLS backend for server and clients, no C toolchain beyond cc.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let home = Home::create(&config.home)?;
+    let store = Arc::new(Store::open(&home.database(), config.history)?);
+    let api = Arc::new(Api::new(store, config.limits.clone()));
+    let bootstrap_api = Arc::clone(&api);
+    tokio::task::spawn_blocking(move || bootstrap(&bootstrap_api))
+        .await
+        .map_err(|e| StartError::Bootstrap { what: "bootstrap objects".into(), message: e.to_string() })??;
+
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|source| StartError::Listen { address: config.listen, source })?;
+    listener.set_nonblocking(true).map_err(|source| StartError::Listen { address: config.listen, source })?;
+    let address = listener.local_addr().map_err(|source| StartError::Listen { address: config.listen, source })?;
+    let material = home.material(address)?;
+    let kubeconfig = home.write_kubeconfig(address, &material)?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        material.serving_cert_pem.into_bytes(),
+        material.serving_key_pem.into_bytes(),
+    )
+    .await
+    .map_err(StartError::Tls)?;
+
+    let shutdown = CancellationToken::new();
+    let server_state =
+        http::Server { api: Arc::clone(&api), token: Arc::from(material.token.as_str()), shutdown: shutdown.clone() };
+    let app = axum::Router::new().fallback(http::handle).with_state(server_state);
+    let handle = axum_server::Handle::new();
+    let server = tokio::spawn({
+        let handle = handle.clone();
+        async move { axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app.into_make_service()).await }
+    });
+    tokio::spawn(controllers::run(Arc::clone(&api), shutdown.clone()));
+    tracing::info!(%address, kubeconfig = %kubeconfig.display(), "control plane serving");
+    Ok(Running { address, kubeconfig, api, shutdown, handle, server })
+}
+
+fn system_request(api: &Api, group: &str, plural: &str, name: &str) -> Option<Request> {
+    let registry = api.registry();
+    let resource = registry.all().iter().find(|r| r.group == group && r.plural == plural)?.clone();
+    Some(Request {
+        version: resource.storage_version().to_owned(),
+        resource,
+        namespace: None,
+        name: Some(name.to_owned()),
+        subresource: None,
+        dry_run: false,
+        field_manager: "machinist".into(),
+        field_validation: FieldValidation::Strict,
+    })
+}
+
+/// Default namespaces and the machinist CRDs, applied (server-side) so a newer binary updates
+/// them and an unchanged one writes nothing.
+fn bootstrap(api: &Api) -> Result<(), StartError> {
+    let fail = |what: &str, message: String| StartError::Bootstrap { what: what.to_owned(), message };
+    for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let request =
+            system_request(api, "", "namespaces", namespace).ok_or_else(|| fail("namespaces", "not served".into()))?;
+        if api.get(&request).is_err() {
+            let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            api.create(&Request { name: None, ..request }, object).map_err(|e| fail(namespace, e.message))?;
+        }
+    }
+    for crd in machinist_crds::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let config: Value = serde_json::to_value(&crd).map_err(|e| fail(&name, e.to_string()))?;
+        let request = system_request(api, "apiextensions.k8s.io", "customresourcedefinitions", &name)
+            .ok_or_else(|| fail("customresourcedefinitions", "not served".into()))?;
+        api.patch(&request, Patch::Apply { config, force: true }).map_err(|e| fail(&name, e.message))?;
+    }
+    Ok(())
+}

@@ -18,6 +18,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run machinist on this machine: the embedded control plane (Kubernetes API for the
+    /// machinist kinds, SQLite storage, HTTPS with a generated CA and an admin token) until
+    /// interrupted. Point kubectl at the kubeconfig it writes.
+    Up {
+        /// Directory for the database, certificates, token and kubeconfig.
+        #[arg(long, default_value = ".machinist")]
+        home: PathBuf,
+        /// Address the API listens on.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+    },
     /// Print, regenerate or check the CustomResourceDefinitions and their reference.
     Crds {
         #[command(subcommand)]
@@ -51,6 +62,13 @@ enum CrdsAction {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
@@ -70,7 +88,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crds { action: Some(CrdsAction::Generate { root }) } => generate(&root),
         Command::Crds { action: Some(CrdsAction::Check { root }) } => check(&root),
         Command::Validate { paths } => validate(&paths),
+        Command::Up { home, listen } => up(home, listen),
     }
+}
+
+fn up(home: PathBuf, listen: std::net::SocketAddr) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    runtime.block_on(async move {
+        let config = machinist_apiserver::Config { listen, ..machinist_apiserver::Config::new(&home) };
+        let running = machinist_apiserver::start(config)
+            .await
+            .with_context(|| format!("failed to start the control plane in {}", home.display()))?;
+        let kubeconfig = std::fs::canonicalize(&running.kubeconfig).unwrap_or_else(|_| running.kubeconfig.clone());
+        eprintln!("machinist is up: Kubernetes API on https://{}", running.address);
+        eprintln!("  export KUBECONFIG={}", kubeconfig.display());
+        eprintln!("  kubectl get machinist -A");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("failed to listen for SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("failed to listen for SIGINT")?,
+            _ = terminate.recv() => {}
+        }
+        eprintln!("shutting down");
+        running.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn generate(root: &Path) -> Result<ExitCode> {

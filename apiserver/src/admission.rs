@@ -1,0 +1,266 @@
+//! Admission of objects against their schemas: CustomResourceDefinitions themselves, and the
+//! custom resources they define (defaults, pruning, validation, CEL).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::errors::{ApiError, Cause};
+use crate::meta;
+use crate::ops::Request;
+use crate::state::Api;
+
+/// What to do with fields the schema does not know (`fieldValidation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and warn (the API server's default).
+    #[default]
+    Warn,
+    /// Reject the request (`kubectl --validate=strict`).
+    Strict,
+}
+
+impl FieldValidation {
+    /// Reads the query parameter.
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Strict") => Ok(Self::Strict),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Compiled schemas, keyed by CRD uid + resourceVersion + version, so a changed CRD recompiles.
+#[derive(Default)]
+pub struct SchemaCache(Mutex<HashMap<String, Arc<machinist_apiserver_schema::Schema>>>);
+
+impl std::fmt::Debug for SchemaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SchemaCache")
+    }
+}
+
+impl SchemaCache {
+    fn get(&self, key: &str, schema: &Value) -> Result<Arc<machinist_apiserver_schema::Schema>, String> {
+        let mut cache = self.0.lock().map_err(|_| "schema cache poisoned".to_owned())?;
+        if let Some(compiled) = cache.get(key) {
+            return Ok(Arc::clone(compiled));
+        }
+        let compiled = Arc::new(machinist_apiserver_schema::Schema::compile(schema).map_err(|e| e.to_string())?);
+        cache.insert(key.to_owned(), Arc::clone(&compiled));
+        Ok(compiled)
+    }
+}
+
+fn pruned_message(paths: &[String]) -> String {
+    paths.iter().map(|p| format!("unknown field \"{p}\"")).collect::<Vec<_>>().join(", ")
+}
+
+/// Admits a custom resource: prunes unknown fields, applies defaults, validates (schema and
+/// CEL). Returns warnings.
+pub fn admit(api: &Api, request: &Request, object: &mut Value, old: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let resource = &request.resource;
+    let Some(schema) = resource.schemas.get(&request.version) else { return Ok(Vec::new()) };
+    let crd_key = format!("{}/{}/{}", resource.group, resource.plural, request.version);
+    let version_key = format!("{crd_key}@{}", api.crd_revision(&resource.group, &resource.plural));
+    let compiled = api
+        .schemas
+        .get(&version_key, schema)
+        .map_err(|e| ApiError::internal(format!("schema of {crd_key} does not compile: {e}")))?;
+    let admission = match (request.subresource.as_deref(), old) {
+        (Some("status"), Some(old)) => compiled.admit_status(object, old),
+        _ => compiled.admit(object, old),
+    };
+    let name = meta::meta_str(object, "name").unwrap_or_default().to_owned();
+    let mut warnings = admission.warnings.clone();
+    if !admission.pruned.is_empty() {
+        match request.field_validation {
+            FieldValidation::Strict => {
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    resource.kind,
+                    request.version,
+                    resource.kind,
+                    pruned_message(&admission.pruned)
+                )));
+            }
+            FieldValidation::Warn => warnings.push(pruned_message(&admission.pruned)),
+            FieldValidation::Ignore => {}
+        }
+    }
+    if !admission.errors.is_empty() {
+        let causes = admission
+            .errors
+            .iter()
+            .map(|e| Cause { reason: e.reason().to_owned(), message: e.message(), field: e.field.clone() })
+            .collect();
+        let mut error = ApiError::invalid(&resource.group, &resource.kind, &name, causes);
+        // The cause messages already carry the field; the summary lists them like the API server.
+        error.message = format!(
+            "{} \"{name}\" is invalid: {}",
+            crate::errors::qualified(&resource.kind, &resource.group),
+            if admission.errors.len() == 1 {
+                admission.errors[0].message()
+            } else {
+                format!("[{}]", admission.errors.iter().map(|e| e.message()).collect::<Vec<_>>().join(", "))
+            }
+        );
+        for cause in &mut error.details.causes {
+            // `message` of a cause is the part after the field, as the API server sends it.
+            if let Some(rest) = cause.message.strip_prefix(&format!("{}: ", cause.field)) {
+                cause.message = rest.to_owned();
+            }
+        }
+        return Err(error);
+    }
+    Ok(warnings)
+}
+
+fn crd_cause(field: &str, message: impl Into<String>) -> Cause {
+    Cause { reason: "FieldValueInvalid".into(), message: message.into(), field: field.into() }
+}
+
+/// Admits a CustomResourceDefinition: names, versions, schemas (structural and compilable), and
+/// sets its status (accepted names, Established).
+pub fn admit_crd(
+    api: &Api,
+    request: &Request,
+    object: &mut Value,
+    old: Option<&Value>,
+) -> Result<Vec<String>, ApiError> {
+    let name = meta::meta_str(object, "name").unwrap_or_default().to_owned();
+    let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+    let mut causes = Vec::new();
+    let group = spec["group"].as_str().unwrap_or_default();
+    let plural = spec.pointer("/names/plural").and_then(Value::as_str).unwrap_or_default();
+    let kind = spec.pointer("/names/kind").and_then(Value::as_str).unwrap_or_default();
+    if group.is_empty() || !group.contains('.') || meta::dns_subdomain_problem(group).is_some() {
+        causes.push(crd_cause(
+            "spec.group",
+            format!("Invalid value: {group:?}: should be a domain with at least one dot"),
+        ));
+    }
+    if let Some(problem) = meta::dns_label_problem(plural) {
+        causes.push(crd_cause("spec.names.plural", problem));
+    }
+    if kind.is_empty()
+        || !kind.starts_with(|c: char| c.is_ascii_uppercase())
+        || !kind.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        causes.push(crd_cause(
+            "spec.names.kind",
+            format!("Invalid value: {kind:?}: must be a CamelCase name starting with an upper-case letter"),
+        ));
+    }
+    if name != format!("{plural}.{group}") {
+        causes.push(crd_cause(
+            "metadata.name",
+            format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
+        ));
+    }
+    if !matches!(spec["scope"].as_str(), Some("Namespaced" | "Cluster")) {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported".into(),
+            message: format!("Unsupported value: {}: supported values: \"Cluster\", \"Namespaced\"", spec["scope"]),
+            field: "spec.scope".into(),
+        });
+    }
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    if versions.is_empty() {
+        causes.push(Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value: must have exactly one version marked as storage version".into(),
+            field: "spec.versions".into(),
+        });
+    }
+    if versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).count() != 1 && !versions.is_empty() {
+        causes
+            .push(crd_cause("spec.versions", "Invalid value: must have exactly one version marked as storage version"));
+    }
+    for (i, version) in versions.iter().enumerate() {
+        let version_name = version["name"].as_str().unwrap_or_default();
+        if let Some(problem) = meta::dns_label_problem(version_name) {
+            causes.push(crd_cause(&format!("spec.versions[{i}].name"), problem));
+        }
+        match version.pointer("/schema/openAPIV3Schema") {
+            None => causes.push(Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value: schemas are required".into(),
+                field: format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            }),
+            Some(schema) => {
+                if let Err(error) = machinist_apiserver_schema::Schema::compile(schema) {
+                    causes.push(crd_cause(
+                        &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                        format!("Invalid value: {error}"),
+                    ));
+                }
+            }
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&request.resource.group, &request.resource.kind, &name, causes));
+    }
+    // Names of another CRD in the same group must not be taken.
+    let registry = api.registry();
+    if old.is_none()
+        && let Some(existing) = registry.all().iter().find(|r| r.group == group && r.kind == kind && r.plural != plural)
+    {
+        return Err(ApiError::invalid(
+            &request.resource.group,
+            &request.resource.kind,
+            &name,
+            vec![crd_cause(
+                "spec.names.kind",
+                format!("Invalid value: {kind:?}: kind is already in use by {}.{}", existing.plural, existing.group),
+            )],
+        ));
+    }
+    let storage = versions
+        .iter()
+        .find(|v| v["storage"].as_bool() == Some(true))
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or_default();
+    let mut stored: Vec<Value> =
+        old.and_then(|o| o.pointer("/status/storedVersions")).and_then(Value::as_array).cloned().unwrap_or_default();
+    if !stored.iter().any(|v| v == storage) {
+        stored.push(json!(storage));
+    }
+    let now = meta::now();
+    let condition = |kind: &str, reason: &str, message: &str| {
+        let since = old
+            .and_then(|o| o.pointer("/status/conditions"))
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|x| x["type"] == kind && x["status"] == "True"))
+            .and_then(|x| x.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| json!(now));
+        json!({"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": since})
+    };
+    object["status"] = json!({
+        "acceptedNames": spec["names"],
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ],
+        "storedVersions": stored,
+    });
+    Ok(Vec::new())
+}
+
+impl Api {
+    /// The resourceVersion of the CRD serving a resource (0 if none), to key compiled schemas.
+    pub fn crd_revision(&self, group: &str, plural: &str) -> u64 {
+        let key = crate::store::ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        self.store
+            .get(&key, &crate::store::ObjectKey::new("", &format!("{plural}.{group}")))
+            .map(|crd| crate::store::revision_of(&crd))
+            .unwrap_or(0)
+    }
+}

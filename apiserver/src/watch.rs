@@ -1,0 +1,175 @@
+//! Watches: initial events, resumption from a resourceVersion, selector transitions,
+//! bookmarks, `410 Gone`, timeouts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use crate::errors::ApiError;
+use crate::http::{Server, default_watch_timeout, event_type, streaming_body, watch_error};
+use crate::ops::{Request, present};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::store::{Change, StoreError};
+
+/// How often a watch that asked for bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+
+struct Filter {
+    request: Request,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn selects(&self, object: &Value) -> bool {
+        let namespace_ok = self
+            .request
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns));
+        namespace_ok
+            && self.labels.matches(object)
+            && self.fields.matches(&present(&self.request.resource, &self.request.version, object))
+    }
+
+    fn event(&self, change: &Change) -> Option<Value> {
+        if change.resource != self.request.resource.storage {
+            return None;
+        }
+        let was = change.previous.as_deref().is_some_and(|p| self.selects(p));
+        let is = self.selects(&change.object);
+        let kind = event_type(change.kind, was, is)?;
+        Some(json!({"type": kind, "object": present(&self.request.resource, &self.request.version, &change.object)}))
+    }
+
+    fn bookmark(&self, revision: u64, initial_end: bool) -> Value {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if initial_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        json!({"type": "BOOKMARK", "object": {
+            "apiVersion": self.request.resource.api_version(&self.request.version),
+            "kind": self.request.resource.kind,
+            "metadata": metadata,
+        }})
+    }
+}
+
+fn line(value: &Value) -> Bytes {
+    let mut text = value.to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+/// Serves `?watch=true`.
+pub async fn watch(server: &Server, request: &Request, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let resource = &request.resource;
+    let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default(), |f| {
+        resource.field_selectable(f)
+    })
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let requested: Option<u64> = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(v) => Some(v.parse().map_err(|_| ApiError::bad_request(format!("resourceVersion {v:?} is not valid")))?),
+    };
+    let send_initial = crate::http::truthy(query.get("sendInitialEvents"));
+    let bookmarks = crate::http::truthy(query.get("allowWatchBookmarks"));
+    let timeout = match query.get("timeoutSeconds").map(|t| t.parse::<u64>()) {
+        None => default_watch_timeout(),
+        Some(Ok(seconds)) => Duration::from_secs(seconds),
+        Some(Err(_)) => return Err(ApiError::bad_request("timeoutSeconds must be an integer")),
+    };
+    let filter = Arc::new(Filter { request: request.clone(), labels, fields });
+    let store = Arc::clone(&server.api.store);
+
+    // Initial state: without a resourceVersion (or with sendInitialEvents), every selected
+    // object is sent as ADDED first, then changes after the snapshot.
+    let (start, initial) = match requested {
+        Some(revision) if !send_initial => (revision, Vec::new()),
+        _ => {
+            let (revision, items) = store.list(&resource.storage, request.namespace.as_deref(), None);
+            let events: Vec<Value> = items
+                .iter()
+                .filter(|o| filter.selects(o))
+                .map(|o| json!({"type": "ADDED", "object": present(resource, &request.version, o)}))
+                .collect();
+            (revision, events)
+        }
+    };
+    let (sender, receiver) = mpsc::channel::<Bytes>(256);
+    let body = streaming_body(receiver);
+    let (backlog, mut changes) = match store.watch_from(start) {
+        Ok(pair) => pair,
+        Err(error @ StoreError::Gone { .. }) => {
+            // As the API server: a 200 whose only event is the 410 error; clients relist.
+            let _ = sender.send(line(&watch_error(&error))).await;
+            drop(sender);
+            return Ok((StatusCode::OK, [("content-type", "application/json")], body).into_response());
+        }
+        Err(other) => return Err(ApiError::internal(other.to_string())),
+    };
+    let shutdown = server.shutdown.clone();
+    tokio::spawn(async move {
+        let send = |value: Value| {
+            let sender = sender.clone();
+            async move { sender.send(line(&value)).await.is_ok() }
+        };
+        for event in initial {
+            if !send(event).await {
+                return;
+            }
+        }
+        if send_initial && bookmarks && !send(filter.bookmark(start, true)).await {
+            return;
+        }
+        let mut last = start;
+        for change in backlog {
+            last = change.revision;
+            if let Some(event) = filter.event(&change)
+                && !send(event).await
+            {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = &mut deadline => return,
+                () = shutdown.cancelled() => return,
+                () = sender.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if !send(filter.bookmark(last, false)).await { return; }
+                }
+                received = changes.recv() => match received {
+                    Ok(change) => {
+                        if change.revision <= last { continue; }
+                        last = change.revision;
+                        if let Some(event) = filter.event(&change) && !send(event).await {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        // Too slow to keep up: the client must relist.
+                        let gone = StoreError::Gone { requested: last, oldest: last + 1 };
+                        let _ = send(watch_error(&gone)).await;
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    Ok((StatusCode::OK, [("content-type", "application/json")], body).into_response())
+}

@@ -1,0 +1,315 @@
+//! kube-rs, unchanged, against the embedded control plane: CRUD and every patch type,
+//! subresources, watchers and reflectors, a Controller with a finalizer, garbage collection and
+//! namespace deletion.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::wait::conditions;
+use kube::runtime::{reflector, watcher};
+use kube::{Api, Client, ResourceExt};
+use machinist_crds::Machine;
+use serde_json::json;
+use support::{TestServer, wait_for};
+
+fn machine(name: &str, mac: &str) -> Machine {
+    serde_json::from_value(json!({
+        "apiVersion": "machinist.dev/v1alpha1",
+        "kind": "Machine",
+        "metadata": {"name": name, "labels": {"app": "api", "rack": name}},
+        "spec": {"interfaces": [{"mac": mac}], "provider": {"manual": {}}}
+    }))
+    .unwrap()
+}
+
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
+}
+
+#[tokio::test]
+async fn crud_and_every_patch_type() {
+    let server = TestServer::start().await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    let created = maps.create(&PostParams::default(), &config_map("cm1")).await.unwrap();
+    assert!(created.uid().is_some() && created.creation_timestamp().is_some());
+    let version = created.resource_version().unwrap();
+
+    // Merge, JSON and strategic merge patches.
+    maps.patch("cm1", &PatchParams::default(), &Patch::Merge(json!({"data": {"merged": "yes"}}))).await.unwrap();
+    let json_patch: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "add", "path": "/data/json", "value": "yes"}])).unwrap();
+    maps.patch("cm1", &PatchParams::default(), &Patch::<()>::Json(json_patch)).await.unwrap();
+    maps.patch("cm1", &PatchParams::default(), &Patch::Strategic(json!({"data": {"strategic": "yes", "k": null}})))
+        .await
+        .unwrap();
+    let patched = maps.get("cm1").await.unwrap();
+    let data = patched.data.unwrap();
+    assert_eq!(
+        (data.get("merged"), data.get("json"), data.get("strategic"), data.get("k")),
+        (Some(&"yes".into()), Some(&"yes".into()), Some(&"yes".into()), None)
+    );
+    assert!(patched.metadata.resource_version.unwrap().parse::<u64>().unwrap() > version.parse::<u64>().unwrap());
+
+    // Replace with a stale resourceVersion is a conflict.
+    let mut stale = created.clone();
+    stale.data = Some([("x".to_owned(), "y".to_owned())].into());
+    let error = maps.replace("cm1", &PostParams::default(), &stale).await.unwrap_err();
+    assert!(matches!(error, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"), "{error:?}");
+
+    // Server-side apply creates, re-applies without a new revision, and owns its fields.
+    let machines: Api<Machine> = Api::namespaced(server.client.clone(), "default");
+    let apply = PatchParams::apply("test-manager");
+    let applied = machines.patch("m1", &apply, &Patch::Apply(machine("m1", "52:54:00:00:00:01"))).await.unwrap();
+    let again = machines.patch("m1", &apply, &Patch::Apply(machine("m1", "52:54:00:00:00:01"))).await.unwrap();
+    assert_eq!(
+        applied.resource_version(),
+        again.resource_version(),
+        "re-applying the same configuration writes nothing"
+    );
+    assert!(again.managed_fields().iter().any(|m| m.manager.as_deref() == Some("test-manager")));
+    assert_eq!(again.metadata.generation, Some(1));
+
+    // Status subresource: status changes do not bump the generation; spec changes there are ignored.
+    let status = json!({"status": {"phase": "Inspecting"}, "spec": {"debug": true}});
+    let after_status = machines.patch_status("m1", &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+    assert_eq!(
+        after_status.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}")).as_deref(),
+        Some("Inspecting")
+    );
+    assert!(!after_status.spec.debug);
+    assert_eq!(after_status.metadata.generation, Some(1));
+    let after_spec = machines
+        .patch(
+            "m1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"debug": true}, "status": {"phase": "Ready"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after_spec.metadata.generation, Some(2));
+    assert!(after_spec.spec.debug);
+    assert_eq!(
+        after_spec.status.and_then(|s| s.phase).map(|p| format!("{p:?}")).as_deref(),
+        Some("Inspecting"),
+        "the main resource ignores status"
+    );
+
+    // Lists with selectors and paging.
+    for i in 2..=7 {
+        machines
+            .create(&PostParams::default(), &machine(&format!("m{i}"), &format!("52:54:00:00:00:0{i}")))
+            .await
+            .unwrap();
+    }
+    let page = machines.list(&ListParams::default().limit(4)).await.unwrap();
+    assert_eq!(page.items.len(), 4);
+    let token = page.metadata.continue_.clone().unwrap();
+    let rest = machines.list(&ListParams::default().limit(4).continue_token(&token)).await.unwrap();
+    assert_eq!(rest.items.len(), 3);
+    assert!(rest.metadata.continue_.is_none_or(|c| c.is_empty()));
+    let selected = machines.list(&ListParams::default().labels("rack in (m2,m3),app=api")).await.unwrap();
+    assert_eq!(selected.items.iter().map(|m| m.name_any()).collect::<Vec<_>>(), ["m2", "m3"]);
+    let by_field = machines.list(&ListParams::default().fields("metadata.name=m5")).await.unwrap();
+    assert_eq!(by_field.items.len(), 1);
+    let by_phase = machines.list(&ListParams::default().fields("status.phase=Inspecting")).await.unwrap();
+    assert_eq!(by_phase.items.iter().map(|m| m.name_any()).collect::<Vec<_>>(), ["m1"]);
+
+    // generateName and dryRun.
+    let mut generated = config_map("");
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let generated = maps.create(&PostParams::default(), &generated).await.unwrap();
+    assert!(generated.name_any().starts_with("gen-") && generated.name_any().len() == 9);
+    let dry = PostParams { dry_run: true, ..PostParams::default() };
+    maps.create(&dry, &config_map("dry")).await.unwrap();
+    assert!(maps.get_opt("dry").await.unwrap().is_none());
+
+    // Delete.
+    maps.delete("cm1", &DeleteParams::default()).await.unwrap();
+    assert!(maps.get_opt("cm1").await.unwrap().is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watcher_reflector_and_resumed_watches() {
+    let server = TestServer::start().await;
+    let machines: Api<Machine> = Api::namespaced(server.client.clone(), "default");
+    let (reader, mut writer) = reflector::store::<Machine>();
+    let mut events_seen = watcher(machines.clone(), watcher::Config::default()).boxed();
+    for i in 1..=3 {
+        machines
+            .create(&PostParams::default(), &machine(&format!("w{i}"), &format!("52:54:00:00:01:0{i}")))
+            .await
+            .unwrap();
+    }
+    // Feed the reflector event by event until it holds the three machines.
+    while reader.state().len() < 3 {
+        let event =
+            tokio::time::timeout(Duration::from_secs(10), events_seen.try_next()).await.unwrap().unwrap().unwrap();
+        writer.apply_watcher_event(&event);
+    }
+    let version = machines.get("w1").await.unwrap().resource_version().unwrap();
+
+    // A watch from a resourceVersion sees what happened after it, and nothing before.
+    machines
+        .patch("w2", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})))
+        .await
+        .unwrap();
+    machines.delete("w3", &DeleteParams::default()).await.unwrap();
+    let mut events = machines.watch(&WatchParams::default().timeout(10), &version).await.unwrap().boxed();
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap().unwrap() {
+            WatchEvent::Added(m) => kinds.push(format!("ADDED {}", m.name_any())),
+            WatchEvent::Modified(m) => kinds.push(format!("MODIFIED {}", m.name_any())),
+            WatchEvent::Deleted(m) => kinds.push(format!("DELETED {}", m.name_any())),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(kinds, ["ADDED w2", "ADDED w3", "MODIFIED w2", "DELETED w3"]);
+
+    // The reflector follows too.
+    while reader.state().len() != 2 {
+        let event =
+            tokio::time::timeout(Duration::from_secs(10), events_seen.try_next()).await.unwrap().unwrap().unwrap();
+        writer.apply_watcher_event(&event);
+    }
+    assert!(reader.get(&reflector::ObjectRef::new("w3").within("default")).is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watches_older_than_the_history_are_gone() {
+    let server = TestServer::start_with(|config| config.history = 5).await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    let first = maps.create(&PostParams::default(), &config_map("c0")).await.unwrap().resource_version().unwrap();
+    for i in 1..10 {
+        maps.create(&PostParams::default(), &config_map(&format!("c{i}"))).await.unwrap();
+    }
+    let mut events = maps.watch(&WatchParams::default().timeout(5), &first).await.unwrap().boxed();
+    match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Error(status)) => assert_eq!((status.code, status.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+    // kube's watcher relists after a 410 and carries on.
+    let listed = maps.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 10);
+    server.stop().await;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reconcile failed: {0}")]
+struct ReconcileError(#[source] Box<kube::runtime::finalizer::Error<kube::Error>>);
+
+struct Context {
+    client: Client,
+    cleanups: AtomicUsize,
+}
+
+async fn reconcile(object: Arc<Machine>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    let api: Api<Machine> = Api::namespaced(context.client.clone(), &object.namespace().unwrap_or_default());
+    finalizer(&api, "machines.machinist.dev/test", object, |event| async {
+        match event {
+            Finalizer::Apply(machine) => {
+                let status = json!({"apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "status": {"phase": "Registered"}});
+                api.patch_status(&machine.name_any(), &PatchParams::apply("test-controller").force(), &Patch::Apply(status)).await?;
+                Ok(Action::await_change())
+            }
+            Finalizer::Cleanup(_) => {
+                context.cleanups.fetch_add(1, Ordering::SeqCst);
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError(Box::new(e)))
+}
+
+#[tokio::test]
+async fn a_controller_with_a_finalizer_runs_against_it() {
+    let server = TestServer::start().await;
+    let machines: Api<Machine> = Api::namespaced(server.client.clone(), "default");
+    let context = Arc::new(Context { client: server.client.clone(), cleanups: AtomicUsize::new(0) });
+    let controller = Controller::new(machines.clone(), watcher::Config::default())
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::clone(&context))
+        .for_each(|_| async {});
+    let controller = tokio::spawn(controller);
+
+    machines.create(&PostParams::default(), &machine("c1", "52:54:00:00:02:01")).await.unwrap();
+    let reconciled = wait_for(&machines, "c1", |m: Option<&Machine>| {
+        m.and_then(|m| m.status.as_ref()).and_then(|s| s.phase).is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(reconciled.finalizers(), ["machines.machinist.dev/test"]);
+
+    // Deleting waits for the controller's cleanup, then the object is gone.
+    let uid = reconciled.uid().unwrap();
+    machines.delete("c1", &DeleteParams::default()).await.unwrap();
+    wait_for(&machines, "c1", conditions::is_deleted(&uid)).await;
+    assert_eq!(context.cleanups.load(Ordering::SeqCst), 1);
+    controller.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn owners_take_their_dependents_and_namespaces_their_contents() {
+    let server = TestServer::start().await;
+    let namespaces: Api<Namespace> = Api::all(server.client.clone());
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": "lab"}})).unwrap();
+    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    let machines: Api<Machine> = Api::namespaced(server.client.clone(), "lab");
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "lab");
+    let owner = machines.create(&PostParams::default(), &machine("owner", "52:54:00:00:03:01")).await.unwrap();
+    let mut dependent = config_map("dependent");
+    dependent.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: "machinist.dev/v1alpha1".into(),
+        kind: "Machine".into(),
+        name: "owner".into(),
+        uid: owner.uid().unwrap(),
+        ..Default::default()
+    }]);
+    let dependent = maps.create(&PostParams::default(), &dependent).await.unwrap();
+    maps.create(&PostParams::default(), &config_map("bystander")).await.unwrap();
+
+    machines.delete("owner", &DeleteParams::default()).await.unwrap();
+    wait_for(&maps, "dependent", conditions::is_deleted(&dependent.uid().unwrap())).await;
+    assert!(maps.get_opt("bystander").await.unwrap().is_some());
+
+    // Foreground: the owner waits for its dependents.
+    let owner = machines.create(&PostParams::default(), &machine("owner2", "52:54:00:00:03:02")).await.unwrap();
+    let mut second = config_map("dependent2");
+    second.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: "machinist.dev/v1alpha1".into(),
+        kind: "Machine".into(),
+        name: "owner2".into(),
+        uid: owner.uid().unwrap(),
+        ..Default::default()
+    }]);
+    let second = maps.create(&PostParams::default(), &second).await.unwrap();
+    machines.delete("owner2", &DeleteParams::foreground()).await.unwrap();
+    wait_for(&machines, "owner2", conditions::is_deleted(&owner.uid().unwrap())).await;
+    assert!(maps.get_opt("dependent2").await.unwrap().is_none_or(|d| d.uid() != second.uid()));
+
+    // Deleting the namespace deletes what it holds, then itself.
+    let lab = namespaces.get("lab").await.unwrap();
+    namespaces.delete("lab", &DeleteParams::default()).await.unwrap();
+    let terminating = namespaces.get("lab").await;
+    if let Ok(ns) = terminating {
+        assert!(ns.metadata.deletion_timestamp.is_some());
+    }
+    wait_for(&namespaces, "lab", conditions::is_deleted(&lab.uid().unwrap())).await;
+    assert!(maps.get_opt("bystander").await.unwrap().is_none());
+    server.stop().await;
+}

@@ -1,0 +1,160 @@
+//! Any CRD is served at once and gone with its objects when deleted; the scale subresource;
+//! Events seen through both APIs; Leases as leader election uses them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
+
+mod support;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::wait::conditions;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use support::{TestServer, raw, wait_for};
+
+fn widget_crd() -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"replicas": {"type": "integer", "minimum": 0}, "size": {"type": "string", "default": "small"}}},
+                    "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}}
+                }}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_crd_is_served_at_once_and_removed_with_its_objects() {
+    let server = TestServer::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client.clone());
+    let crd = crds.create(&PostParams::default(), &widget_crd()).await.unwrap();
+    let established = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    assert!(established, "{:?}", crd.status);
+
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(server.client.clone(), "default", &resource);
+    let widget: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"replicas": 1}}),
+    )
+    .unwrap();
+    let created = widgets.create(&PostParams::default(), &widget).await.unwrap();
+    assert_eq!(created.data["spec"]["size"], "small", "defaults from the CRD's schema");
+
+    // Scale subresource.
+    let (code, scale) = raw(
+        &server.client,
+        "GET",
+        "/apis/example.com/v1/namespaces/default/widgets/w1/scale",
+        "application/json",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!((code, scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()), (200, Some("Scale"), Some(1)));
+    let (code, scaled) = raw(
+        &server.client,
+        "PATCH",
+        "/apis/example.com/v1/namespaces/default/widgets/w1/scale",
+        "application/merge-patch+json",
+        br#"{"spec":{"replicas":3}}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((code, scaled["spec"]["replicas"].as_i64()), (200, Some(3)));
+    assert_eq!(widgets.get("w1").await.unwrap().data["spec"]["replicas"], 3);
+
+    // Deleting the CRD takes the resource and its objects away.
+    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    wait_for(&crds, "widgets.example.com", conditions::is_deleted(&crd.uid().unwrap())).await;
+    let (code, _) =
+        raw(&server.client, "GET", "/apis/example.com/v1/namespaces/default/widgets", "application/json", Vec::new())
+            .await;
+    assert_eq!(code, 404);
+    crds.create(&PostParams::default(), &widget_crd()).await.unwrap();
+    assert!(
+        widgets.list(&ListParams::default()).await.unwrap().items.is_empty(),
+        "objects of a deleted CRD do not come back"
+    );
+
+    // A CRD that cannot be served is refused with its reasons.
+    let mut bad = widget_crd();
+    bad.metadata.name = Some("gadgets.example.com".into());
+    bad.spec.names.plural = "Gadgets".into();
+    let error = crds.create(&PostParams::default(), &bad).await.unwrap_err();
+    assert!(
+        matches!(error, kube::Error::Api(ref s) if s.code == 422 && s.message.contains("spec.names.plural")),
+        "{error:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_written_through_either_api_are_seen_through_both() {
+    let server = TestServer::start().await;
+    let events: Api<Event> = Api::default_namespaced(server.client.clone());
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "m1.matched"},
+        "eventTime": "2026-11-21T10:00:00.000000Z",
+        "reportingController": "machinist.dev/operator", "reportingInstance": "operator-0",
+        "action": "Bind", "reason": "Matched", "type": "Normal", "note": "bound to profile vm",
+        "regarding": {"apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "name": "m1", "namespace": "default", "uid": "u-1"}
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    let core: Api<CoreEvent> = Api::default_namespaced(server.client.clone());
+    let seen =
+        core.list(&ListParams::default().fields("involvedObject.name=m1,involvedObject.kind=Machine")).await.unwrap();
+    assert_eq!(seen.items.len(), 1);
+    let first = &seen.items[0];
+    assert_eq!((first.reason.as_deref(), first.message.as_deref()), (Some("Matched"), Some("bound to profile vm")));
+    assert_eq!(first.source.as_ref().and_then(|s| s.component.as_deref()), Some("machinist.dev/operator"));
+    let back = events.get("m1.matched").await.unwrap();
+    assert_eq!(back.note.as_deref(), Some("bound to profile vm"));
+    assert_eq!(back.regarding.and_then(|r| r.name).as_deref(), Some("m1"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn leases_work_as_leader_election_uses_them() {
+    let server = TestServer::start().await;
+    let leases: Api<Lease> = Api::namespaced(server.client.clone(), "kube-system");
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "machinist-operator"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "acquireTime": "2026-11-21T10:00:00.000000Z", "renewTime": "2026-11-21T10:00:00.000000Z", "leaseTransitions": 0}
+    }))
+    .unwrap();
+    let held = leases.create(&PostParams::default(), &lease).await.unwrap();
+    // Two candidates race to take it over from the same version: exactly one wins.
+    let take = |holder: &str| {
+        let mut next = held.clone();
+        next.spec.as_mut().unwrap().holder_identity = Some(holder.into());
+        next.spec.as_mut().unwrap().lease_transitions = Some(1);
+        let leases = leases.clone();
+        async move { leases.replace("machinist-operator", &PostParams::default(), &next).await }
+    };
+    let (b, c) = tokio::join!(take("b"), take("c"));
+    assert_eq!(u8::from(b.is_ok()) + u8::from(c.is_ok()), 1, "one replace wins, the other conflicts");
+    let renewed = leases
+        .patch("machinist-operator", &PatchParams::apply("elector").force(), &Patch::Apply(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"renewTime": "2026-11-21T10:00:05.000000Z"}
+        })))
+        .await
+        .unwrap();
+    assert_eq!(renewed.spec.unwrap().lease_transitions, Some(1));
+    server.stop().await;
+}
