@@ -110,6 +110,16 @@ async fn route(
         return Ok(json_response(StatusCode::OK, &version(), &[]));
     }
     let registry = server.api.registry();
+    if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
+        let documents = crate::openapi::documents(&registry);
+        return match path.strip_prefix("/openapi/v3/") {
+            None => Ok(json_response(StatusCode::OK, &crate::openapi::index(&documents), &[])),
+            Some(group_version) => documents
+                .get(group_version)
+                .map(|d| json_response(StatusCode::OK, d, &[]))
+                .ok_or_else(|| ApiError::no_route(path)),
+        };
+    }
     let parsed = path::parse(path, |group, version, resource| {
         registry.find(group, version, resource).is_some_and(|r| r.namespaced)
     });
@@ -158,6 +168,14 @@ fn version() -> Value {
 /// Decodes a JSON or YAML body.
 fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
+        return crate::protobuf::decode(body).map_err(|e| match e {
+            crate::protobuf::ProtobufError::UnsupportedKind(_) => {
+                ApiError::unsupported_media_type(&format!("{content_type}: {e}"))
+            }
+            other => ApiError::bad_request(format!("the request body is not valid protobuf: {other}")),
+        });
+    }
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
@@ -238,10 +256,31 @@ async fn resource_request(
     }
     let api = Arc::clone(&server.api);
     match (method.as_str(), request.name.is_some()) {
-        ("GET", false) if truthy(query.get("watch")) => crate::watch::watch(server, &request, query).await,
-        ("GET", false) => list(&api, &request, query).map(|v| json_response(StatusCode::OK, &v, &[])),
+        ("GET", false) if truthy(query.get("watch")) => {
+            let table = crate::table::wanted(headers)
+                .then(|| crate::table::Include::parse(query.get("includeObject").map(String::as_str)));
+            crate::watch::watch(server, &request, query, table).await
+        }
+        ("GET", false) => {
+            let list = list(&api, &request, query)?;
+            if crate::table::wanted(headers) {
+                let include = crate::table::Include::parse(query.get("includeObject").map(String::as_str));
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let table =
+                    crate::table::render(&resource, &request.version, &items, include, list["metadata"].clone());
+                return Ok(json_response(StatusCode::OK, &table, &[]));
+            }
+            Ok(json_response(StatusCode::OK, &list, &[]))
+        }
         ("GET", true) => {
             let object = api.get(&request)?;
+            if crate::table::wanted(headers) {
+                let include = crate::table::Include::parse(query.get("includeObject").map(String::as_str));
+                let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                let table =
+                    crate::table::render(&resource, &request.version, std::slice::from_ref(&object), include, metadata);
+                return Ok(json_response(StatusCode::OK, &table, &[]));
+            }
             Ok(json_response(StatusCode::OK, &object, &[]))
         }
         ("POST", false) => {

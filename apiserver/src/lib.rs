@@ -17,14 +17,17 @@ pub mod fields;
 pub mod home;
 pub mod http;
 pub mod meta;
+pub mod openapi;
 pub mod ops;
 pub mod patch;
 pub mod path;
+pub mod protobuf;
 pub mod registry;
 pub mod scale;
 pub mod selectors;
 pub mod state;
 pub mod store;
+pub mod table;
 pub mod watch;
 
 use std::net::SocketAddr;

@@ -17,6 +17,7 @@ use crate::http::{Server, default_watch_timeout, event_type, streaming_body, wat
 use crate::ops::{Request, present};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Change, StoreError};
+use crate::table::Include;
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
@@ -25,6 +26,8 @@ struct Filter {
     request: Request,
     labels: LabelSelector,
     fields: FieldSelector,
+    /// Send each object as a one-row Table (`kubectl get -w`).
+    table: Option<Include>,
 }
 
 impl Filter {
@@ -46,7 +49,25 @@ impl Filter {
         let was = change.previous.as_deref().is_some_and(|p| self.selects(p));
         let is = self.selects(&change.object);
         let kind = event_type(change.kind, was, is)?;
-        Some(json!({"type": kind, "object": present(&self.request.resource, &self.request.version, &change.object)}))
+        Some(self.event_of(kind, &change.object))
+    }
+
+    fn event_of(&self, kind: &str, object: &Value) -> Value {
+        let object = present(&self.request.resource, &self.request.version, object);
+        let object = match self.table {
+            Some(include) => {
+                let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                crate::table::render(
+                    &self.request.resource,
+                    &self.request.version,
+                    std::slice::from_ref(&object),
+                    include,
+                    metadata,
+                )
+            }
+            None => object,
+        };
+        json!({"type": kind, "object": object})
     }
 
     fn bookmark(&self, revision: u64, initial_end: bool) -> Value {
@@ -69,7 +90,12 @@ fn line(value: &Value) -> Bytes {
 }
 
 /// Serves `?watch=true`.
-pub async fn watch(server: &Server, request: &Request, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+pub async fn watch(
+    server: &Server,
+    request: &Request,
+    query: &HashMap<String, String>,
+    table: Option<Include>,
+) -> Result<Response, ApiError> {
     let resource = &request.resource;
     let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -88,7 +114,7 @@ pub async fn watch(server: &Server, request: &Request, query: &HashMap<String, S
         Some(Ok(seconds)) => Duration::from_secs(seconds),
         Some(Err(_)) => return Err(ApiError::bad_request("timeoutSeconds must be an integer")),
     };
-    let filter = Arc::new(Filter { request: request.clone(), labels, fields });
+    let filter = Arc::new(Filter { request: request.clone(), labels, fields, table });
     let store = Arc::clone(&server.api.store);
 
     // Initial state: without a resourceVersion (or with sendInitialEvents), every selected
@@ -97,11 +123,8 @@ pub async fn watch(server: &Server, request: &Request, query: &HashMap<String, S
         Some(revision) if !send_initial => (revision, Vec::new()),
         _ => {
             let (revision, items) = store.list(&resource.storage, request.namespace.as_deref(), None);
-            let events: Vec<Value> = items
-                .iter()
-                .filter(|o| filter.selects(o))
-                .map(|o| json!({"type": "ADDED", "object": present(resource, &request.version, o)}))
-                .collect();
+            let events: Vec<Value> =
+                items.iter().filter(|o| filter.selects(o)).map(|o| filter.event_of("ADDED", o)).collect();
             (revision, events)
         }
     };
