@@ -61,7 +61,9 @@ pub fn prepare(kind: Builtin, object: &mut Value, old: Option<&Value>, request: 
             if !data.is_empty() {
                 map.insert("data".into(), Value::Object(data));
             }
-            map.entry("type").or_insert_with(|| json!("Opaque"));
+            if map.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+                map.insert("type".into(), json!("Opaque"));
+            }
         }
         Builtin::ConfigMap => {
             for (field, binary) in [("data", false), ("binaryData", true)] {

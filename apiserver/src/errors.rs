@@ -163,6 +163,26 @@ impl ApiError {
         )
     }
 
+    /// 415 for a patch type the resource does not take, listing the ones it does (custom
+    /// resources take no strategic merge patch), worded as the API server words it.
+    pub fn unsupported_patch(strategic: bool) -> Self {
+        let accepted = if strategic {
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+        } else {
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        };
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
+        )
+    }
+
+    /// 422 without an object: a patch that cannot be applied (a failed JSON-patch `test`).
+    pub fn unprocessable(detail: impl std::fmt::Display) -> Self {
+        Self::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {detail}"))
+    }
+
     /// 500: a fault of the server; logged with its cause.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))

@@ -110,6 +110,11 @@ async fn route(
         return Ok(json_response(StatusCode::OK, &version(), &[]));
     }
     let registry = server.api.registry();
+    if path == "/openapi/v2" {
+        let protobuf = headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("protobuf"));
+        let (body, content_type) = crate::openapi::v2(protobuf);
+        return Ok((StatusCode::OK, [("content-type", content_type)], body).into_response());
+    }
     if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
         let documents = crate::openapi::documents(&registry);
         return match path.strip_prefix("/openapi/v3/") {
@@ -368,12 +373,7 @@ fn decode_patch(headers: &HeaderMap, query: &Query, body: &Bytes, request: &Requ
     match media {
         "application/merge-patch+json" => Ok(Patch::Merge(decode_body(headers, body)?)),
         "application/json-patch+json" => Ok(Patch::Json(decode_body(headers, body)?)),
-        "application/strategic-merge-patch+json" => {
-            if request.resource.builtin.is_none() {
-                return Err(ApiError::unsupported_media_type(&format!(
-                    "{media} (strategic merge patch is not supported for custom resources; use a merge patch)"
-                )));
-            }
+        "application/strategic-merge-patch+json" if request.resource.builtin.is_some() => {
             Ok(Patch::Strategic(decode_body(headers, body)?))
         }
         "application/apply-patch+yaml" => {
@@ -387,7 +387,7 @@ fn decode_patch(headers: &HeaderMap, query: &Query, body: &Bytes, request: &Requ
             yaml_headers.insert("content-type", HeaderValue::from_static("application/yaml"));
             Ok(Patch::Apply { config: decode_body(&yaml_headers, body)?, force })
         }
-        other => Err(ApiError::unsupported_media_type(other)),
+        _ => Err(ApiError::unsupported_patch(request.resource.builtin.is_some())),
     }
 }
 

@@ -138,7 +138,13 @@ fn operation(
     });
     if writes {
         let media = if patch {
-            json!({"application/apply-patch+yaml": {"schema": {"type": "object"}}, "application/json-patch+json": {"schema": {"type": "object"}}, "application/merge-patch+json": {"schema": {"type": "object"}}, "application/strategic-merge-patch+json": {"schema": {"type": "object"}}})
+            // kubectl picks a strategic merge patch when the operation offers one; custom
+            // resources accept only the other three, as on a real API server.
+            let mut types = json!({"application/apply-patch+yaml": {"schema": {"type": "object"}}, "application/json-patch+json": {"schema": {"type": "object"}}, "application/merge-patch+json": {"schema": {"type": "object"}}});
+            if resource.builtin.is_some() {
+                types["application/strategic-merge-patch+json"] = json!({"schema": {"type": "object"}});
+            }
+            types
         } else {
             json!({"application/json": {"schema": reference}})
         };
@@ -207,6 +213,34 @@ pub fn documents(registry: &Registry) -> BTreeMap<String, Value> {
             (path, document)
         })
         .collect()
+}
+
+/// The content type of a protobuf OpenAPI v2 document. Clients ask for
+/// `…spec.v2@v1.0+protobuf`, but `@` is not a token character and Go's `mime.ParseMediaType`
+/// (client-go reads every response's type with it) rejects it, so the answer names it with a dot.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: a document without definitions. Clients use OpenAPI v3 here; kubectl only
+/// reads v2 to validate kinds it finds nowhere else, and skips kinds v2 does not describe.
+/// As JSON, or as the gnostic `openapi.v2.Document` protobuf (`swagger` = 1, `info` = 2 with
+/// `title` = 1 and `version` = 2).
+pub fn v2(protobuf: bool) -> (Vec<u8>, &'static str) {
+    let version = format!("v{}.{}.0", crate::http::KUBERNETES_VERSION.0, crate::http::KUBERNETES_VERSION.1);
+    if !protobuf {
+        let document = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": version}, "paths": {}, "definitions": {}});
+        return (document.to_string().into_bytes(), "application/json");
+    }
+    fn string_field(tag: u8, text: &str) -> Vec<u8> {
+        let mut out = vec![tag << 3 | 2, u8::try_from(text.len()).unwrap_or(0)];
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+    let info = [string_field(1, "Kubernetes"), string_field(2, &version)].concat();
+    let mut out = string_field(1, "2.0");
+    out.push(2 << 3 | 2);
+    out.push(u8::try_from(info.len()).unwrap_or(0));
+    out.extend_from_slice(&info);
+    (out, V2_PROTOBUF)
 }
 
 /// `/openapi/v3`: where each group version's document is, with its hash.

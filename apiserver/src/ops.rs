@@ -578,18 +578,7 @@ impl Api {
                 let operations: json_patch::Patch = serde_json::from_value(document.clone())
                     .map_err(|e| ApiError::bad_request(format!("the JSON patch is invalid: {e}")))?;
                 let mut target = visible.clone();
-                apply_json_patch(&mut target, operations).map_err(|e| {
-                    ApiError::invalid(
-                        resource.group.as_str(),
-                        &resource.kind,
-                        name,
-                        vec![Cause {
-                            reason: "FieldValueInvalid".into(),
-                            message: format!("the JSON patch could not be applied: {e}"),
-                            field: String::new(),
-                        }],
-                    )
-                })?;
+                apply_json_patch(&mut target, operations).map_err(ApiError::unprocessable)?;
                 target
             }
             Patch::Apply { config, force } => fields::apply(

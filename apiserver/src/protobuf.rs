@@ -9,6 +9,17 @@ use serde_json::{Map, Value, json};
 /// The protobuf media type.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 const MAGIC: &[u8] = b"k8s\0";
+/// Go writes every scalar, empty or not; these empty values mean "not set" (omitempty in JSON).
+fn is_unset(field: &Field, value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.is_empty(),
+        Value::Null => true,
+        Value::Number(n) => field.name == "generation" && n.as_i64() == Some(0),
+        Value::Object(map) => map.is_empty() && matches!(field.kind, Kind::Message(_)),
+        _ => false,
+    }
+}
+
 /// Deepest message nesting these schemas have, with room to spare.
 const MAX_DEPTH: usize = 8;
 
@@ -171,6 +182,7 @@ fn text(bytes: &[u8]) -> Result<String, ProtobufError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::Malformed("string is not UTF-8"))
 }
 
+/// A `Time` of zero seconds is Go's zero time: unset.
 fn time(bytes: &[u8], micro: bool) -> Result<Value, ProtobufError> {
     let (mut seconds, mut nanos) = (0i64, 0i64);
     let mut reader = Reader { bytes };
@@ -181,6 +193,9 @@ fn time(bytes: &[u8], micro: bool) -> Result<Value, ProtobufError> {
             (2, 0) => nanos = reader.varint()? as i64,
             (_, wire) => reader.skip(wire)?,
         }
+    }
+    if seconds == 0 && nanos == 0 {
+        return Ok(Value::Null);
     }
     let timestamp = jiff::Timestamp::new(seconds, i32::try_from(nanos).unwrap_or(0))
         .map_err(|_| ProtobufError::Malformed("time out of range"))?;
@@ -225,25 +240,35 @@ fn message(bytes: &[u8], fields: &[Field], depth: usize) -> Result<Value, Protob
         let expect =
             |want: u64| if wire == want { Ok(()) } else { Err(ProtobufError::Malformed("unexpected wire type")) };
         match field.kind {
-            Kind::Str => {
-                expect(2)?;
-                out.insert(field.name.into(), Value::String(text(reader.bytes()?)?));
-            }
-            Kind::Int => {
-                expect(0)?;
-                out.insert(field.name.into(), json!(reader.varint()? as i64));
-            }
-            Kind::Bool => {
-                expect(0)?;
-                out.insert(field.name.into(), json!(reader.varint()? != 0));
-            }
-            Kind::Time(micro) => {
-                expect(2)?;
-                out.insert(field.name.into(), time(reader.bytes()?, micro)?);
-            }
-            Kind::Message(inner) => {
-                expect(2)?;
-                out.insert(field.name.into(), message(reader.bytes()?, inner, depth + 1)?);
+            Kind::Str | Kind::Int | Kind::Bool | Kind::Time(_) | Kind::Message(_) => {
+                let value = match field.kind {
+                    Kind::Str => {
+                        expect(2)?;
+                        Value::String(text(reader.bytes()?)?)
+                    }
+                    Kind::Int => {
+                        expect(0)?;
+                        json!(reader.varint()? as i64)
+                    }
+                    Kind::Bool => {
+                        expect(0)?;
+                        json!(reader.varint()? != 0)
+                    }
+                    Kind::Time(micro) => {
+                        expect(2)?;
+                        time(reader.bytes()?, micro)?
+                    }
+                    Kind::Message(inner) => {
+                        expect(2)?;
+                        message(reader.bytes()?, inner, depth + 1)?
+                    }
+                    _ => Value::Null,
+                };
+                if is_unset(field, &value) {
+                    out.remove(field.name);
+                } else {
+                    out.insert(field.name.into(), value);
+                }
             }
             Kind::RepeatedStr => {
                 expect(2)?;
@@ -352,6 +377,16 @@ mod tests {
         let namespace = decode(&envelope("v1", "Namespace", &field(1, &meta))).unwrap();
         assert_eq!(namespace["metadata"]["name"], "lab");
         assert_eq!(namespace["metadata"]["creationTimestamp"], "2025-10-09T08:53:20Z");
+    }
+
+    #[test]
+    fn go_zero_values_are_unset() {
+        // What client-go writes for `kubectl create namespace lab`: empty strings, generation 0,
+        // an empty creationTimestamp.
+        let meta = [field(1, b"lab"), field(2, b""), field(3, b""), vec![7 << 3, 0], field(8, b"")].concat();
+        let raw = [field(1, &meta), field(2, b""), field(3, &field(1, b""))].concat();
+        let namespace = decode(&envelope("v1", "Namespace", &raw)).unwrap();
+        assert_eq!(namespace, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}}));
     }
 
     #[test]
