@@ -449,8 +449,11 @@ pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Value, ApiErr
     let (revision, items) = api.store.list(&resource.storage, namespace, after_key.as_ref());
     let mut page = Vec::new();
     let mut next = None;
-    let mut matching =
-        items.iter().filter(|o| labels.matches(o) && fields.matches(&ops::present(resource, &request.version, o)));
+    // Field selectors read the client's view (events.k8s.io field names); skip building it when
+    // there is nothing to select on.
+    let mut matching = items.iter().filter(|o| {
+        labels.matches(o) && (fields.is_empty() || fields.matches(&ops::present(resource, &request.version, o)))
+    });
     for object in matching.by_ref() {
         if page.len() == limit {
             // The page ends before this object; continue after the last one returned.

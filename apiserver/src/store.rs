@@ -7,6 +7,7 @@
 //! the same transaction as the object.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -244,10 +245,17 @@ impl Store {
     ) -> (u64, Vec<Arc<Value>>) {
         let Ok(state) = self.read() else { return (0, Vec::new()) };
         let Some(objects) = state.objects.get(resource) else { return (state.revision, Vec::new()) };
+        // Keys sort by namespace then name: a namespace is one contiguous range.
+        let namespace_start = namespace.map(|ns| ObjectKey::new(ns, ""));
+        let start = match (after, namespace_start) {
+            (Some(after), Some(first)) if *after < first => Bound::Included(first),
+            (Some(after), _) => Bound::Excluded(after.clone()),
+            (None, Some(first)) => Bound::Included(first),
+            (None, None) => Bound::Unbounded,
+        };
         let items = objects
-            .iter()
-            .filter(|(key, _)| after.is_none_or(|a| *key > a))
-            .filter(|(key, _)| namespace.is_none_or(|ns| key.namespace == ns))
+            .range((start, Bound::Unbounded))
+            .take_while(|(key, _)| namespace.is_none_or(|ns| key.namespace == ns))
             .map(|(_, v)| Arc::clone(v))
             .collect();
         (state.revision, items)

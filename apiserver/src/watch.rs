@@ -39,7 +39,8 @@ impl Filter {
             .is_none_or(|ns| object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns));
         namespace_ok
             && self.labels.matches(object)
-            && self.fields.matches(&present(&self.request.resource, &self.request.version, object))
+            && (self.fields.is_empty()
+                || self.fields.matches(&present(&self.request.resource, &self.request.version, object)))
     }
 
     fn event(&self, change: &Change) -> Option<Value> {
