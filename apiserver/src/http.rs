@@ -322,13 +322,7 @@ async fn resource_request(
         }
         ("DELETE", false) => {
             let options = delete_options(headers, query, &body)?;
-            let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let fields =
-                FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default(), |f| {
-                    resource.field_selectable(f)
-                })
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let (labels, fields) = selectors(&resource, query)?;
             let (_, items) = api.store.list(&resource.storage, request.namespace.as_deref(), None);
             let mut deleted = Vec::new();
             for item in items.iter().filter(|o| labels.matches(o) && fields.matches(o)) {
@@ -418,15 +412,19 @@ struct Continue {
     name: String,
 }
 
+/// The `labelSelector` and `fieldSelector` parameters, parsed for a resource.
+pub fn selectors(resource: &Resource, query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let text = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    let labels = LabelSelector::parse(text("labelSelector")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = FieldSelector::parse(text("fieldSelector"), |f| resource.field_selectable(f))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((labels, fields))
+}
+
 /// A list, with label/field selectors and `limit`/`continue` paging.
 pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Value, ApiError> {
     let resource = &request.resource;
-    let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default(), |f| {
-        resource.field_selectable(f)
-    })
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (labels, fields) = selectors(resource, query)?;
     let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
         None => api.limits.max_list_items,
         Some(Ok(n)) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX).min(api.limits.max_list_items),

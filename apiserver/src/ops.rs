@@ -613,33 +613,17 @@ impl Api {
         let key = request.key(&name);
         let resource = Arc::clone(&request.resource);
         let current = self.store.get(&resource.storage, &key).ok_or_else(|| request.not_found(&name))?;
-        if let Some(uid) = &options.uid
-            && meta_str(&current, "uid") != Some(uid.as_str())
-        {
-            return Err(ApiError::conflict_with(
-                request.group(),
-                request.plural(),
-                &name,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&current, "uid").unwrap_or_default()
-                ),
-                Vec::new(),
-            ));
-        }
-        if let Some(version) = &options.resource_version
-            && meta_str(&current, "resourceVersion") != Some(version.as_str())
-        {
-            return Err(ApiError::conflict_with(
-                request.group(),
-                request.plural(),
-                &name,
-                format!(
-                    "Precondition failed: ResourceVersion in precondition: {version}, ResourceVersion in object meta: {}",
-                    meta_str(&current, "resourceVersion").unwrap_or_default()
-                ),
-                Vec::new(),
-            ));
+        let preconditions =
+            [("UID", "uid", &options.uid), ("ResourceVersion", "resourceVersion", &options.resource_version)];
+        for (label, field, wanted) in preconditions {
+            let actual = meta_str(&current, field).unwrap_or_default();
+            if let Some(wanted) = wanted
+                && wanted != actual
+            {
+                let message =
+                    format!("Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}");
+                return Err(ApiError::conflict_with(request.group(), request.plural(), &name, message, Vec::new()));
+            }
         }
         let mut finalizers = meta::finalizers(&current);
         match options.propagation.as_deref() {

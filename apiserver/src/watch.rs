@@ -98,12 +98,7 @@ pub async fn watch(
     table: Option<Include>,
 ) -> Result<Response, ApiError> {
     let resource = &request.resource;
-    let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default(), |f| {
-        resource.field_selectable(f)
-    })
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (labels, fields) = crate::http::selectors(resource, query)?;
     let requested: Option<u64> = match query.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
         Some(v) => Some(v.parse().map_err(|_| ApiError::bad_request(format!("resourceVersion {v:?} is not valid")))?),
