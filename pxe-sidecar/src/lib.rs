@@ -1,4 +1,9 @@
-//! machinist's boot services (`machinist-boot`): DHCP, TFTP and HTTP.
+//! machinist's boot services (`machinist-boot`): DHCP, TFTP and HTTP for network-booting
+//! machines.
 //!
-//! Not yet built: the services arrive with the "Boot services" issue. The crate exists so the
-//! workspace has its final shape; it exports nothing that claims to work.
+//! Built so far: [`ipxe`], the iPXE scripts a machine is served according to its status.
+//! DHCP and TFTP live in the `machinist-boot-dhcp` and `machinist-boot-tftp` crates beside
+//! this one; the HTTP server, the Machine reflector and the binary that ties them together
+//! arrive with the rest of the "Boot services" issue.
+
+pub mod ipxe;
