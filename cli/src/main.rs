@@ -34,12 +34,30 @@ enum Command {
         #[command(subcommand)]
         action: Option<CrdsAction>,
     },
+    /// Import configuration from another tool.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Check manifests (files or directories of .yaml/.yml/.json) against the machinist
     /// schemas and rules, as the API server would, without one.
     Validate {
         /// Files or directories to check.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportSource {
+    /// Read an eDeploy configuration directory (`state`, `*.specs`, `*.cmdb`; `*.configure`
+    /// noted, not executed) and print HardwareProfile and Cmdb manifests that reproduce it.
+    Edeploy {
+        /// The eDeploy CONFIGDIR.
+        dir: PathBuf,
+        /// Namespace of the objects written.
+        #[arg(long, default_value = "default")]
+        namespace: String,
     },
 }
 
@@ -89,6 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crds { action: Some(CrdsAction::Check { root }) } => check(&root),
         Command::Validate { paths } => validate(&paths),
         Command::Up { home, listen } => up(home, listen),
+        Command::Import { source: ImportSource::Edeploy { dir, namespace } } => import_edeploy(&dir, &namespace),
     }
 }
 
@@ -113,6 +132,15 @@ fn up(home: PathBuf, listen: std::net::SocketAddr) -> Result<ExitCode> {
         running.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn import_edeploy(dir: &Path, namespace: &str) -> Result<ExitCode> {
+    let mut imported = machinist_matching::import_edeploy_dir(dir)
+        .with_context(|| format!("failed to import the eDeploy configuration in {}", dir.display()))?;
+    imported.set_namespace(namespace);
+    let yaml = imported.to_yaml().context("failed to write the imported objects as YAML")?;
+    std::io::stdout().write_all(yaml.as_bytes()).context("failed to write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(root: &Path) -> Result<ExitCode> {

@@ -132,3 +132,38 @@ fn crds_check_passes_on_the_repository_and_fails_on_drift() {
     assert!(machinist(&["crds", "generate", "--root", root], dir.path()).status.success());
     assert!(machinist(&["crds", "check", "--root", root], dir.path()).status.success());
 }
+
+#[test]
+fn import_edeploy_writes_manifests_that_validate() {
+    let fixture = repo_root().join("matching/tests/fixtures/edeploy");
+    let output = machinist(&["import", "edeploy", fixture.to_str().unwrap(), "--namespace", "edeploy"], &repo_root());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let yaml = String::from_utf8(output.stdout).unwrap();
+    assert!(yaml.contains("note: vm.configure present, not executed"), "{yaml}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("imported.yaml"), &yaml).unwrap();
+    let validated = machinist(&["validate", "imported.yaml"], dir.path());
+    assert!(validated.status.success(), "{}", stderr(&validated));
+    assert!(stderr(&validated).contains("4 valid, 0 invalid"), "{}", stderr(&validated));
+    let objects: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+    let vm = objects.iter().find(|o| o["kind"] == "HardwareProfile" && o["metadata"]["name"] == "vm").unwrap();
+    assert!(vm["spec"].get("maxMachines").is_none(), "'*' in state means unlimited");
+    let hp = objects.iter().find(|o| o["kind"] == "HardwareProfile" && o["metadata"]["name"] == "hp").unwrap();
+    assert_eq!(hp["spec"]["maxMachines"], 4);
+    assert!(hp["spec"]["priority"].as_i64() < vm["spec"]["priority"].as_i64());
+}
+
+#[test]
+fn import_edeploy_points_at_the_broken_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state"), "[('vm', '*')]\n").unwrap();
+    std::fs::write(
+        dir.path().join("vm.specs"),
+        "[\n    ('disk', '$disk', 'size', 'gt(4)'),\n    ('network', '$eth'\n]\n",
+    )
+    .unwrap();
+    let output = machinist(&["import", "edeploy", dir.path().to_str().unwrap()], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("vm.specs:4:1: expected ',' or ')', found ']'"), "{message}");
+}
