@@ -1,0 +1,455 @@
+//! The boot services' HTTP server: what a machine fetches once iPXE runs.
+//!
+//! | Route | What |
+//! |---|---|
+//! | `GET /ipxe/{mac}` | the machine's iPXE script (see [`script_for`]); `?role=` picks a menu entry |
+//! | `GET`/`HEAD /artifacts/{path}` | files under [`HttpConfig::artifact_root`], with Range, ETag and Last-Modified ([`artifacts`]) |
+//! | `POST /machines/{name}/report` | a hardware report, `Authorization: Bearer <token>` ([`report`]) |
+//! | `GET /healthz` | `ok` |
+//!
+//! Pure decisions ([`script_for`], [`artifacts::resolve`], [`artifacts::parse_range`],
+//! [`report::parse_report`]) are plain functions; the handlers only do I/O around them.
+
+pub mod artifacts;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use machinist_crds::machine::BootTarget;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::ipxe::{self, BootImage, MenuEntry, Script};
+use crate::machines::{BootRecord, MacAddr, MachineSource, ReportSink};
+
+/// Default limit of a report body: a large server's `hardware-detect` output is ~100 KiB.
+pub const DEFAULT_REPORT_LIMIT: usize = 1024 * 1024;
+
+/// What to serve a MAC address no Machine has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UnknownMac {
+    /// A script that stops and lets the firmware try its next boot device (the default).
+    #[default]
+    Refuse,
+    /// The discovery RAM disk without a machine name or token (auto-registration: DHCP
+    /// creates the Machine, the agent asks again once it exists).
+    Discover,
+}
+
+/// The kernel and initrd of the RAM disk (discovery and install modes).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RamDisk {
+    /// Kernel: a path under the artifact root (served as `{publicUrl}/artifacts/{path}`) or
+    /// an absolute `http://`/`https://` URL.
+    pub kernel: String,
+    /// Initrd, as `kernel`.
+    pub initrd: String,
+    /// Extra kernel arguments (`console=ttyS0`…); the server adds `machinist.*` ones.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// HTTP configuration, as read from the file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; absent: the HTTP server stays off and nothing is bound.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// URL machines reach this server at (`http://10.0.0.1:8080`); it goes in scripts and on
+    /// kernel command lines.
+    pub public_url: String,
+    /// Directory served under `/artifacts/`; absent: every artifact is 404.
+    #[serde(default)]
+    pub artifact_root: Option<PathBuf>,
+    /// The RAM disk booted for discovery and installation.
+    pub ramdisk: RamDisk,
+    /// What unknown MAC addresses get.
+    #[serde(default)]
+    pub unknown_mac: UnknownMac,
+    /// Largest hardware report body in bytes (default [`DEFAULT_REPORT_LIMIT`]).
+    #[serde(default = "default_report_limit")]
+    pub report_limit: usize,
+}
+
+fn default_report_limit() -> usize {
+    DEFAULT_REPORT_LIMIT
+}
+
+/// A configuration that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `publicUrl` is not an `http(s)://` URL without spaces.
+    #[error("publicUrl {0:?} must start with http:// or https:// and contain no whitespace, '$' or '#'")]
+    PublicUrl(String),
+    /// The artifact root cannot be resolved.
+    #[error("failed to resolve artifactRoot {path}")]
+    ArtifactRoot {
+        /// The configured path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The artifact root is not a directory.
+    #[error("artifactRoot {0} is not a directory")]
+    NotADirectory(PathBuf),
+}
+
+/// The validated configuration the server runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Public URL without a trailing `/`.
+    pub public_url: String,
+    /// Canonical artifact root.
+    pub artifact_root: Option<PathBuf>,
+    /// The RAM disk.
+    pub ramdisk: RamDisk,
+    /// What unknown MACs get.
+    pub unknown_mac: UnknownMac,
+    /// Report body limit.
+    pub report_limit: usize,
+}
+
+impl HttpConfig {
+    /// Checks the configuration and resolves the artifact root.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let url = self.public_url.trim_end_matches('/');
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '$' || c == '#') {
+            return Err(ConfigError::PublicUrl(self.public_url.clone()));
+        }
+        let artifact_root = match &self.artifact_root {
+            None => None,
+            Some(path) => {
+                let root = std::fs::canonicalize(path)
+                    .map_err(|source| ConfigError::ArtifactRoot { path: path.clone(), source })?;
+                if !root.is_dir() {
+                    return Err(ConfigError::NotADirectory(path.clone()));
+                }
+                Some(root)
+            }
+        };
+        Ok(Settings {
+            public_url: url.to_owned(),
+            artifact_root,
+            ramdisk: self.ramdisk.clone(),
+            unknown_mac: self.unknown_mac,
+            report_limit: self.report_limit,
+        })
+    }
+}
+
+/// What the handlers share.
+struct AppState {
+    settings: Settings,
+    source: Arc<dyn MachineSource>,
+    sink: Arc<dyn ReportSink>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// The router, with its state.
+pub fn router(settings: Settings, source: Arc<dyn MachineSource>, sink: Arc<dyn ReportSink>) -> Router {
+    let state = Arc::new(AppState { settings, source, sink });
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/ipxe/{mac}", get(script))
+        .route("/artifacts/{*path}", get(artifacts::serve))
+        .route("/machines/{name}/report", post(report::receive))
+        .with_state(state)
+}
+
+/// Serving failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address cannot be bound.
+    #[error("failed to bind the HTTP server to {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped on an I/O error.
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Binds `config.listen`, if configured (`None`: the server is off).
+pub async fn bind(listen: Option<SocketAddr>) -> Result<Option<TcpListener>, ServeError> {
+    let Some(addr) = listen else { return Ok(None) };
+    TcpListener::bind(addr).await.map(Some).map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight requests
+/// finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), ServeError> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(ServeError::Serve)
+}
+
+/// `?role=` on a script URL: the menu entry chosen.
+#[derive(Debug, Deserialize)]
+struct ScriptQuery {
+    role: Option<String>,
+}
+
+/// The script a machine gets, from what is known of it.
+///
+/// | Machine | Script |
+/// |---|---|
+/// | unknown, [`UnknownMac::Refuse`] | `Refuse` |
+/// | unknown, [`UnknownMac::Discover`] | discovery RAM disk with `machinist.mac` and no token |
+/// | target absent or `Discovery` | RAM disk, `machinist.mode=discovery` |
+/// | `Install`, or any target with `?role=` | RAM disk, `machinist.mode=install` (and `machinist.role`) |
+/// | `Menu` | the `spec.bootMenu` roles, each chaining to `?role=` (Refuse without a `bootMenu`) |
+/// | `LocalDisk` | `exit` |
+/// | `None` | `Refuse` |
+pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>, role: Option<&str>) -> Script {
+    let Some(record) = record else {
+        return match settings.unknown_mac {
+            UnknownMac::Refuse => Script::Refuse { reason: format!("machinist does not know {mac}") },
+            UnknownMac::Discover => {
+                ramdisk(settings, &[format!("machinist.mac={mac}"), "machinist.mode=discovery".into()])
+            }
+        };
+    };
+    let identity = |mode: &str| {
+        vec![
+            format!("machinist.machine={}", record.name),
+            format!("machinist.token={}", record.token),
+            format!("machinist.mac={mac}"),
+            format!("machinist.mode={mode}"),
+        ]
+    };
+    if let Some(role) = role {
+        let mut args = identity("install");
+        args.push(format!("machinist.role={role}"));
+        return ramdisk(settings, &args);
+    }
+    match record.boot_target {
+        None | Some(BootTarget::Discovery) => ramdisk(settings, &identity("discovery")),
+        Some(BootTarget::Install) => ramdisk(settings, &identity("install")),
+        Some(BootTarget::LocalDisk) => Script::LocalDisk,
+        Some(BootTarget::None) => Script::Refuse { reason: format!("machine {} is not to be booted", record.name) },
+        Some(BootTarget::Menu) => match &record.boot_menu {
+            None => Script::Refuse { reason: format!("machine {} asks for a menu but has no bootMenu", record.name) },
+            Some(menu) => Script::Menu {
+                title: format!("machinist: {}", record.name),
+                entries: menu
+                    .roles
+                    .iter()
+                    .map(|role| MenuEntry {
+                        role: role.clone(),
+                        label: format!("Install {role}"),
+                        url: format!("{}/ipxe/{mac}?role={role}", settings.public_url),
+                    })
+                    .collect(),
+                default: menu.default.clone(),
+                timeout_seconds: u32::try_from(menu.timeout_seconds).unwrap_or(0),
+            },
+        },
+    }
+}
+
+/// The RAM disk with the server's URL and `extra` arguments.
+fn ramdisk(settings: &Settings, extra: &[String]) -> Script {
+    let mut args = settings.ramdisk.args.clone();
+    args.push(format!("machinist.url={}", settings.public_url));
+    args.extend_from_slice(extra);
+    Script::Boot(BootImage {
+        kernel: artifact_url(settings, &settings.ramdisk.kernel),
+        initrd: artifact_url(settings, &settings.ramdisk.initrd),
+        args,
+    })
+}
+
+fn artifact_url(settings: &Settings, path: &str) -> String {
+    if path.starts_with("http://") || path.starts_with("https://") {
+        path.to_owned()
+    } else {
+        format!("{}/artifacts/{}", settings.public_url, path.trim_start_matches('/'))
+    }
+}
+
+/// A role name from a query: a DNS label, as Role objects are named.
+fn valid_role(role: &str) -> bool {
+    let bytes = role.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn script(State(state): Shared, Path(mac): Path<String>, Query(query): Query<ScriptQuery>) -> Response {
+    let mac: MacAddr = match mac.parse() {
+        Ok(mac) => mac,
+        Err(error) => return text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+    };
+    if let Some(role) = &query.role
+        && !valid_role(role)
+    {
+        return text(StatusCode::BAD_REQUEST, format!("role {role:?} is not a valid role name\n"));
+    }
+    let record = state.source.lookup(mac);
+    let script = script_for(&state.settings, mac, record.as_ref(), query.role.as_deref());
+    match ipxe::render(&script) {
+        Ok(body) => {
+            tracing::info!(%mac, machine = record.as_ref().map(|r| r.name.as_str()), "served iPXE script");
+            text(StatusCode::OK, body)
+        }
+        Err(error) => {
+            tracing::error!(%mac, %error, "failed to render iPXE script");
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("failed to render the iPXE script: {error}\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use machinist_crds::machine::BootMenu;
+
+    use super::*;
+
+    fn settings(unknown_mac: UnknownMac) -> Settings {
+        Settings {
+            public_url: "http://10.0.0.1:8080".into(),
+            artifact_root: None,
+            ramdisk: RamDisk {
+                kernel: "vmlinuz".into(),
+                initrd: "https://cdn/initrd".into(),
+                args: vec!["console=ttyS0".into()],
+            },
+            unknown_mac,
+            report_limit: DEFAULT_REPORT_LIMIT,
+        }
+    }
+
+    fn record(target: Option<BootTarget>) -> BootRecord {
+        BootRecord {
+            name: "m1".into(),
+            boot_target: target,
+            boot_menu: Some(BootMenu {
+                roles: vec!["base".into(), "api".into()],
+                default: "api".into(),
+                timeout_seconds: 30,
+            }),
+            token: "tok".into(),
+        }
+    }
+
+    const MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+
+    #[test]
+    fn discovery_carries_url_machine_and_token() {
+        let s = settings(UnknownMac::Refuse);
+        let Script::Boot(image) = script_for(&s, MAC, Some(&record(None)), None) else { panic!("not a boot script") };
+        assert_eq!(image.kernel, "http://10.0.0.1:8080/artifacts/vmlinuz");
+        assert_eq!(image.initrd, "https://cdn/initrd");
+        assert_eq!(
+            image.args,
+            [
+                "console=ttyS0",
+                "machinist.url=http://10.0.0.1:8080",
+                "machinist.machine=m1",
+                "machinist.token=tok",
+                "machinist.mac=52:54:00:00:00:01",
+                "machinist.mode=discovery"
+            ]
+        );
+        assert_eq!(script_for(&s, MAC, Some(&record(Some(BootTarget::Discovery))), None), Script::Boot(image));
+    }
+
+    #[test]
+    fn targets_choose_the_script() {
+        let s = settings(UnknownMac::Refuse);
+        let Script::Boot(install) = script_for(&s, MAC, Some(&record(Some(BootTarget::Install))), None) else {
+            panic!("not a boot script")
+        };
+        assert!(install.args.contains(&"machinist.mode=install".to_owned()));
+        assert_eq!(script_for(&s, MAC, Some(&record(Some(BootTarget::LocalDisk))), None), Script::LocalDisk);
+        assert!(matches!(script_for(&s, MAC, Some(&record(Some(BootTarget::None))), None), Script::Refuse { .. }));
+        let Script::Menu { entries, default, timeout_seconds, .. } =
+            script_for(&s, MAC, Some(&record(Some(BootTarget::Menu))), None)
+        else {
+            panic!("not a menu")
+        };
+        assert_eq!((default.as_str(), timeout_seconds), ("api", 30));
+        assert_eq!(entries[0].url, "http://10.0.0.1:8080/ipxe/52:54:00:00:00:01?role=base");
+        let no_menu = BootRecord { boot_menu: None, ..record(Some(BootTarget::Menu)) };
+        assert!(matches!(script_for(&s, MAC, Some(&no_menu), None), Script::Refuse { .. }));
+        let Script::Boot(chosen) = script_for(&s, MAC, Some(&record(Some(BootTarget::Menu))), Some("base")) else {
+            panic!("not a boot script")
+        };
+        assert!(chosen.args.ends_with(&["machinist.mode=install".to_owned(), "machinist.role=base".to_owned()]));
+    }
+
+    #[test]
+    fn unknown_macs_are_refused_or_discovered() {
+        assert!(matches!(script_for(&settings(UnknownMac::Refuse), MAC, None, None), Script::Refuse { .. }));
+        let Script::Boot(image) = script_for(&settings(UnknownMac::Discover), MAC, None, None) else {
+            panic!("not a boot script")
+        };
+        assert!(image.args.iter().all(|a| !a.starts_with("machinist.token")));
+        assert!(image.args.contains(&"machinist.mac=52:54:00:00:00:01".to_owned()));
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        let config = |url: &str, root: Option<PathBuf>| HttpConfig {
+            listen: None,
+            public_url: url.into(),
+            artifact_root: root,
+            ramdisk: RamDisk { kernel: "k".into(), initrd: "i".into(), args: vec![] },
+            unknown_mac: UnknownMac::Refuse,
+            report_limit: 10,
+        };
+        assert_eq!(config("http://h:1/", None).validate().unwrap().public_url, "http://h:1");
+        for bad in ["h:1", "ftp://h", "http://h/a b", "http://h/${x}"] {
+            assert!(matches!(config(bad, None).validate(), Err(ConfigError::PublicUrl(_))), "{bad}");
+        }
+        let missing = config("http://h", Some("/nonexistent/machinist".into())).validate();
+        assert!(matches!(missing, Err(ConfigError::ArtifactRoot { .. })));
+        let parsed: HttpConfig = serde_json::from_str(
+            r#"{"publicUrl": "http://h", "ramdisk": {"kernel": "k", "initrd": "i"}, "unknownMac": "discover"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (parsed.listen, parsed.unknown_mac, parsed.report_limit),
+            (None, UnknownMac::Discover, DEFAULT_REPORT_LIMIT)
+        );
+    }
+
+    #[test]
+    fn roles_in_queries_are_labels() {
+        assert!(valid_role("api") && valid_role("base-2"));
+        for bad in ["", "-a", "a-", "A", "a b", "a&x=1", &"a".repeat(64)] {
+            assert!(!valid_role(bad), "{bad:?}");
+        }
+    }
+}
