@@ -395,9 +395,14 @@ impl Api {
         let name = meta_str(current, "name").unwrap_or_default().to_owned();
         let resource = Arc::clone(&request.resource);
         if request.is_status() {
-            // The status subresource changes status only.
+            // The status subresource changes status only (and, for an apply, who owns it:
+            // the apply already computed the managedFields).
             let status = object.get("status").cloned();
+            let applied_fields = (!track).then(|| object.pointer("/metadata/managedFields").cloned()).flatten();
             object = current.clone();
+            if let (Some(fields), Some(meta)) = (applied_fields, meta_mut(&mut object)) {
+                meta.insert("managedFields".into(), fields);
+            }
             match (object.as_object_mut(), status) {
                 (Some(map), Some(status)) => {
                     map.insert("status".into(), status);

@@ -253,6 +253,14 @@ async fn a_controller_with_a_finalizer_runs_against_it() {
     .await
     .unwrap();
     assert_eq!(reconciled.finalizers(), ["machines.machinist.dev/test"]);
+    // The status apply is recorded as the controller's, on the status subresource.
+    assert!(
+        reconciled.managed_fields().iter().any(|m| m.manager.as_deref() == Some("test-controller")
+            && m.subresource.as_deref() == Some("status")
+            && m.operation.as_deref() == Some("Apply")),
+        "{:?}",
+        reconciled.managed_fields()
+    );
 
     // Deleting waits for the controller's cleanup, then the object is gone.
     let uid = reconciled.uid().unwrap();

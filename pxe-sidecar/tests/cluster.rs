@@ -1,0 +1,72 @@
+//! The boot services against the embedded control plane: Machines found by MAC through a
+//! reflector, agent tokens from Secrets, hardware reports written into Machine status.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{PostParams, ResourceExt};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use machinist_boot::cluster::{ClusterMachines, token_secret_name};
+use machinist_boot::machines::{HardwareReport, MacAddr, MachineSource, ReportSink};
+use machinist_crds::{Machine, Quad};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn machines_tokens_and_reports_go_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = machinist_apiserver::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..machinist_apiserver::Config::new(dir.path())
+    };
+    let server = machinist_apiserver::start(config).await.unwrap();
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let client = Client::try_from(
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap(),
+    )
+    .unwrap();
+
+    let machines: Api<Machine> = Api::default_namespaced(client.clone());
+    let machine: Machine = serde_json::from_value(json!({
+        "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "vm-1"},
+        "spec": {"interfaces": [{"mac": "52:54:00:AB:00:01"}], "provider": {"manual": {}},
+                 "bootMenu": {"roles": ["base", "api"], "default": "api", "timeoutSeconds": 30}}
+    }))
+    .unwrap();
+    machines.create(&PostParams::default(), &machine).await.unwrap();
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": token_secret_name("vm-1")}, "stringData": {"token": "s3cret"}}),
+    )
+    .unwrap();
+    Api::<Secret>::default_namespaced(client.clone()).create(&PostParams::default(), &secret).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let cluster = ClusterMachines::start(client.clone(), "default", shutdown.clone()).await.unwrap();
+
+    // Found by MAC whatever the case, with its menu and token.
+    let record = cluster.lookup("52:54:00:ab:00:01".parse::<MacAddr>().unwrap()).unwrap();
+    assert_eq!((record.name.as_str(), record.token.as_str()), ("vm-1", "s3cret"));
+    assert_eq!(record.boot_menu.unwrap().default, "api");
+    assert!(cluster.lookup("52:54:00:ab:00:02".parse::<MacAddr>().unwrap()).is_none());
+    assert!(cluster.verify_token("vm-1", "s3cret"));
+    assert!(!cluster.verify_token("vm-1", "s3cre"));
+    assert!(!cluster.verify_token("vm-2", "s3cret"));
+
+    // A report lands in status.hardware.
+    let items = vec![Quad::new("system", "product", "vendor", "QEMU"), Quad::new("disk", "vda", "size", "20")];
+    cluster
+        .hardware_report("vm-1", HardwareReport { items: items.clone(), received: jiff::Timestamp::now() })
+        .await
+        .unwrap();
+    let stored = machines.get("vm-1").await.unwrap();
+    let hardware = stored.status.clone().unwrap().hardware.unwrap();
+    assert_eq!(hardware.items, items);
+    assert!(hardware.reported_time.is_some());
+    assert!(stored.managed_fields().iter().any(|m| m.manager.as_deref() == Some("machinist-boot")));
+    // A report for a Machine that is gone is an error, not a panic.
+    assert!(cluster.hardware_report("vm-9", HardwareReport { items, received: jiff::Timestamp::now() }).await.is_err());
+
+    shutdown.cancel();
+    server.stop().await;
+}
