@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::FieldValidation;
@@ -36,6 +36,15 @@ pub async fn run(api: Arc<Api>, shutdown: CancellationToken) {
             },
         };
         if relevant {
+            // Changes that arrived meanwhile are covered by this sweep: one pass, not one each
+            // (a namespace or owner deletion produces a burst of them).
+            loop {
+                match changes.try_recv() {
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => return,
+                }
+            }
             let api = Arc::clone(&api);
             if let Err(error) = tokio::task::spawn_blocking(move || sweep(&api)).await {
                 tracing::error!(%error, "controller sweep failed");

@@ -2,6 +2,8 @@
 //! `machinist-apiserver-apply` with the type information (list and map semantics) of each
 //! resource version.
 
+use std::sync::Arc;
+
 use machinist_apiserver_apply as ssa;
 use serde_json::Value;
 
@@ -10,8 +12,9 @@ use crate::meta;
 use crate::ops::Request;
 use crate::registry::Resource;
 
-fn types(resource: &Resource, version: &str) -> ssa::TypeInfo {
-    resource.types.get(version).map(|t| (**t).clone()).unwrap_or_else(ssa::TypeInfo::deduced)
+/// The types of a resource version, shared (built once per registry refresh, not per write).
+fn types(resource: &Resource, version: &str) -> Arc<ssa::TypeInfo> {
+    resource.types.get(version).cloned().unwrap_or_else(|| Arc::new(ssa::TypeInfo::deduced()))
 }
 
 /// Records who changed what in an update (create, PUT, merge/JSON/strategic patch).

@@ -116,10 +116,11 @@ async fn route(
         return Ok((StatusCode::OK, [("content-type", content_type)], body).into_response());
     }
     if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
-        let documents = crate::openapi::documents(&registry);
+        let openapi = server.api.openapi();
         return match path.strip_prefix("/openapi/v3/") {
-            None => Ok(json_response(StatusCode::OK, &crate::openapi::index(&documents), &[])),
-            Some(group_version) => documents
+            None => Ok(json_response(StatusCode::OK, &openapi.index, &[])),
+            Some(group_version) => openapi
+                .documents
                 .get(group_version)
                 .map(|d| json_response(StatusCode::OK, d, &[]))
                 .ok_or_else(|| ApiError::no_route(path)),

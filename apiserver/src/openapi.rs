@@ -243,6 +243,24 @@ pub fn v2(protobuf: bool) -> (Vec<u8>, &'static str) {
     (out, V2_PROTOBUF)
 }
 
+/// The OpenAPI v3 documents of one registry and their index, built together.
+#[derive(Debug, Default)]
+pub struct OpenApi {
+    /// Documents by `api/v1` / `apis/group/version`.
+    pub documents: BTreeMap<String, Value>,
+    /// The `/openapi/v3` index.
+    pub index: Value,
+}
+
+impl OpenApi {
+    /// Builds every document of `registry` and the index over them.
+    pub fn build(registry: &Registry) -> Self {
+        let documents = documents(registry);
+        let index = index(&documents);
+        Self { documents, index }
+    }
+}
+
 /// `/openapi/v3`: where each group version's document is, with its hash.
 pub fn index(documents: &BTreeMap<String, Value>) -> Value {
     let paths: Map<String, Value> = documents

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::admission::{self, FieldValidation};
 use crate::builtins;
@@ -742,9 +742,4 @@ fn patch_sets_version(patch: &Patch) -> bool {
         }),
         Patch::Apply { config, .. } => config.pointer("/metadata/resourceVersion").is_some(),
     }
-}
-
-/// An empty object map, for building values.
-pub fn empty() -> Map<String, Value> {
-    Map::new()
 }

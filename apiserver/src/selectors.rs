@@ -33,30 +33,13 @@ pub struct LabelSelector(pub Vec<Requirement>);
 
 const MAX_SELECTOR_LENGTH: usize = 16 * 1024;
 
+// Label keys and values follow the same rules as in objects' metadata.
 fn valid_key(key: &str) -> bool {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
-    });
-    name_ok && prefix_ok
+    crate::meta::qualified_name_problem(key).is_none()
 }
 
 fn valid_value(value: &str) -> bool {
-    value.is_empty()
-        || (value.len() <= 63
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
+    crate::meta::label_value_problem(value).is_none()
 }
 
 /// Splits on commas that are not inside parentheses.

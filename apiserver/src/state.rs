@@ -1,9 +1,10 @@
 //! The server's shared state: the store and the registry of served resources.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
+use crate::openapi::OpenApi;
 use crate::registry::Registry;
 use crate::store::{ResourceKey, Store};
 
@@ -27,6 +28,10 @@ pub struct Api {
     /// Objects.
     pub store: Arc<Store>,
     registry: RwLock<Arc<Registry>>,
+    /// OpenAPI documents of the current registry (they change only when it does).
+    openapi: RwLock<Arc<OpenApi>>,
+    /// One refresh at a time, so the registry and its documents always come from the same one.
+    refreshing: Mutex<()>,
     /// Compiled schemas per CRD version, keyed by the CRD's uid, version and resourceVersion.
     pub schemas: crate::admission::SchemaCache,
     /// Request limits.
@@ -42,8 +47,14 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// State over a store; serves the built-ins and the CRDs the store holds.
     pub fn new(store: Arc<Store>, limits: Limits) -> Self {
-        let api =
-            Self { store, registry: RwLock::new(Arc::new(Registry::default())), schemas: Default::default(), limits };
+        let api = Self {
+            store,
+            registry: RwLock::new(Arc::new(Registry::default())),
+            openapi: RwLock::new(Arc::default()),
+            refreshing: Mutex::new(()),
+            schemas: Default::default(),
+            limits,
+        };
         api.refresh_registry();
         api
     }
@@ -53,8 +64,14 @@ impl Api {
         self.registry.read().map(|r| Arc::clone(&r)).unwrap_or_default()
     }
 
+    /// The OpenAPI documents of the registry as of now.
+    pub fn openapi(&self) -> Arc<OpenApi> {
+        self.openapi.read().map(|o| Arc::clone(&o)).unwrap_or_default()
+    }
+
     /// Rebuilds the registry from the stored CRDs (after a CRD is written or deleted).
     pub fn refresh_registry(&self) {
+        let _one_at_a_time = self.refreshing.lock();
         let (_, crds) =
             self.store.list(&ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions"), None, None);
         let established: Vec<&Value> = crds
@@ -67,8 +84,12 @@ impl Api {
             })
             .collect();
         let registry = Arc::new(Registry::with_crds(established));
+        let openapi = Arc::new(OpenApi::build(&registry));
         if let Ok(mut slot) = self.registry.write() {
             *slot = registry;
+        }
+        if let Ok(mut slot) = self.openapi.write() {
+            *slot = openapi;
         }
     }
 }

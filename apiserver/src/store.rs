@@ -261,13 +261,6 @@ impl Store {
         (state.revision, items)
     }
 
-    /// Every resource that has objects.
-    pub fn resources(&self) -> Vec<ResourceKey> {
-        self.read()
-            .map(|s| s.objects.iter().filter(|(_, o)| !o.is_empty()).map(|(k, _)| k.clone()).collect())
-            .unwrap_or_default()
-    }
-
     /// Writes an object (create or update). Sets `metadata.resourceVersion` to the new revision.
     pub fn put(
         &self,
@@ -378,12 +371,6 @@ impl Store {
     /// A receiver of future changes (for controllers inside the server).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.changes.subscribe()
-    }
-
-    /// Size of the database file set (main file + WAL), in bytes.
-    pub fn disk_usage(path: &Path) -> u64 {
-        let wal = path.with_extension("db-wal");
-        [path.to_path_buf(), wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
     }
 }
 

@@ -14,9 +14,11 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::{MODELS, Rng, profiles, quads_json, reference_python, report, run_driver, seed_from_env};
+use common::{
+    MODELS, Rng, candidates, profiles, quads_json, reference_python, report, rule_sets, run_driver, seed_from_env,
+};
 use machinist_crds::Quad;
-use machinist_matching::profile::{Candidate, select_profile};
+use machinist_matching::profile::select_profile;
 use machinist_matching::rule::RuleSet;
 use serde_json::{Value, json};
 
@@ -37,13 +39,8 @@ fn main() {
     let items: usize = reports.iter().map(Vec::len).sum();
     let (min, max) = reports.iter().fold((usize::MAX, 0), |(lo, hi), r| (lo.min(r.len()), hi.max(r.len())));
     let profiles = profiles();
-    let rule_sets: Vec<RuleSet> = profiles.iter().map(|(_, rules)| RuleSet::parse(rules).unwrap()).collect();
-    let candidates: Vec<Candidate<'_>> = profiles
-        .iter()
-        .zip(&rule_sets)
-        .enumerate()
-        .map(|(i, ((name, _), rules))| Candidate { name, priority: i as i32, max_machines: None, bound: 0, rules })
-        .collect();
+    let rule_sets = rule_sets(&profiles);
+    let candidates = candidates(&profiles, &rule_sets);
     println!(
         "profile matching: {REPORTS} reports ({min}–{max} items, {:.0} on average), {} profiles, seed {seed:#x}",
         items as f64 / REPORTS as f64,

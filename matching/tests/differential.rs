@@ -12,12 +12,14 @@ mod common;
 
 use std::time::Instant;
 
-use common::{MODELS, Rng, profiles, quads_json, reference_python, report, run_driver, seed_from_env};
+use common::{
+    MODELS, Rng, candidates, profiles, quads_json, reference_python, report, rule_sets, run_driver, seed_from_env,
+};
 use machinist_crds::Quad;
 use machinist_crds::cmdb::GenerateBlock;
 use machinist_matching::generate::{BlockError, MAX_ENTRIES, PatternProblem, expand};
 use machinist_matching::matcher::{Hardware, Limits, Outcome, match_rules, match_rules_with};
-use machinist_matching::profile::{Candidate, select_profile};
+use machinist_matching::profile::select_profile;
 use machinist_matching::rule::RuleSet;
 use serde_json::{Value, json};
 
@@ -532,13 +534,8 @@ fn matcher_and_generate_agree_with_the_reference() {
     // profiles: the profile chosen and its variables.
     let reports: Vec<Vec<Quad>> = (0..REALISTIC_REPORTS).map(|i| report(&mut rng, &MODELS[i % MODELS.len()])).collect();
     let profiles = profiles();
-    let rule_sets: Vec<RuleSet> = profiles.iter().map(|(_, rules)| RuleSet::parse(rules).unwrap()).collect();
-    let candidates: Vec<Candidate<'_>> = profiles
-        .iter()
-        .zip(&rule_sets)
-        .enumerate()
-        .map(|(i, ((name, _), rules))| Candidate { name, priority: i as i32, max_machines: None, bound: 0, rules })
-        .collect();
+    let rule_sets = rule_sets(&profiles);
+    let candidates = candidates(&profiles, &rule_sets);
     let request = json!({"bench": {
         "reports": reports.iter().map(|r| quads_json(r)).collect::<Vec<_>>(),
         "profiles": profiles.iter().map(|(n, rules)| json!([n, quads_json(rules)])).collect::<Vec<_>>(),

@@ -6,53 +6,15 @@
 //! them; [`InMemoryMachines`] implements both for tests and for running without an API.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use machinist_crds::common::Quad;
 use machinist_crds::machine::{BootMenu, BootTarget};
 
-/// An EUI-48 MAC address. Parsed from `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (either
-/// case: iPXE's `${net0/mac}` and `${net0/mac:hexhyp}`); displayed lower-case with colons, the
-/// form Machines are indexed by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-/// A string that is not a MAC address.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a MAC address (expected six hexadecimal pairs separated by ':' or '-')")]
-pub struct BadMac(pub String);
-
-impl FromStr for MacAddr {
-    type Err = BadMac;
-
-    fn from_str(text: &str) -> Result<Self, BadMac> {
-        let bad = || BadMac(text.chars().take(64).collect());
-        let separator = if text.contains('-') { '-' } else { ':' };
-        let mut bytes = [0u8; 6];
-        let mut parts = text.split(separator);
-        for byte in &mut bytes {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(Self(bytes))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
+/// MAC addresses, shared with DHCP so both index Machines the same way.
+pub use machinist_boot_dhcp::MacAddr;
+pub use machinist_boot_dhcp::mac::BadMac;
 
 /// What the boot services know of one Machine: enough to choose and build its iPXE script.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,25 +133,6 @@ impl ReportSink for InMemoryMachines {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn macs_parse_in_both_ipxe_forms_and_print_lower_case() {
-        let mac: MacAddr = "52:54:00:AB:cd:01".parse().unwrap();
-        assert_eq!(mac.to_string(), "52:54:00:ab:cd:01");
-        assert_eq!("52-54-00-ab-cd-01".parse::<MacAddr>(), Ok(mac));
-        for bad in [
-            "",
-            "52:54:00:ab:cd",
-            "52:54:00:ab:cd:01:02",
-            "52:54:00:ab:cd:1",
-            "52:54-00:ab:cd:01",
-            "zz:54:00:ab:cd:01",
-            "+1:54:00:ab:cd:01",
-            "..%2f",
-        ] {
-            assert!(bad.parse::<MacAddr>().is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use machinist_crds::Quad;
 use machinist_e2e::prereq::{Missing, Mode, Verdict};
+use machinist_matching::profile::Candidate;
+use machinist_matching::rule::RuleSet;
 use serde_json::{Value, json};
 
 /// SplitMix64: small, seeded, reproducible everywhere.
@@ -390,6 +392,21 @@ pub fn report(rng: &mut Rng, model: &Model) -> Vec<Quad> {
 /// counts, the first disk, memory), then the disks and NICs the installation needs, captured.
 /// (Rules that capture several variables and then fail make the reference's backtracking
 /// explode — minutes per report — which users learned to avoid.)
+/// The rules of each profile, parsed.
+pub fn rule_sets(profiles: &[(String, Vec<Quad>)]) -> Vec<RuleSet> {
+    profiles.iter().map(|(_, rules)| RuleSet::parse(rules).unwrap()).collect()
+}
+
+/// The profiles as selection candidates, in their order, unlimited and empty.
+pub fn candidates<'a>(profiles: &'a [(String, Vec<Quad>)], rule_sets: &'a [RuleSet]) -> Vec<Candidate<'a>> {
+    profiles
+        .iter()
+        .zip(rule_sets)
+        .enumerate()
+        .map(|(i, ((name, _), rules))| Candidate { name, priority: i as i32, max_machines: None, bound: 0, rules })
+        .collect()
+}
+
 pub fn profiles() -> Vec<(String, Vec<Quad>)> {
     let mut out = Vec::new();
     let disks = |n: usize, gt: u64| -> Vec<Quad> {

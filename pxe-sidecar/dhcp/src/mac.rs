@@ -3,13 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// An Ethernet hardware address, as carried in `chaddr`.
+/// An Ethernet hardware address, as carried in `chaddr`. Parsed from `aa:bb:cc:dd:ee:ff` or
+/// `aa-bb-cc-dd-ee-ff` (either case: iPXE's `${net0/mac}` and `${net0/mac:hexhyp}`); displayed
+/// lower-case with colons, the form Machines are indexed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
 
-/// A string that is not a MAC address (`aa:bb:cc:dd:ee:ff`, `-` also accepted).
+/// A string that is not a MAC address.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")]
+#[error("{0:?} is not a MAC address (expected six hexadecimal pairs separated by ':' or '-')")]
 pub struct BadMac(pub String);
 
 impl MacAddr {
@@ -29,13 +31,15 @@ impl fmt::Display for MacAddr {
 impl FromStr for MacAddr {
     type Err = BadMac;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadMac(s.to_owned());
-        let mut out = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for byte in &mut out {
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // Echo at most 64 characters of a bad value back (it may come from a URL).
+        let bad = || BadMac(text.chars().take(64).collect());
+        let separator = if text.contains('-') { '-' } else { ':' };
+        let mut bytes = [0u8; 6];
+        let mut parts = text.split(separator);
+        for byte in &mut bytes {
             let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
@@ -43,7 +47,7 @@ impl FromStr for MacAddr {
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(Self(out))
+        Ok(Self(bytes))
     }
 }
 
@@ -59,5 +63,24 @@ mod tests {
         assert!("52:54:00:ab:cd:0f:00".parse::<MacAddr>().is_err());
         assert!("5:54:00:ab:cd:0f".parse::<MacAddr>().is_err());
         assert_eq!(MacAddr::from_slice(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn macs_parse_in_both_ipxe_forms_and_print_lower_case() {
+        let mac: MacAddr = "52:54:00:AB:cd:01".parse().unwrap_or(MacAddr([0; 6]));
+        assert_eq!(mac.to_string(), "52:54:00:ab:cd:01");
+        assert_eq!("52-54-00-ab-cd-01".parse::<MacAddr>(), Ok(mac));
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:01:02",
+            "52:54:00:ab:cd:1",
+            "52:54-00:ab:cd:01",
+            "zz:54:00:ab:cd:01",
+            "+1:54:00:ab:cd:01",
+            "..%2f",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad:?}");
+        }
     }
 }
