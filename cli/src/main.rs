@@ -28,6 +28,10 @@ enum Command {
         /// Address the API listens on.
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: std::net::SocketAddr,
+        /// Also run the boot services (DHCP, TFTP, HTTP) in this process, configured by this
+        /// file (see docs/boot-services.md).
+        #[arg(long)]
+        boot_config: Option<PathBuf>,
     },
     /// Print, regenerate or check the CustomResourceDefinitions and their reference.
     Crds {
@@ -106,12 +110,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crds { action: Some(CrdsAction::Generate { root }) } => generate(&root),
         Command::Crds { action: Some(CrdsAction::Check { root }) } => check(&root),
         Command::Validate { paths } => validate(&paths),
-        Command::Up { home, listen } => up(home, listen),
+        Command::Up { home, listen, boot_config } => up(home, listen, boot_config),
         Command::Import { source: ImportSource::Edeploy { dir, namespace } } => import_edeploy(&dir, &namespace),
     }
 }
 
-fn up(home: PathBuf, listen: std::net::SocketAddr) -> Result<ExitCode> {
+fn up(home: PathBuf, listen: std::net::SocketAddr, boot_config: Option<PathBuf>) -> Result<ExitCode> {
+    // Read the boot configuration before starting anything: a mistake in it stops here.
+    let boot_config = boot_config
+        .map(|path| machinist_boot::config::BootConfig::read(&path))
+        .transpose()
+        .context("invalid boot services configuration")?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
         let config = machinist_apiserver::Config { listen, ..machinist_apiserver::Config::new(&home) };
@@ -122,16 +131,49 @@ fn up(home: PathBuf, listen: std::net::SocketAddr) -> Result<ExitCode> {
         eprintln!("machinist is up: Kubernetes API on https://{}", running.address);
         eprintln!("  export KUBECONFIG={}", kubeconfig.display());
         eprintln!("  kubectl get machinist -A");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let boot = match boot_config {
+            None => None,
+            Some(boot_config) => {
+                let client = local_client(&kubeconfig).await?;
+                let boot = machinist_boot::service::start(boot_config, client, shutdown.clone())
+                    .await
+                    .context("failed to start the boot services")?;
+                eprintln!("boot services are up: {:?}", boot.bound);
+                Some(boot)
+            }
+        };
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("failed to listen for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("failed to listen for SIGINT")?,
-            _ = terminate.recv() => {}
-        }
+        let boot_result = async {
+            match boot {
+                Some(boot) => boot.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        let failed = tokio::select! {
+            result = tokio::signal::ctrl_c() => { result.context("failed to listen for SIGINT")?; None }
+            _ = terminate.recv() => None,
+            result = boot_result => result.err(),
+        };
         eprintln!("shutting down");
+        shutdown.cancel();
         running.stop().await;
-        Ok(ExitCode::SUCCESS)
+        match failed {
+            Some(error) => Err(anyhow::Error::new(error).context("a boot service failed")),
+            None => Ok(ExitCode::SUCCESS),
+        }
     })
+}
+
+/// A client of the control plane this process runs.
+async fn local_client(kubeconfig: &Path) -> Result<kube::Client> {
+    let parsed = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("failed to read {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+        .await
+        .context("invalid kubeconfig written by the control plane")?;
+    kube::Client::try_from(config).context("failed to build the Kubernetes client")
 }
 
 fn import_edeploy(dir: &Path, namespace: &str) -> Result<ExitCode> {

@@ -167,3 +167,19 @@ fn import_edeploy_points_at_the_broken_line() {
     let message = stderr(&output);
     assert!(message.contains("vm.specs:4:1: expected ',' or ')', found ']'"), "{message}");
 }
+
+#[test]
+fn up_refuses_a_bad_boot_config_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("boot.yaml");
+    std::fs::write(&config, "namespace: default\ndhcp:\n  interfaces: [br0]\n  severAddress: 10.0.0.1\n").unwrap();
+    let home = dir.path().join("home");
+    let output = machinist(
+        &["up", "--listen", "127.0.0.1:0", "--home", home.to_str().unwrap(), "--boot-config", config.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("boot.yaml") && message.contains("severAddress"), "{message}");
+    assert!(!home.exists(), "nothing is created when the configuration is wrong");
+}

@@ -344,6 +344,70 @@ pub struct MachineStatus {
     /// When the installed system was first reported ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned_time: Option<Time>,
+    /// The latest network boot as the boot services saw it, step by step (the whole timeline
+    /// is in the Machine's Events). Written by the boot services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_boot: Option<BootTimeline>,
+}
+
+/// Most steps kept in `status.lastBoot.steps` (the oldest are dropped).
+pub const BOOT_STEPS_MAX: usize = 24;
+
+/// A network boot, step by step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BootTimeline {
+    /// When the first step of this boot was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_time: Option<Time>,
+    /// The steps, oldest first; at most 24 (the oldest are dropped, `droppedSteps` counts them).
+    #[serde(default)]
+    #[schemars(length(max = 24))]
+    pub steps: Vec<BootStep>,
+    /// Steps of this boot no longer listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_steps: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// One step of a network boot.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootStep {
+    /// What happened.
+    pub kind: BootStepKind,
+    /// Details: the address offered, the file sent, the progress message…
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 256))]
+    pub detail: String,
+    /// When.
+    pub time: Time,
+}
+
+/// The kinds of boot step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BootStepKind {
+    /// A DHCP offer was sent (or a proxyDHCP offer with boot options).
+    DhcpOffer,
+    /// A DHCP acknowledgement was sent (address bound, or proxyDHCP boot server reply).
+    DhcpAck,
+    /// A DHCP request was refused (NAK).
+    DhcpNak,
+    /// A TFTP transfer started.
+    TftpFile,
+    /// The iPXE script was served.
+    Script,
+    /// A kernel, initrd or image was fetched over HTTP.
+    Artifact,
+    /// The agent's hardware report was received.
+    HardwareReport,
+    /// The agent reported progress.
+    Progress,
+    /// The agent uploaded its log.
+    LogUpload,
 }
 
 /// Lifecycle phase of a machine.

@@ -1,38 +1,96 @@
-//! The boot services' view of the cluster, through kube-rs reflectors: Machines found by MAC
-//! address, the per-machine agent tokens (one Secret per Machine), and hardware reports written
-//! into `status.hardware` with server-side apply.
+//! The boot services' view of the cluster, through kube-rs reflectors of one namespace:
+//!
+//! - Machines, indexed by the MAC of every interface ([`MacIndex`]), answer DHCP
+//!   ([`Directory`]) and HTTP ([`MachineSource`]) lookups without an API call;
+//! - Cmdbs give reserved machines their network settings (`spec.network` of the Cmdb named
+//!   in `status.allocation`);
+//! - agent token Secrets (`machinist-agent-<machine>`, label [`TOKEN_LABEL`]) authenticate
+//!   reports. The boot services create the missing ones ([`run_token_keeper`]): they are the
+//!   only party that hands tokens out (on kernel command lines) and checks them, so no other
+//!   component needs to know about them. Each Secret is owned by its Machine and goes with it;
+//! - auto-registration creates a `Registered` Machine (named [`registered_name`]) for an
+//!   unknown MAC, from its first DHCP request or iPXE script request;
+//! - writes: hardware reports into `status.hardware`, the boot timeline into
+//!   `status.lastBoot` and Events, agent logs into the ConfigMap `machinist-log-<machine>`.
+//!
+//! Each kind of status write has its own server-side-apply field manager, so one never
+//! removes what another wrote.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
-use machinist_crds::Machine;
+use kube::{Api, Client, Resource, ResourceExt};
+use machinist_boot_dhcp::{BootPolicy, Directory, MachineBoot, NetworkSettings};
+use machinist_crds::machine::{BootTarget, BootTimeline};
+use machinist_crds::{Cmdb, Machine};
 use serde_json::json;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::machines::{BootRecord, HardwareReport, MacAddr, MachineSource, ReportSink, SinkError, constant_time_eq};
+use crate::machines::{
+    BootRecord, HardwareReport, LOG_KEEP, MacAddr, MachineSource, RegisterError, ReportSink, SinkError, append_bounded,
+    constant_time_eq,
+};
+use crate::timeline::{StepRecord, TimelineError, TimelineSink, event_note};
 
-/// The field manager of the boot services' writes.
+/// The field manager of hardware reports (`status.hardware`).
 pub const FIELD_MANAGER: &str = "machinist-boot";
+/// The field manager of the boot timeline (`status.lastBoot`).
+pub const TIMELINE_MANAGER: &str = "machinist-boot-timeline";
+/// The field manager of auto-registration (`status.phase: Registered`).
+pub const REGISTRATION_MANAGER: &str = "machinist-boot-registration";
 /// Key of the token in a Machine's agent Secret.
 pub const TOKEN_KEY: &str = "token";
+/// Label carried by agent token Secrets (the only Secrets the boot services watch).
+pub const TOKEN_LABEL: &str = "machinist.dev/agent-token";
+/// Label of auto-registered Machines.
+pub const REGISTERED_LABEL: &str = "machinist.dev/auto-registered";
+/// Key of the agent log in its ConfigMap.
+pub const LOG_KEY: &str = "agent.log";
 
 /// Name of the Secret holding a Machine's agent token.
 pub fn token_secret_name(machine: &str) -> String {
     format!("machinist-agent-{machine}")
 }
 
+/// Name of the ConfigMap keeping a Machine's agent log.
+pub fn log_config_map_name(machine: &str) -> String {
+    format!("machinist-log-{machine}")
+}
+
+/// The name of a Machine registered from its MAC: `mac-52-54-00-12-34-56`.
+pub fn registered_name(mac: MacAddr) -> String {
+    let hex: Vec<String> = mac.0.iter().map(|b| format!("{b:02x}")).collect();
+    format!("mac-{}", hex.join("-"))
+}
+
+/// A new random agent token: 32 bytes, hex.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// An agent token that could not be read or created.
+#[derive(Debug, thiserror::Error)]
+#[error("agent token: {0}")]
+pub struct TokenError(pub String);
+
 /// Failures starting the cluster view.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The initial lists did not complete in time.
-    #[error("the Machine and Secret caches of namespace {namespace} were not ready within {seconds} s")]
+    #[error("the Machine, Cmdb and Secret caches of namespace {namespace} were not ready within {seconds} s")]
     NotReady {
         /// Namespace watched.
         namespace: String,
@@ -41,34 +99,144 @@ pub enum ClusterError {
     },
 }
 
-/// Machines and agent tokens of one namespace, kept current by reflectors.
+/// MAC → Machine name, kept from the Machine watch events. Pure: fed events, answers lookups.
+#[derive(Debug, Default)]
+pub struct MacIndex {
+    by_mac: HashMap<MacAddr, String>,
+    by_name: HashMap<String, Vec<MacAddr>>,
+    /// The list being received during a (re)list.
+    pending: Option<Vec<Machine>>,
+    /// Whether a first list was complete.
+    ready: bool,
+}
+
+fn machine_macs(machine: &Machine) -> Vec<MacAddr> {
+    machine.spec.interfaces.iter().filter_map(|interface| interface.mac.parse().ok()).collect()
+}
+
+impl MacIndex {
+    /// Applies one watch event.
+    pub fn apply(&mut self, event: &watcher::Event<Machine>) {
+        match event {
+            watcher::Event::Init => self.pending = Some(Vec::new()),
+            watcher::Event::InitApply(machine) => self.pending.get_or_insert_with(Vec::new).push(machine.clone()),
+            watcher::Event::InitDone => {
+                self.by_mac.clear();
+                self.by_name.clear();
+                for machine in self.pending.take().unwrap_or_default() {
+                    self.insert(&machine);
+                }
+                self.ready = true;
+            }
+            watcher::Event::Apply(machine) => {
+                self.remove(&machine.name_any());
+                self.insert(machine);
+            }
+            watcher::Event::Delete(machine) => self.remove(&machine.name_any()),
+        }
+    }
+
+    fn insert(&mut self, machine: &Machine) {
+        let name = machine.name_any();
+        let macs = machine_macs(machine);
+        for mac in &macs {
+            // Two Machines claiming one MAC: the first keeps it (the API rejects duplicates
+            // within one Machine, not across Machines); the operator reports the conflict.
+            self.by_mac.entry(*mac).or_insert_with(|| name.clone());
+        }
+        self.by_name.insert(name, macs);
+    }
+
+    fn remove(&mut self, name: &str) {
+        for mac in self.by_name.remove(name).unwrap_or_default() {
+            if self.by_mac.get(&mac).is_some_and(|owner| owner == name) {
+                self.by_mac.remove(&mac);
+            }
+        }
+    }
+
+    /// Whether the first complete list has been indexed.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// The Machine with an interface of this MAC.
+    pub fn get(&self, mac: MacAddr) -> Option<&str> {
+        self.by_mac.get(&mac).map(String::as_str)
+    }
+}
+
+/// What the DHCP service learns of a Machine (pure: the Machine and its Cmdb in, settings out).
+pub fn machine_boot(machine: &Machine, cmdb: Option<&Cmdb>) -> MachineBoot {
+    let status = machine.status.as_ref();
+    let parse = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Ipv4Addr>().ok());
+    let network = cmdb.and_then(|c| c.spec.network.as_ref()).map(|n| NetworkSettings {
+        netmask: parse(&n.netmask),
+        gateway: parse(&n.gateway),
+        dns_servers: n.dns_servers.iter().filter_map(|d| d.parse().ok()).collect(),
+        domain: n.domain.clone(),
+    });
+    MachineBoot {
+        name: machine.name_any(),
+        address: status.and_then(|s| parse(&s.ip)),
+        hostname: status.and_then(|s| s.hostname.clone()),
+        network: network.unwrap_or_default(),
+        policy: match status.and_then(|s| s.boot_target) {
+            Some(BootTarget::None) => BootPolicy::Ignore,
+            _ => BootPolicy::Network,
+        },
+    }
+}
+
+/// Machines, Cmdbs and agent tokens of one namespace, kept current by reflectors.
 #[derive(Clone)]
 pub struct ClusterMachines {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     machines: Store<Machine>,
+    index: Arc<Mutex<MacIndex>>,
+    cmdbs: Store<Cmdb>,
     secrets: Store<Secret>,
-    api: Api<Machine>,
+    client: Client,
     namespace: String,
+    auto_register: bool,
+    registrations: mpsc::Sender<MacAddr>,
+    recorder: Recorder,
+    /// Bumped after each Machine or Cmdb event reached the caches.
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for ClusterMachines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterMachines").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("ClusterMachines")
+            .field("namespace", &self.inner.namespace)
+            .field("auto_register", &self.inner.auto_register)
+            .finish_non_exhaustive()
     }
 }
 
-fn run_reflector<K>(api: Api<K>, config: watcher::Config, shutdown: CancellationToken) -> Store<K>
+/// Runs a reflector until `shutdown`, calling `on_event` with each watch event after the store
+/// has taken it.
+fn run_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    shutdown: CancellationToken,
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff().applied_objects();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 next = stream.next() => match next {
-                    Some(Ok(_)) => {}
+                    Some(Ok(event)) => on_event(&event),
                     // The watcher backs off and retries by itself; say what happened.
                     Some(Err(error)) => tracing::warn!(%error, "watch of the boot services' cache failed; retrying"),
                     None => return,
@@ -79,34 +247,233 @@ where
     reader
 }
 
+fn owner_reference(machine: &Machine) -> Option<OwnerReference> {
+    machine.controller_owner_ref(&())
+}
+
 impl ClusterMachines {
-    /// Starts the reflectors of `namespace` and waits (bounded) for their initial lists.
-    pub async fn start(client: Client, namespace: &str, shutdown: CancellationToken) -> Result<Self, ClusterError> {
-        let api: Api<Machine> = Api::namespaced(client.clone(), namespace);
-        let machines = run_reflector(api.clone(), watcher::Config::default(), shutdown.clone());
-        let secrets = run_reflector(Api::<Secret>::namespaced(client, namespace), watcher::Config::default(), shutdown);
+    /// Starts the reflectors of `namespace` and waits (bounded) for their initial lists. With
+    /// `auto_register`, unknown MACs seen by DHCP are registered by a background task.
+    pub async fn start(
+        client: Client,
+        namespace: &str,
+        auto_register: bool,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ClusterError> {
+        let index = Arc::new(Mutex::new(MacIndex::default()));
+        let feed = index.clone();
+        let (changed, changes) = tokio::sync::watch::channel(0u64);
+        let changed = Arc::new(changed);
+        let cmdb_changed = changed.clone();
+        let machines = run_reflector(
+            Api::<Machine>::namespaced(client.clone(), namespace),
+            watcher::Config::default(),
+            shutdown.clone(),
+            move |event| {
+                if let Ok(mut index) = feed.lock() {
+                    index.apply(event);
+                }
+                changed.send_modify(|n| *n += 1);
+            },
+        );
+        let cmdbs = run_reflector(
+            Api::<Cmdb>::namespaced(client.clone(), namespace),
+            watcher::Config::default(),
+            shutdown.clone(),
+            move |_| cmdb_changed.send_modify(|n| *n += 1),
+        );
+        let secrets = run_reflector(
+            Api::<Secret>::namespaced(client.clone(), namespace),
+            watcher::Config::default().labels(&format!("{TOKEN_LABEL}=true")),
+            shutdown.clone(),
+            |_| {},
+        );
         const WAIT: Duration = Duration::from_secs(30);
-        let ready = async { machines.wait_until_ready().await.is_ok() && secrets.wait_until_ready().await.is_ok() };
-        match tokio::time::timeout(WAIT, ready).await {
-            Ok(true) => Ok(Self { machines, secrets, api, namespace: namespace.to_owned() }),
-            _ => Err(ClusterError::NotReady { namespace: namespace.to_owned(), seconds: WAIT.as_secs() }),
+        let mut index_changes = changes.clone();
+        let index_ready = index.clone();
+        let ready = async {
+            // The stores are ready when they took the first list; the MAC index a moment after.
+            let mut indexed = false;
+            while !indexed {
+                indexed = index_ready.lock().is_ok_and(|i| i.is_ready());
+                if !indexed && index_changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+            machines.wait_until_ready().await.is_ok()
+                && cmdbs.wait_until_ready().await.is_ok()
+                && secrets.wait_until_ready().await.is_ok()
+        };
+        if !matches!(tokio::time::timeout(WAIT, ready).await, Ok(true)) {
+            return Err(ClusterError::NotReady { namespace: namespace.to_owned(), seconds: WAIT.as_secs() });
         }
+        let reporter = Reporter {
+            controller: "machinist-boot".into(),
+            instance: std::env::var("POD_NAME").ok().or_else(|| hostname().ok()),
+        };
+        let (registrations, queue) = mpsc::channel(1024);
+        let cluster = Self {
+            inner: Arc::new(Inner {
+                machines,
+                index,
+                cmdbs,
+                secrets,
+                recorder: Recorder::new(client.clone(), reporter),
+                client,
+                namespace: namespace.to_owned(),
+                auto_register,
+                registrations,
+                changes,
+            }),
+        };
+        tokio::spawn(cluster.clone().run_registrar(queue, shutdown));
+        Ok(cluster)
+    }
+
+    /// Waits until `probe` finds what it looks for in the caches, re-trying after each Machine or
+    /// Cmdb change; `None` after `timeout`.
+    pub async fn wait_for<T>(&self, timeout: Duration, mut probe: impl FnMut(&Self) -> Option<T>) -> Option<T> {
+        let mut changes = self.inner.changes.clone();
+        let wait = async {
+            loop {
+                changes.borrow_and_update();
+                if let Some(found) = probe(self) {
+                    return Some(found);
+                }
+                if changes.changed().await.is_err() {
+                    return probe(self);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    fn machines_api(&self) -> Api<Machine> {
+        Api::namespaced(self.inner.client.clone(), &self.inner.namespace)
+    }
+
+    fn machine(&self, name: &str) -> Option<Arc<Machine>> {
+        self.inner.machines.get(&ObjectRef::new(name).within(&self.inner.namespace))
+    }
+
+    fn machine_by_mac(&self, mac: MacAddr) -> Option<Arc<Machine>> {
+        let name = self.inner.index.lock().ok()?.get(mac)?.to_owned();
+        self.machine(&name)
     }
 
     fn token_of(&self, machine: &str) -> Option<String> {
-        let secret = self.secrets.get(&ObjectRef::new(&token_secret_name(machine)).within(&self.namespace))?;
+        let secret =
+            self.inner.secrets.get(&ObjectRef::new(&token_secret_name(machine)).within(&self.inner.namespace))?;
         let bytes = secret.data.as_ref()?.get(TOKEN_KEY)?;
         String::from_utf8(bytes.0.clone()).ok().filter(|t| !t.is_empty())
     }
+
+    /// The machine's token, creating its Secret when there is none.
+    pub async fn ensure_token(&self, machine: &Machine) -> Result<String, TokenError> {
+        self.ensure_token_inner(machine).await.map_err(TokenError)
+    }
+
+    async fn ensure_token_inner(&self, machine: &Machine) -> Result<String, String> {
+        let name = machine.name_any();
+        if let Some(token) = self.token_of(&name) {
+            return Ok(token);
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
+        let secret_name = token_secret_name(&name);
+        let token = new_token().map_err(|e| format!("no randomness for a token: {e}"))?;
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(secret_name.clone()),
+                labels: Some([(TOKEN_LABEL.to_owned(), "true".to_owned())].into()),
+                owner_references: owner_reference(machine).map(|o| vec![o]),
+                ..Default::default()
+            },
+            string_data: Some([(TOKEN_KEY.to_owned(), token.clone())].into()),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        };
+        match secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => {
+                tracing::info!(machine = %name, secret = %secret_name, "created the agent token");
+                Ok(token)
+            }
+            // Created meanwhile (by us for another request, or by a person): use it.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = secrets.get(&secret_name).await.map_err(|e| e.to_string())?;
+                existing
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(TOKEN_KEY))
+                    .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| format!("Secret {secret_name} has no {TOKEN_KEY}"))
+            }
+            Err(error) => Err(format!("failed to create Secret {secret_name}: {error}")),
+        }
+    }
+
+    async fn register_now(&self, mac: MacAddr) -> Result<BootRecord, RegisterError> {
+        let failed = |reason: String| RegisterError::Failed { mac, reason };
+        let name = registered_name(mac);
+        let api = self.machines_api();
+        let wanted: Machine = serde_json::from_value(json!({
+            "apiVersion": "machinist.dev/v1alpha1",
+            "kind": "Machine",
+            "metadata": {"name": name, "labels": {REGISTERED_LABEL: "true"}},
+            "spec": {"interfaces": [{"mac": mac.to_string(), "boot": true}], "provider": {"manual": {}}},
+        }))
+        .map_err(|e| failed(e.to_string()))?;
+        let machine = match api.create(&PostParams::default(), &wanted).await {
+            Ok(_) => {
+                tracing::info!(%mac, machine = %name, "auto-registered a machine");
+                let status = json!({
+                    "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine",
+                    "status": {"phase": "Registered"},
+                });
+                let params = PatchParams::apply(REGISTRATION_MANAGER);
+                api.patch_status(&name, &params, &Patch::Apply(status)).await.map_err(|e| failed(e.to_string()))?
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = api.get(&name).await.map_err(|e| failed(e.to_string()))?;
+                if !machine_macs(&existing).contains(&mac) {
+                    return Err(failed(format!("a Machine named {name} exists without this MAC")));
+                }
+                existing
+            }
+            Err(error) => return Err(failed(error.to_string())),
+        };
+        let token = self.ensure_token_inner(&machine).await.map_err(failed)?;
+        Ok(BootRecord { name, boot_target: None, boot_menu: None, token })
+    }
+
+    async fn run_registrar(self, mut queue: mpsc::Receiver<MacAddr>, shutdown: CancellationToken) {
+        let mut done: HashSet<MacAddr> = HashSet::new();
+        loop {
+            let mac = tokio::select! {
+                () = shutdown.cancelled() => return,
+                mac = queue.recv() => match mac { Some(mac) => mac, None => return },
+            };
+            // DHCP asks for every packet until the reflector shows the Machine: do it once.
+            if done.contains(&mac) && self.machine_by_mac(mac).is_some() {
+                continue;
+            }
+            match self.register_now(mac).await {
+                Ok(_) => {
+                    done.insert(mac);
+                }
+                Err(error) => tracing::warn!(%error, "auto-registration failed"),
+            }
+        }
+    }
 }
 
-fn machine_has_mac(machine: &Machine, mac: MacAddr) -> bool {
-    machine.spec.interfaces.iter().any(|interface| interface.mac.parse::<MacAddr>().is_ok_and(|m| m == mac))
+fn hostname() -> std::io::Result<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned())
 }
 
 impl MachineSource for ClusterMachines {
     fn lookup(&self, mac: MacAddr) -> Option<BootRecord> {
-        let machine: Arc<Machine> = self.machines.find(|m| machine_has_mac(m, mac))?;
+        let machine = self.machine_by_mac(mac)?;
         let name = machine.name_any();
         Some(BootRecord {
             token: self.token_of(&name).unwrap_or_default(),
@@ -119,6 +486,38 @@ impl MachineSource for ClusterMachines {
     fn verify_token(&self, machine: &str, presented: &str) -> bool {
         self.token_of(machine).is_some_and(|token| constant_time_eq(token.as_bytes(), presented.as_bytes()))
     }
+
+    fn register(&self, mac: MacAddr) -> BoxFuture<'_, Result<BootRecord, RegisterError>> {
+        Box::pin(async move {
+            if !self.inner.auto_register {
+                return Err(RegisterError::Disabled(mac));
+            }
+            self.register_now(mac).await
+        })
+    }
+}
+
+impl Directory for ClusterMachines {
+    fn lookup(&self, mac: MacAddr) -> Option<MachineBoot> {
+        let machine = self.machine_by_mac(mac)?;
+        let cmdb = machine
+            .status
+            .as_ref()
+            .and_then(|s| s.allocation.as_ref())
+            .and_then(|a| self.inner.cmdbs.get(&ObjectRef::new(&a.cmdb).within(&self.inner.namespace)));
+        Some(machine_boot(&machine, cmdb.as_deref()))
+    }
+
+    fn register_unknown(&self, mac: MacAddr) -> bool {
+        if !self.inner.auto_register {
+            tracing::info!(%mac, "ignoring an unknown machine (auto-registration is off)");
+            return false;
+        }
+        // Called on the packet path: queue, never wait. A full queue only delays registration
+        // to the client's next request.
+        let _ = self.inner.registrations.try_send(mac);
+        true
+    }
 }
 
 impl ReportSink for ClusterMachines {
@@ -130,7 +529,7 @@ impl ReportSink for ClusterMachines {
                 "kind": "Machine",
                 "status": {"hardware": {"items": report.items, "reportedTime": report.received.to_string()}},
             });
-            self.api
+            self.machines_api()
                 .patch_status(&machine, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(status))
                 .await
                 .map(drop)
@@ -139,5 +538,196 @@ impl ReportSink for ClusterMachines {
                     reason: format!("failed to write the report: {error}"),
                 })
         })
+    }
+
+    fn append_log(&self, machine: &str, text: String) -> BoxFuture<'_, Result<(), SinkError>> {
+        let machine = machine.to_owned();
+        Box::pin(async move {
+            let error = |reason: String| SinkError { machine: machine.clone(), reason };
+            let owner = self.machine(&machine).ok_or_else(|| error("the Machine is not known".into()))?;
+            let api: Api<ConfigMap> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
+            let name = log_config_map_name(&machine);
+            // Read, append, replace with the resourceVersion read; retry when another upload
+            // got in between.
+            for _ in 0..5 {
+                let result = match api.get_opt(&name).await.map_err(|e| error(e.to_string()))? {
+                    None => {
+                        let map = ConfigMap {
+                            metadata: kube::api::ObjectMeta {
+                                name: Some(name.clone()),
+                                owner_references: owner_reference(&owner).map(|o| vec![o]),
+                                ..Default::default()
+                            },
+                            data: Some([(LOG_KEY.to_owned(), append_bounded("", &text, LOG_KEEP))].into()),
+                            ..Default::default()
+                        };
+                        api.create(&PostParams::default(), &map).await
+                    }
+                    Some(mut map) => {
+                        let data = map.data.get_or_insert_with(Default::default);
+                        let old = data.remove(LOG_KEY).unwrap_or_default();
+                        data.insert(LOG_KEY.to_owned(), append_bounded(&old, &text, LOG_KEEP));
+                        api.replace(&name, &PostParams::default(), &map).await
+                    }
+                };
+                match result {
+                    Ok(_) => return Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                    Err(e) => return Err(error(format!("failed to write ConfigMap {name}: {e}"))),
+                }
+            }
+            Err(error(format!("ConfigMap {name} kept changing; log not appended")))
+        })
+    }
+}
+
+impl TimelineSink for ClusterMachines {
+    fn stored(&self, machine: &str) -> Option<BootTimeline> {
+        self.machine(machine)?.status.as_ref()?.last_boot.clone()
+    }
+
+    fn write_timeline<'a>(
+        &'a self,
+        machine: &'a str,
+        timeline: &'a BootTimeline,
+    ) -> BoxFuture<'a, Result<(), TimelineError>> {
+        Box::pin(async move {
+            let status = json!({
+                "apiVersion": "machinist.dev/v1alpha1",
+                "kind": "Machine",
+                "status": {"lastBoot": timeline},
+            });
+            self.machines_api()
+                .patch_status(machine, &PatchParams::apply(TIMELINE_MANAGER).force(), &Patch::Apply(status))
+                .await
+                .map(drop)
+                .map_err(|e| TimelineError { machine: machine.to_owned(), reason: e.to_string() })
+        })
+    }
+
+    fn publish<'a>(&'a self, machine: &'a str, steps: &'a [StepRecord]) -> BoxFuture<'a, Result<(), TimelineError>> {
+        Box::pin(async move {
+            let Some(object) = self.machine(machine) else {
+                return Err(TimelineError { machine: machine.to_owned(), reason: "the Machine is not known".into() });
+            };
+            let reference: ObjectReference = object.object_ref(&());
+            let warning = steps.iter().any(|s| s.warning);
+            let event = Event {
+                type_: if warning { EventType::Warning } else { EventType::Normal },
+                reason: if warning { "BootProblem".into() } else { "BootProgress".into() },
+                note: Some(event_note(steps)),
+                action: "Boot".into(),
+                secondary: None,
+            };
+            self.inner
+                .recorder
+                .publish(&event, &reference)
+                .await
+                .map_err(|e| TimelineError { machine: machine.to_owned(), reason: e.to_string() })
+        })
+    }
+}
+
+/// Creates the agent token Secret of every Machine of the namespace that has none, and again
+/// when one is deleted, until `shutdown`.
+pub async fn run_token_keeper(cluster: ClusterMachines, shutdown: CancellationToken) {
+    use kube::runtime::controller::{Action, Controller};
+
+    let machines = cluster.machines_api();
+    let secrets: Api<Secret> = Api::namespaced(cluster.inner.client.clone(), &cluster.inner.namespace);
+    let controller = Controller::new(machines, watcher::Config::default())
+        .owns(secrets, watcher::Config::default().labels(&format!("{TOKEN_LABEL}=true")))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            |machine: Arc<Machine>, cluster: Arc<ClusterMachines>| async move {
+                if machine.meta().deletion_timestamp.is_some() {
+                    return Ok(Action::await_change());
+                }
+                cluster.ensure_token(&machine).await.map(|_| Action::await_change())
+            },
+            |machine, error: &TokenError, _| {
+                tracing::warn!(machine = %machine.name_any(), %error, "failed to create an agent token; retrying");
+                Action::requeue(Duration::from_secs(5))
+            },
+            Arc::new(cluster.clone()),
+        );
+    controller.for_each(|_| async {}).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(name: &str, macs: &[&str]) -> Machine {
+        let interfaces: Vec<_> = macs.iter().map(|m| json!({"mac": m})).collect();
+        serde_json::from_value(json!({
+            "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": name},
+            "spec": {"interfaces": interfaces, "provider": {"manual": {}}},
+        }))
+        .unwrap()
+    }
+
+    fn mac(s: &str) -> MacAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_index_follows_watch_events() {
+        let mut index = MacIndex::default();
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(machine("a", &["52:54:00:00:00:01", "52:54:00:00:00:02"])));
+        assert_eq!(index.get(mac("52:54:00:00:00:01")), None, "a relist is applied when complete");
+        index.apply(&watcher::Event::InitDone);
+        assert_eq!(index.get(mac("52:54:00:00:00:02")), Some("a"));
+        // A changed MAC moves; the old one is forgotten.
+        index.apply(&watcher::Event::Apply(machine("a", &["52:54:00:00:00:03"])));
+        assert_eq!(index.get(mac("52:54:00:00:00:01")), None);
+        assert_eq!(index.get(mac("52:54:00:00:00:03")), Some("a"));
+        // The first owner of a MAC keeps it; its deletion does not remove another's entry.
+        index.apply(&watcher::Event::Apply(machine("b", &["52:54:00:00:00:03", "52:54:00:00:00:04"])));
+        assert_eq!(index.get(mac("52:54:00:00:00:03")), Some("a"));
+        index.apply(&watcher::Event::Delete(machine("b", &["52:54:00:00:00:03", "52:54:00:00:00:04"])));
+        assert_eq!(index.get(mac("52:54:00:00:00:03")), Some("a"));
+        assert_eq!(index.get(mac("52:54:00:00:00:04")), None);
+        // A relist replaces everything.
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitDone);
+        assert_eq!(index.get(mac("52:54:00:00:00:03")), None);
+    }
+
+    #[test]
+    fn reserved_machines_get_their_cmdb_network() {
+        let mut m = machine("a", &["52:54:00:00:00:01"]);
+        m.status = Some(
+            serde_json::from_value(json!({
+                "ip": "10.0.0.5", "hostname": "api1", "bootTarget": "LocalDisk",
+                "allocation": {"cmdb": "lab", "entry": 0},
+            }))
+            .unwrap(),
+        );
+        let cmdb: Cmdb = serde_json::from_value(json!({
+            "apiVersion": "machinist.dev/v1alpha1", "kind": "Cmdb", "metadata": {"name": "lab"},
+            "spec": {"entries": [{"ip": "10.0.0.5"}], "network": {"netmask": "255.255.255.0", "gateway": "10.0.0.1",
+                     "dnsServers": ["10.0.0.2"], "domain": "lab.example"}},
+        }))
+        .unwrap();
+        let boot = machine_boot(&m, Some(&cmdb));
+        assert_eq!(boot.address, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(boot.hostname.as_deref(), Some("api1"));
+        assert_eq!(boot.network.gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(boot.network.dns_servers, [Ipv4Addr::new(10, 0, 0, 2)]);
+        assert_eq!(boot.network.domain.as_deref(), Some("lab.example"));
+        assert_eq!(boot.policy, BootPolicy::Network);
+        m.status.as_mut().unwrap().boot_target = Some(BootTarget::None);
+        assert_eq!(machine_boot(&m, None).policy, BootPolicy::Ignore);
+        assert_eq!(machine_boot(&machine("b", &[]), None).address, None);
+    }
+
+    #[test]
+    fn registered_names_and_tokens() {
+        assert_eq!(registered_name(mac("52:54:00:AB:cd:01")), "mac-52-54-00-ab-cd-01");
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
     }
 }

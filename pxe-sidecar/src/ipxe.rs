@@ -53,6 +53,25 @@ pub enum Script {
     },
 }
 
+impl Script {
+    /// A short description for the boot timeline (`discovery`, `install api`, `menu`…).
+    pub fn kind(&self) -> String {
+        match self {
+            Script::Boot(image) => {
+                let arg = |key: &str| image.args.iter().find_map(|a| a.strip_prefix(key)).map(str::to_owned);
+                let mode = arg("machinist.mode=").unwrap_or_else(|| "boot".into());
+                match arg("machinist.role=") {
+                    Some(role) => format!("{mode} {role}"),
+                    None => mode,
+                }
+            }
+            Script::Menu { default, timeout_seconds, .. } => format!("menu (default {default} in {timeout_seconds} s)"),
+            Script::LocalDisk => "local disk".into(),
+            Script::Refuse { reason } => format!("refused: {reason}"),
+        }
+    }
+}
+
 /// Rendering failures: values that would break out of the script.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScriptError {

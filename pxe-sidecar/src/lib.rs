@@ -1,16 +1,24 @@
 //! machinist's boot services (`machinist-boot`): DHCP, TFTP and HTTP for network-booting
-//! machines.
+//! machines, run together by [`service`] (the `machinist-boot` binary, and `machinist up
+//! --boot-config`).
 //!
-//! Built so far: [`ipxe`], the iPXE scripts a machine is served according to its status;
-//! [`machines`], what the boot services need to know about Machines (looked up by MAC) and
-//! where hardware reports go, as traits the Machine reflector implements; and [`http`], the
-//! HTTP server (scripts, artifacts, hardware reports, health); and [`cluster`], the
-//! kube-rs side: Machines found by MAC and agent tokens through reflectors, reports written
-//! into `status.hardware` with server-side apply. DHCP and TFTP live in the
-//! `machinist-boot-dhcp` and `machinist-boot-tftp` crates beside this one; the binary that ties
-//! them together arrives with the rest of the "Boot services" issue.
+//! - [`config`]: the configuration file;
+//! - [`cluster`]: the kube-rs side — Machines by MAC, Cmdb network settings and agent tokens
+//!   through reflectors, auto-registration, and the writes (hardware reports, boot timeline,
+//!   agent logs);
+//! - [`http`]: iPXE scripts ([`ipxe`]), artifacts, the agent's report, progress and log;
+//! - [`timeline`]: the boot timeline (`status.lastBoot` and Events), batched;
+//! - [`metrics`]: `/metrics` and `/healthz` on their own port;
+//! - [`machines`]: the traits between the HTTP server and the cluster view.
+//!
+//! DHCP and TFTP live in the `machinist-boot-dhcp` and `machinist-boot-tftp` crates beside this
+//! one.
 
 pub mod cluster;
+pub mod config;
 pub mod http;
 pub mod ipxe;
 pub mod machines;
+pub mod metrics;
+pub mod service;
+pub mod timeline;

@@ -39,6 +39,28 @@ pub trait MachineSource: Send + Sync + 'static {
     /// Whether `presented` is the report token of the machine named `machine`. Unknown
     /// machines never verify. Implementations compare with [`constant_time_eq`].
     fn verify_token(&self, machine: &str, presented: &str) -> bool;
+
+    /// Registers an unknown MAC (auto-registration): creates its Machine and token and returns
+    /// its record. The default refuses: registration is off.
+    fn register(&self, mac: MacAddr) -> BoxFuture<'_, Result<BootRecord, RegisterError>> {
+        Box::pin(std::future::ready(Err(RegisterError::Disabled(mac))))
+    }
+}
+
+/// An unknown MAC that could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Auto-registration is off.
+    #[error("auto-registration is off: {0} is not registered")]
+    Disabled(MacAddr),
+    /// The API refused or failed.
+    #[error("failed to register {mac}: {reason}")]
+    Failed {
+        /// The MAC.
+        mac: MacAddr,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A hardware report that passed validation.
@@ -60,10 +82,39 @@ pub struct SinkError {
     pub reason: String,
 }
 
-/// Receives validated hardware reports (the status writer puts them in `status.hardware`).
+/// Receives what agents send: validated hardware reports (into `status.hardware`) and logs
+/// (into a bounded ConfigMap per machine).
 pub trait ReportSink: Send + Sync + 'static {
     /// Records `report` for the machine named `machine` (whose token was verified).
     fn hardware_report(&self, machine: &str, report: HardwareReport) -> BoxFuture<'_, Result<(), SinkError>>;
+
+    /// Appends `text` to the machine's log, keeping at most [`LOG_KEEP`] bytes (the newest).
+    fn append_log(&self, machine: &str, text: String) -> BoxFuture<'_, Result<(), SinkError>>;
+}
+
+/// Bytes of agent log kept per machine (the newest), well under a ConfigMap's 1 MiB.
+pub const LOG_KEEP: usize = 256 * 1024;
+
+/// `old` followed by `new`, cut from the front to at most `keep` bytes on a line (or character)
+/// boundary, so the newest lines stay whole.
+pub fn append_bounded(old: &str, new: &str, keep: usize) -> String {
+    let mut log = String::with_capacity(old.len() + new.len());
+    log.push_str(old);
+    log.push_str(new);
+    if log.len() <= keep {
+        return log;
+    }
+    let mut start = log.len() - keep;
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    // Prefer starting on a whole line when one begins in the kept part.
+    if let Some(newline) = log.get(start..).and_then(|rest| rest.find('\n'))
+        && newline + 1 < log.len() - start
+    {
+        start += newline + 1;
+    }
+    log.split_off(start)
 }
 
 /// Compares two secrets in time that depends only on their lengths, not on where they differ.
@@ -84,6 +135,7 @@ pub struct InMemoryMachines {
 struct Inner {
     by_mac: BTreeMap<MacAddr, BootRecord>,
     reports: Vec<(String, HardwareReport)>,
+    logs: BTreeMap<String, String>,
 }
 
 impl InMemoryMachines {
@@ -105,6 +157,11 @@ impl InMemoryMachines {
     /// The reports received so far, oldest first, with the machine they are for.
     pub fn reports(&self) -> Vec<(String, HardwareReport)> {
         self.lock().reports.clone()
+    }
+
+    /// The log kept for `machine`.
+    pub fn log(&self, machine: &str) -> Option<String> {
+        self.lock().logs.get(machine).cloned()
     }
 }
 
@@ -128,6 +185,13 @@ impl ReportSink for InMemoryMachines {
         self.lock().reports.push((machine.to_owned(), report));
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn append_log(&self, machine: &str, text: String) -> BoxFuture<'_, Result<(), SinkError>> {
+        let mut inner = self.lock();
+        let log = inner.logs.entry(machine.to_owned()).or_default();
+        *log = append_bounded(log, &text, LOG_KEEP);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 #[cfg(test)]
@@ -146,5 +210,15 @@ mod tests {
         assert!(machines.verify_token("m1", "t1"));
         assert!(!machines.verify_token("m1", "t2"));
         assert!(!machines.verify_token("m2", "t1"));
+    }
+
+    #[test]
+    fn logs_keep_the_newest_whole_lines() {
+        assert_eq!(append_bounded("a\n", "b\n", 10), "a\nb\n");
+        assert_eq!(append_bounded("line one\n", "line two\n", 12), "line two\n");
+        // No newline in the kept part: cut on a character boundary.
+        assert_eq!(append_bounded("", "ééééé", 5), "éé");
+        let long = append_bounded(&"x\n".repeat(1000), "end\n", 100);
+        assert!(long.len() <= 100 && long.ends_with("x\nend\n") && long.starts_with('x'));
     }
 }

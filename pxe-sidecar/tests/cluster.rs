@@ -3,13 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{PostParams, ResourceExt};
+use kube::api::{Patch, PatchParams, PostParams, ResourceExt};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
-use machinist_boot::cluster::{ClusterMachines, token_secret_name};
+use machinist_boot::cluster::{ClusterMachines, TOKEN_LABEL, token_secret_name};
 use machinist_boot::machines::{HardwareReport, MacAddr, MachineSource, ReportSink};
-use machinist_crds::{Machine, Quad};
+use machinist_boot_dhcp::{BootPolicy, Directory};
+use machinist_crds::{Cmdb, Machine, Quad};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -36,19 +39,20 @@ async fn machines_tokens_and_reports_go_through_the_api() {
     .unwrap();
     machines.create(&PostParams::default(), &machine).await.unwrap();
     let secret: Secret = serde_json::from_value(
-        json!({"metadata": {"name": token_secret_name("vm-1")}, "stringData": {"token": "s3cret"}}),
+        json!({"metadata": {"name": token_secret_name("vm-1"), "labels": {TOKEN_LABEL: "true"}},
+               "stringData": {"token": "s3cret"}}),
     )
     .unwrap();
     Api::<Secret>::default_namespaced(client.clone()).create(&PostParams::default(), &secret).await.unwrap();
 
     let shutdown = CancellationToken::new();
-    let cluster = ClusterMachines::start(client.clone(), "default", shutdown.clone()).await.unwrap();
+    let cluster = ClusterMachines::start(client.clone(), "default", false, shutdown.clone()).await.unwrap();
 
     // Found by MAC whatever the case, with its menu and token.
-    let record = cluster.lookup("52:54:00:ab:00:01".parse::<MacAddr>().unwrap()).unwrap();
+    let record = MachineSource::lookup(&cluster, "52:54:00:ab:00:01".parse::<MacAddr>().unwrap()).unwrap();
     assert_eq!((record.name.as_str(), record.token.as_str()), ("vm-1", "s3cret"));
     assert_eq!(record.boot_menu.unwrap().default, "api");
-    assert!(cluster.lookup("52:54:00:ab:00:02".parse::<MacAddr>().unwrap()).is_none());
+    assert!(MachineSource::lookup(&cluster, "52:54:00:ab:00:02".parse::<MacAddr>().unwrap()).is_none());
     assert!(cluster.verify_token("vm-1", "s3cret"));
     assert!(!cluster.verify_token("vm-1", "s3cre"));
     assert!(!cluster.verify_token("vm-2", "s3cret"));
@@ -64,6 +68,38 @@ async fn machines_tokens_and_reports_go_through_the_api() {
     assert_eq!(hardware.items, items);
     assert!(hardware.reported_time.is_some());
     assert!(stored.managed_fields().iter().any(|m| m.manager.as_deref() == Some("machinist-boot")));
+    // DHCP's view: the reservation written by the operator, with the network of its Cmdb.
+    let cmdb: Cmdb = serde_json::from_value(json!({
+        "apiVersion": "machinist.dev/v1alpha1", "kind": "Cmdb", "metadata": {"name": "lab"},
+        "spec": {"entries": [{"ip": "10.9.0.5"}],
+                 "network": {"netmask": "255.255.255.0", "gateway": "10.9.0.1", "dnsServers": ["10.9.0.2"],
+                             "domain": "lab.example"}},
+    }))
+    .unwrap();
+    Api::<Cmdb>::default_namespaced(client.clone()).create(&PostParams::default(), &cmdb).await.unwrap();
+    let status = json!({"apiVersion": "machinist.dev/v1alpha1", "kind": "Machine",
+        "status": {"ip": "10.9.0.5", "hostname": "api1", "bootTarget": "Install",
+                   "allocation": {"cmdb": "lab", "entry": 0}}});
+    machines.patch_status("vm-1", &PatchParams::apply("test-operator"), &Patch::Apply(status)).await.unwrap();
+    let mac = "52:54:00:ab:00:01".parse::<MacAddr>().unwrap();
+    let reserved = cluster
+        .wait_for(Duration::from_secs(20), |c| {
+            Directory::lookup(c, mac).filter(|boot| boot.address.is_some() && boot.network.gateway.is_some())
+        })
+        .await
+        .expect("the reservation reached the cache");
+    assert_eq!(reserved.address, Some("10.9.0.5".parse().unwrap()));
+    assert_eq!(reserved.hostname.as_deref(), Some("api1"));
+    assert_eq!(reserved.network.dns_servers, ["10.9.0.2".parse::<std::net::Ipv4Addr>().unwrap()]);
+    assert_eq!(reserved.network.domain.as_deref(), Some("lab.example"));
+    assert_eq!(reserved.policy, BootPolicy::Network);
+    // Auto-registration is off here: unknown MACs are ignored and nothing is created.
+    assert!(!cluster.register_unknown("52:54:00:ab:00:09".parse().unwrap()));
+    assert!(cluster.register("52:54:00:ab:00:09".parse().unwrap()).await.is_err());
+    assert_eq!(machines.list(&Default::default()).await.unwrap().items.len(), 1);
+    // Both status writers keep their fields: the report's hardware survived the operator's apply.
+    assert!(machines.get("vm-1").await.unwrap().status.unwrap().hardware.is_some());
+
     // A report for a Machine that is gone is an error, not a panic.
     assert!(cluster.hardware_report("vm-9", HardwareReport { items, received: jiff::Timestamp::now() }).await.is_err());
 

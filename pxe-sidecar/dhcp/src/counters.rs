@@ -17,6 +17,13 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: u64,)*
         }
 
+        impl CountersSnapshot {
+            /// Every counter with its name, in declaration order (for metrics exporters).
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+
         impl Counters {
             /// Reads every counter.
             pub fn snapshot(&self) -> CountersSnapshot {

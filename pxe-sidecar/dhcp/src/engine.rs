@@ -43,6 +43,28 @@ pub struct Reply {
     pub destination: SocketAddrV4,
 }
 
+/// What a reply told a client, for whoever records boot steps ([`ReplyObserver`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplySummary {
+    /// The client.
+    pub mac: MacAddr,
+    /// The Machine's name, when the directory knows the MAC.
+    pub machine: Option<String>,
+    /// OFFER, ACK, NAK (proxy replies are OFFER on port 67 and ACK on 4011).
+    pub message_type: dhcproto::v4::MessageType,
+    /// The address given (`yiaddr`), or the client's own (`ciaddr`) when none is given.
+    pub address: Option<Ipv4Addr>,
+    /// The boot file or URL sent, if any.
+    pub boot_file: Option<String>,
+}
+
+/// Told about every reply the engine sends. Called on the packet's path: implementations must
+/// not block (queue the summary and return).
+pub trait ReplyObserver: Send + Sync {
+    /// A reply is about to be sent.
+    fn replied(&self, summary: ReplySummary);
+}
+
 /// Why a request gets no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Silence {
@@ -136,6 +158,13 @@ pub struct Engine {
     leases: Mutex<LeaseStore>,
     counters: Counters,
     chain: Vec<Box<dyn Handler>>,
+    observer: Option<Arc<dyn ReplyObserver>>,
+}
+
+impl fmt::Debug for dyn ReplyObserver + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReplyObserver")
+    }
 }
 
 impl Engine {
@@ -149,7 +178,13 @@ impl Engine {
             Mode::Proxy => chain.push(Box::new(handlers::Proxy)),
         }
         chain.push(Box::new(handlers::BootOptions));
-        Self { config, directory, leases: Mutex::new(leases), counters: Counters::default(), chain }
+        Self { config, directory, leases: Mutex::new(leases), counters: Counters::default(), chain, observer: None }
+    }
+
+    /// The same engine, telling `observer` about every reply.
+    pub fn with_observer(mut self, observer: Arc<dyn ReplyObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// [`Engine::new`] with the lease database of the configuration (in memory when none).
@@ -207,7 +242,12 @@ impl Engine {
         let request = ctx.request.as_ref()?;
         let destination = destination(request, &reply, inbound);
         match dhcproto::Encodable::to_vec(&reply) {
-            Ok(bytes) => Some(Reply { bytes, destination }),
+            Ok(bytes) => {
+                if let (Some(observer), Some(mac)) = (&self.observer, ctx.mac) {
+                    observer.replied(summarize(&reply, mac, ctx.machine.as_ref()));
+                }
+                Some(Reply { bytes, destination })
+            }
             Err(error) => {
                 tracing::warn!(%error, "failed to encode a DHCP reply");
                 Counters::bump(&self.counters.malformed);
@@ -238,6 +278,21 @@ impl Engine {
                 tracing::debug!(handler, %mac, why = ?other, "DHCP request left unanswered");
             }
         }
+    }
+}
+
+fn summarize(reply: &Message, mac: MacAddr, machine: Option<&MachineBoot>) -> ReplySummary {
+    let address = [reply.yiaddr(), reply.ciaddr()].into_iter().find(|a| !a.is_unspecified());
+    let boot_file = match reply.opts().get(dhcproto::v4::OptionCode::BootfileName) {
+        Some(dhcproto::v4::DhcpOption::BootfileName(name)) => Some(String::from_utf8_lossy(name).into_owned()),
+        _ => Some(String::from_utf8_lossy(reply.fname().unwrap_or_default()).into_owned()).filter(|f| !f.is_empty()),
+    };
+    ReplySummary {
+        mac,
+        machine: machine.map(|m| m.name.clone()).filter(|n| !n.is_empty()),
+        message_type: reply.opts().msg_type().unwrap_or(dhcproto::v4::MessageType::Unknown(0)),
+        address,
+        boot_file,
     }
 }
 

@@ -165,6 +165,7 @@ pub(super) async fn serve(
     method: Method,
     UrlPath(requested): UrlPath<String>,
     request_headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Response {
     let Some(root) = &state.settings.artifact_root else { return status(StatusCode::NOT_FOUND) };
     let path = match resolve(root, &requested) {
@@ -255,6 +256,14 @@ pub(super) async fn serve(
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     }
     tracing::info!(path = %requested, status = code.as_u16(), start, bytes = count, "serving artifact");
+    state.counters.bump(&state.counters.artifacts);
+    if let (Some(timeline), Some(ip)) = (&state.timeline, super::peer(&extensions)) {
+        let detail = match range {
+            RangeRequest::Partial { start, end } => format!("{requested} bytes {start}-{end}"),
+            _ => format!("{requested} ({len} bytes)"),
+        };
+        timeline.record_at(ip, machinist_crds::machine::BootStepKind::Artifact, detail);
+    }
     let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), CHUNK));
     (code, headers, body).into_response()
 }

@@ -5,17 +5,23 @@
 //! | `GET /ipxe/{mac}` | the machine's iPXE script (see [`script_for`]); `?role=` picks a menu entry |
 //! | `GET`/`HEAD /artifacts/{path}` | files under [`HttpConfig::artifact_root`], with Range, ETag and Last-Modified ([`artifacts`]) |
 //! | `POST /machines/{name}/report` | a hardware report, `Authorization: Bearer <token>` ([`report`]) |
+//! | `POST /machines/{name}/progress` | a progress step → Event + `status.lastBoot` ([`agent`]) |
+//! | `POST /machines/{name}/log` | the agent's log → ConfigMap `machinist-log-<name>` ([`agent`]) |
 //! | `GET /healthz` | `ok` |
+//!
+//! Metrics are served on their own port (see [`crate::metrics`]).
 //!
 //! Pure decisions ([`script_for`], [`artifacts::resolve`], [`artifacts::parse_range`],
 //! [`report::parse_report`]) are plain functions; the handlers only do I/O around them.
 
+pub mod agent;
 pub mod artifacts;
 pub mod report;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -29,9 +35,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ipxe::{self, BootImage, MenuEntry, Script};
 use crate::machines::{BootRecord, MacAddr, MachineSource, ReportSink};
+use crate::timeline::{StepRecord, Timeline};
+use machinist_crds::machine::BootStepKind;
 
 /// Default limit of a report body: a large server's `hardware-detect` output is ~100 KiB.
 pub const DEFAULT_REPORT_LIMIT: usize = 1024 * 1024;
+/// Default limit of one log upload.
+pub const DEFAULT_LOG_LIMIT: usize = 1024 * 1024;
 
 /// What to serve a MAC address no Machine has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -40,9 +50,30 @@ pub enum UnknownMac {
     /// A script that stops and lets the firmware try its next boot device (the default).
     #[default]
     Refuse,
-    /// The discovery RAM disk without a machine name or token (auto-registration: DHCP
-    /// creates the Machine, the agent asks again once it exists).
-    Discover,
+    /// Register the machine ([`MachineSource::register`]: a `Registered` Machine and its
+    /// token) and serve it the discovery RAM disk with its name and token (auto-registration).
+    Register,
+}
+
+/// Request counters, exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    /// iPXE scripts served (any kind, refusals included).
+    pub scripts: AtomicU64,
+    /// Machines registered on their first script request.
+    pub registered: AtomicU64,
+    /// Artifact requests answered with 200 or 206.
+    pub artifacts: AtomicU64,
+    /// Hardware reports accepted.
+    pub reports_accepted: AtomicU64,
+    /// Hardware reports refused (401, 413, 400).
+    pub reports_refused: AtomicU64,
+}
+
+impl HttpCounters {
+    fn bump(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The kernel and initrd of the RAM disk (discovery and install modes).
@@ -74,16 +105,20 @@ pub struct HttpConfig {
     pub artifact_root: Option<PathBuf>,
     /// The RAM disk booted for discovery and installation.
     pub ramdisk: RamDisk,
-    /// What unknown MAC addresses get.
-    #[serde(default)]
-    pub unknown_mac: UnknownMac,
     /// Largest hardware report body in bytes (default [`DEFAULT_REPORT_LIMIT`]).
     #[serde(default = "default_report_limit")]
     pub report_limit: usize,
+    /// Largest log upload in bytes (default [`DEFAULT_LOG_LIMIT`]).
+    #[serde(default = "default_log_limit")]
+    pub log_limit: usize,
 }
 
 fn default_report_limit() -> usize {
     DEFAULT_REPORT_LIMIT
+}
+
+fn default_log_limit() -> usize {
+    DEFAULT_LOG_LIMIT
 }
 
 /// A configuration that cannot be served.
@@ -115,10 +150,12 @@ pub struct Settings {
     pub artifact_root: Option<PathBuf>,
     /// The RAM disk.
     pub ramdisk: RamDisk,
-    /// What unknown MACs get.
+    /// What unknown MACs get ([`UnknownMac::Register`] when auto-registration is on).
     pub unknown_mac: UnknownMac,
     /// Report body limit.
     pub report_limit: usize,
+    /// Log upload limit.
+    pub log_limit: usize,
 }
 
 impl HttpConfig {
@@ -144,8 +181,9 @@ impl HttpConfig {
             public_url: url.to_owned(),
             artifact_root,
             ramdisk: self.ramdisk.clone(),
-            unknown_mac: self.unknown_mac,
+            unknown_mac: UnknownMac::Refuse,
             report_limit: self.report_limit,
+            log_limit: self.log_limit,
         })
     }
 }
@@ -155,6 +193,8 @@ struct AppState {
     settings: Settings,
     source: Arc<dyn MachineSource>,
     sink: Arc<dyn ReportSink>,
+    timeline: Option<Timeline>,
+    counters: Arc<HttpCounters>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -165,15 +205,33 @@ impl std::fmt::Debug for AppState {
 
 type Shared = State<Arc<AppState>>;
 
-/// The router, with its state.
+/// The router, with its state, recording no timeline.
 pub fn router(settings: Settings, source: Arc<dyn MachineSource>, sink: Arc<dyn ReportSink>) -> Router {
-    let state = Arc::new(AppState { settings, source, sink });
+    router_with(settings, source, sink, None, Arc::default())
+}
+
+/// The router, recording boot steps on `timeline` and counting requests in `counters`.
+pub fn router_with(
+    settings: Settings,
+    source: Arc<dyn MachineSource>,
+    sink: Arc<dyn ReportSink>,
+    timeline: Option<Timeline>,
+    counters: Arc<HttpCounters>,
+) -> Router {
+    let state = Arc::new(AppState { settings, source, sink, timeline, counters });
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ipxe/{mac}", get(script))
         .route("/artifacts/{*path}", get(artifacts::serve))
         .route("/machines/{name}/report", post(report::receive))
+        .route("/machines/{name}/progress", post(agent::progress))
+        .route("/machines/{name}/log", post(agent::log))
         .with_state(state)
+}
+
+/// The client's address, when the server was started with [`serve`].
+fn peer(request_extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    request_extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0.ip())
 }
 
 /// Serving failures.
@@ -202,7 +260,7 @@ pub async fn bind(listen: Option<SocketAddr>) -> Result<Option<TcpListener>, Ser
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight requests
 /// finish.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), ServeError> {
-    axum::serve(listener, router)
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(ServeError::Serve)
@@ -218,8 +276,7 @@ struct ScriptQuery {
 ///
 /// | Machine | Script |
 /// |---|---|
-/// | unknown, [`UnknownMac::Refuse`] | `Refuse` |
-/// | unknown, [`UnknownMac::Discover`] | discovery RAM disk with `machinist.mac` and no token |
+/// | unknown (not registered, see [`UnknownMac`]) | `Refuse` |
 /// | target absent or `Discovery` | RAM disk, `machinist.mode=discovery` |
 /// | `Install`, or any target with `?role=` | RAM disk, `machinist.mode=install` (and `machinist.role`) |
 /// | `Menu` | the `spec.bootMenu` roles, each chaining to `?role=` (Refuse without a `bootMenu`) |
@@ -227,12 +284,7 @@ struct ScriptQuery {
 /// | `None` | `Refuse` |
 pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>, role: Option<&str>) -> Script {
     let Some(record) = record else {
-        return match settings.unknown_mac {
-            UnknownMac::Refuse => Script::Refuse { reason: format!("machinist does not know {mac}") },
-            UnknownMac::Discover => {
-                ramdisk(settings, &[format!("machinist.mac={mac}"), "machinist.mode=discovery".into()])
-            }
-        };
+        return Script::Refuse { reason: format!("machinist does not know {mac}") };
     };
     let identity = |mode: &str| {
         vec![
@@ -306,7 +358,12 @@ fn text(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-async fn script(State(state): Shared, Path(mac): Path<String>, Query(query): Query<ScriptQuery>) -> Response {
+async fn script(
+    State(state): Shared,
+    Path(mac): Path<String>,
+    Query(query): Query<ScriptQuery>,
+    extensions: axum::http::Extensions,
+) -> Response {
     let mac: MacAddr = match mac.parse() {
         Ok(mac) => mac,
         Err(error) => return text(StatusCode::BAD_REQUEST, format!("{error}\n")),
@@ -316,11 +373,28 @@ async fn script(State(state): Shared, Path(mac): Path<String>, Query(query): Que
     {
         return text(StatusCode::BAD_REQUEST, format!("role {role:?} is not a valid role name\n"));
     }
-    let record = state.source.lookup(mac);
+    let mut record = state.source.lookup(mac);
+    if record.is_none() && state.settings.unknown_mac == UnknownMac::Register {
+        match state.source.register(mac).await {
+            Ok(registered) => {
+                state.counters.bump(&state.counters.registered);
+                tracing::info!(%mac, machine = %registered.name, "registered an unknown machine");
+                record = Some(registered);
+            }
+            Err(error) => tracing::warn!(%mac, %error, "failed to register an unknown machine"),
+        }
+    }
     let script = script_for(&state.settings, mac, record.as_ref(), query.role.as_deref());
+    state.counters.bump(&state.counters.scripts);
     match ipxe::render(&script) {
         Ok(body) => {
             tracing::info!(%mac, machine = record.as_ref().map(|r| r.name.as_str()), "served iPXE script");
+            if let (Some(timeline), Some(record)) = (&state.timeline, &record) {
+                if let Some(ip) = peer(&extensions) {
+                    timeline.note_address(ip, &record.name);
+                }
+                timeline.record(StepRecord::now(&record.name, BootStepKind::Script, script.kind()));
+            }
             text(StatusCode::OK, body)
         }
         Err(error) => {
@@ -347,6 +421,7 @@ mod tests {
             },
             unknown_mac,
             report_limit: DEFAULT_REPORT_LIMIT,
+            log_limit: DEFAULT_LOG_LIMIT,
         }
     }
 
@@ -410,13 +485,8 @@ mod tests {
     }
 
     #[test]
-    fn unknown_macs_are_refused_or_discovered() {
+    fn unknown_macs_are_refused() {
         assert!(matches!(script_for(&settings(UnknownMac::Refuse), MAC, None, None), Script::Refuse { .. }));
-        let Script::Boot(image) = script_for(&settings(UnknownMac::Discover), MAC, None, None) else {
-            panic!("not a boot script")
-        };
-        assert!(image.args.iter().all(|a| !a.starts_with("machinist.token")));
-        assert!(image.args.contains(&"machinist.mac=52:54:00:00:00:01".to_owned()));
     }
 
     #[test]
@@ -426,8 +496,8 @@ mod tests {
             public_url: url.into(),
             artifact_root: root,
             ramdisk: RamDisk { kernel: "k".into(), initrd: "i".into(), args: vec![] },
-            unknown_mac: UnknownMac::Refuse,
             report_limit: 10,
+            log_limit: 10,
         };
         assert_eq!(config("http://h:1/", None).validate().unwrap().public_url, "http://h:1");
         for bad in ["h:1", "ftp://h", "http://h/a b", "http://h/${x}"] {
@@ -435,13 +505,11 @@ mod tests {
         }
         let missing = config("http://h", Some("/nonexistent/machinist".into())).validate();
         assert!(matches!(missing, Err(ConfigError::ArtifactRoot { .. })));
-        let parsed: HttpConfig = serde_json::from_str(
-            r#"{"publicUrl": "http://h", "ramdisk": {"kernel": "k", "initrd": "i"}, "unknownMac": "discover"}"#,
-        )
-        .unwrap();
+        let parsed: HttpConfig =
+            serde_json::from_str(r#"{"publicUrl": "http://h", "ramdisk": {"kernel": "k", "initrd": "i"}}"#).unwrap();
         assert_eq!(
-            (parsed.listen, parsed.unknown_mac, parsed.report_limit),
-            (None, UnknownMac::Discover, DEFAULT_REPORT_LIMIT)
+            (parsed.listen, parsed.report_limit, parsed.log_limit),
+            (None, DEFAULT_REPORT_LIMIT, DEFAULT_LOG_LIMIT)
         );
     }
 

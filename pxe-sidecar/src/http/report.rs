@@ -18,7 +18,10 @@ use machinist_crds::common::{ITEM_ELEMENT_MAX_LENGTH, Quad};
 use serde::Deserialize;
 
 use super::Shared;
+use machinist_crds::machine::BootStepKind;
+
 use crate::machines::HardwareReport;
+use crate::timeline::StepRecord;
 
 /// Most items a report may carry (as `status.hardware.items` allows).
 pub const MAX_ITEMS: usize = 8192;
@@ -87,7 +90,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn reply(code: StatusCode, message: &str) -> Response {
+pub(super) fn reply(code: StatusCode, message: &str) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
 }
 
@@ -97,33 +100,52 @@ fn unauthorized() -> Response {
     response
 }
 
-pub(super) async fn receive(State(state): Shared, Path(machine): Path<String>, request: Request) -> Response {
+/// Checks the machine's token and reads a body of at most `limit` bytes; the error is the
+/// response to send (401, 413 or 400).
+pub(super) async fn authorized_body(
+    state: &super::AppState,
+    machine: &str,
+    what: &str,
+    request: Request,
+    limit: usize,
+) -> Result<(HeaderMap, axum::body::Bytes), Response> {
     let (parts, body) = request.into_parts();
-    let verified = bearer_token(&parts.headers).is_some_and(|token| state.source.verify_token(&machine, token));
+    let verified = bearer_token(&parts.headers).is_some_and(|token| state.source.verify_token(machine, token));
     if !verified {
-        tracing::info!(%machine, "hardware report refused: missing or wrong token");
-        return unauthorized();
+        tracing::info!(%machine, what, "agent request refused: missing or wrong token");
+        return Err(unauthorized());
     }
-    let limit = state.settings.report_limit;
     let too_large = || {
-        tracing::info!(%machine, limit, "hardware report refused: too large");
-        reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("hardware reports are limited to {limit} bytes"))
+        tracing::info!(%machine, what, limit, "agent request refused: too large");
+        reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what} bodies are limited to {limit} bytes"))
     };
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return too_large();
+        return Err(too_large());
     }
-    let body = match Limited::new(Body::new(body), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+    match Limited::new(Body::new(body), limit).collect().await {
+        Ok(collected) => Ok((parts.headers, collected.to_bytes())),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(error) => {
-            tracing::info!(%machine, %error, "hardware report refused: failed to read the body");
-            return reply(StatusCode::BAD_REQUEST, "failed to read the request body");
+            tracing::info!(%machine, what, %error, "agent request refused: failed to read the body");
+            Err(reply(StatusCode::BAD_REQUEST, "failed to read the request body"))
+        }
+    }
+}
+
+pub(super) async fn receive(State(state): Shared, Path(machine): Path<String>, request: Request) -> Response {
+    let limit = state.settings.report_limit;
+    let body = match authorized_body(&state, &machine, "hardware report", request, limit).await {
+        Ok((_, body)) => body,
+        Err(response) => {
+            state.counters.bump(&state.counters.reports_refused);
+            return response;
         }
     };
     let items = match parse_report(&body) {
         Ok(items) => items,
         Err(error) => {
+            state.counters.bump(&state.counters.reports_refused);
             tracing::info!(%machine, %error, "hardware report refused");
             return reply(StatusCode::BAD_REQUEST, &error.to_string());
         }
@@ -132,7 +154,11 @@ pub(super) async fn receive(State(state): Shared, Path(machine): Path<String>, r
     let report = HardwareReport { items, received: jiff::Timestamp::now() };
     match state.sink.hardware_report(&machine, report).await {
         Ok(()) => {
+            state.counters.bump(&state.counters.reports_accepted);
             tracing::info!(%machine, items = count, "hardware report received");
+            if let Some(timeline) = &state.timeline {
+                timeline.record(StepRecord::now(&machine, BootStepKind::HardwareReport, format!("{count} items")));
+            }
             StatusCode::NO_CONTENT.into_response()
         }
         Err(error) => {

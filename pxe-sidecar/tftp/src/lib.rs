@@ -81,7 +81,7 @@ pub use config::{
 pub use confine::Refusal;
 pub use ipxe::{ClientArch, DEBIAN_IPXE_DIR, IPXE_BINARIES, InstalledBinary, IpxeBinary, IpxeLayout, install_ipxe};
 pub use metrics::{TftpCounters, TftpMetrics};
-pub use server::{ConfinedHandler, TftpServer, run};
+pub use server::{ConfinedHandler, TftpServer, TransferObserver, run};
 
 /// Errors of the TFTP service.
 #[derive(Debug, thiserror::Error)]

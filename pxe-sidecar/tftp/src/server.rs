@@ -16,10 +16,23 @@ use crate::{TftpConfig, TftpError, TftpMetrics};
 
 /// The async-tftp handler: read requests are resolved under the root ([`confine`]), write
 /// requests refused. Every refusal or failure is logged and counted.
-#[derive(Debug)]
 pub struct ConfinedHandler {
     root: PathBuf,
     metrics: Arc<TftpMetrics>,
+    observer: Option<Arc<dyn TransferObserver>>,
+}
+
+impl fmt::Debug for ConfinedHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfinedHandler").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// Told about every file a transfer starts sending (the sidecar records it on the machine's
+/// boot timeline). Called on the request's path: implementations must not block.
+pub trait TransferObserver: Send + Sync {
+    /// `client` was sent the start of `file` (as requested), `size` bytes long.
+    fn sending(&self, client: SocketAddr, file: &Path, size: u64);
 }
 
 impl ConfinedHandler {
@@ -27,7 +40,13 @@ impl ConfinedHandler {
     pub fn new(root: &Path, metrics: Arc<TftpMetrics>) -> Result<Self, TftpError> {
         let root =
             confine::canonical_root(root).map_err(|source| TftpError::Root { root: root.to_path_buf(), source })?;
-        Ok(Self { root, metrics })
+        Ok(Self { root, metrics, observer: None })
+    }
+
+    /// The same handler, telling `observer` about each transfer.
+    pub fn with_observer(mut self, observer: Option<Arc<dyn TransferObserver>>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The canonical root.
@@ -70,6 +89,9 @@ impl Handler for ConfinedHandler {
             Ok((file, size)) => {
                 self.metrics.served();
                 tracing::info!(%client, file = %path.display(), size, "tftp sending file");
+                if let Some(observer) = &self.observer {
+                    observer.sending(*client, path, size);
+                }
                 Ok((Unblock::new(file), Some(size)))
             }
             Err(refusal) => Err(self.refuse(client, path, &refusal)),
@@ -126,12 +148,21 @@ impl TftpServer {
     /// Validates `config`, checks the root, and binds its address. Returns `Ok(None)` when no
     /// address is configured: TFTP stays off and nothing is bound.
     pub async fn bind(config: &TftpConfig, metrics: Arc<TftpMetrics>) -> Result<Option<Self>, TftpError> {
+        Self::bind_observed(config, metrics, None).await
+    }
+
+    /// [`bind`](Self::bind), telling `observer` about each transfer.
+    pub async fn bind_observed(
+        config: &TftpConfig,
+        metrics: Arc<TftpMetrics>,
+        observer: Option<Arc<dyn TransferObserver>>,
+    ) -> Result<Option<Self>, TftpError> {
         config.validate()?;
         let Some(addr) = config.bind else {
             tracing::info!("tftp is off: no bind address configured");
             return Ok(None);
         };
-        let handler = ConfinedHandler::new(&config.root, metrics)?;
+        let handler = ConfinedHandler::new(&config.root, metrics)?.with_observer(observer);
         let root = handler.root().to_path_buf();
         let socket = UdpSocket::bind(addr).map_err(|source| TftpError::Bind { addr, source })?;
         let local_addr = socket.local_addr().map_err(|source| TftpError::Bind { addr, source })?;

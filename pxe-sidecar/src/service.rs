@@ -1,0 +1,176 @@
+//! Runs the configured boot services together against one cluster: the shared Machine view
+//! ([`ClusterMachines`]), the agent token keeper, the boot timeline writer, and DHCP, TFTP,
+//! HTTP and metrics — each only if configured. Used by the `machinist-boot` binary and by
+//! `machinist up`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kube::Client;
+use machinist_boot_dhcp::{Engine, Mode};
+use machinist_boot_tftp::{TftpMetrics, TftpServer, TransferObserver, install_ipxe};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{ClusterError, ClusterMachines, run_token_keeper};
+use crate::config::BootConfig;
+use crate::http::{self, HttpCounters, UnknownMac};
+use crate::metrics::{self, Sources};
+use crate::timeline::{Timeline, run_writer};
+
+/// Why the boot services could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The cluster caches did not fill.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The DHCP configuration is invalid.
+    #[error("invalid dhcp configuration: {0}")]
+    DhcpConfig(#[from] machinist_boot_dhcp::ConfigError),
+    /// The lease database cannot be opened.
+    #[error("failed to open the DHCP lease database")]
+    Leases(#[from] machinist_boot_dhcp::LeaseError),
+    /// DHCP failed.
+    #[error("DHCP failed")]
+    Dhcp(#[from] machinist_boot_dhcp::ServerError),
+    /// TFTP failed or is misconfigured.
+    #[error("TFTP failed")]
+    Tftp(#[from] machinist_boot_tftp::TftpError),
+    /// The HTTP configuration is invalid.
+    #[error("invalid http configuration")]
+    HttpConfig(#[from] http::ConfigError),
+    /// HTTP failed.
+    #[error("HTTP failed")]
+    Http(#[from] http::ServeError),
+    /// A service task ended abnormally.
+    #[error("a boot service task failed: {0}")]
+    Task(String),
+}
+
+/// Where the services listen, once bound (ports chosen by the system are resolved).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bound {
+    /// TFTP.
+    pub tftp: Option<SocketAddr>,
+    /// HTTP.
+    pub http: Option<SocketAddr>,
+    /// Metrics.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The services, bound and running.
+#[derive(Debug)]
+pub struct Running {
+    /// Addresses bound.
+    pub bound: Bound,
+    tasks: JoinSet<Result<(), ServiceError>>,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    /// Waits until a service fails (its error) or all have stopped after `shutdown`.
+    pub async fn wait(mut self) -> Result<(), ServiceError> {
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.map_err(|e| ServiceError::Task(e.to_string())).and_then(|r| r);
+            if let Err(error) = result {
+                self.shutdown.cancel();
+                while self.tasks.join_next().await.is_some() {}
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Binds every configured service and starts it; they stop when `shutdown` is cancelled.
+pub async fn start(config: BootConfig, client: Client, shutdown: CancellationToken) -> Result<Running, ServiceError> {
+    let cluster = ClusterMachines::start(client, &config.namespace, config.auto_register, shutdown.clone()).await?;
+    let mut tasks: JoinSet<Result<(), ServiceError>> = JoinSet::new();
+    let mut bound = Bound::default();
+    let mut sources = Sources::default();
+
+    let (timeline, steps) = Timeline::new();
+    sources.timeline = Some(timeline.counters_handle());
+    {
+        let (sink, counters, flush, stop) =
+            (Arc::new(cluster.clone()), timeline.counters_handle(), config.flush_interval(), shutdown.clone());
+        tasks.spawn(async move {
+            run_writer(steps, sink, counters, flush, stop).await;
+            Ok(())
+        });
+    }
+    tasks.spawn({
+        let (cluster, stop) = (cluster.clone(), shutdown.clone());
+        async move {
+            run_token_keeper(cluster, stop).await;
+            Ok(())
+        }
+    });
+
+    // HTTP first: DHCP's default iPXE script URL points at it.
+    let http_public_url = config.http.as_ref().map(|h| h.public_url.trim_end_matches('/').to_owned());
+    if let Some(http_config) = &config.http {
+        let mut settings = http_config.validate()?;
+        if config.auto_register {
+            settings.unknown_mac = UnknownMac::Register;
+        }
+        let counters = Arc::new(HttpCounters::default());
+        sources.http = Some(counters.clone());
+        if let Some(listener) = http::bind(http_config.listen).await? {
+            bound.http = listener.local_addr().ok();
+            let source = Arc::new(cluster.clone());
+            let router = http::router_with(settings, source.clone(), source, Some(timeline.clone()), counters);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { http::serve(listener, router, stop).await.map_err(ServiceError::from) });
+        }
+    }
+
+    if let Some(section) = &config.tftp {
+        let tftp_config = section.to_tftp_config();
+        if let Some(source) = &section.ipxe_source {
+            std::fs::create_dir_all(&section.root)
+                .map_err(|source| machinist_boot_tftp::TftpError::Root { root: section.root.clone(), source })?;
+            let layout = install_ipxe(source, &section.root)?;
+            tracing::info!(?layout, "iPXE binaries installed into the TFTP root");
+        }
+        let metrics = Arc::new(TftpMetrics::default());
+        sources.tftp = Some(metrics.clone());
+        let observer: Arc<dyn TransferObserver> = Arc::new(timeline.clone());
+        if let Some(server) = TftpServer::bind_observed(&tftp_config, metrics, Some(observer)).await? {
+            bound.tftp = Some(server.local_addr());
+            let stop = shutdown.clone();
+            tasks.spawn(async move { server.serve(stop).await.map_err(ServiceError::from) });
+        }
+    }
+
+    let mut dhcp_raw = config.dhcp.clone();
+    if dhcp_raw.boot.ipxe_script_url.is_none()
+        && let Some(url) = &http_public_url
+    {
+        dhcp_raw.boot.ipxe_script_url = Some(format!("{url}/ipxe/{{mac}}"));
+    }
+    let dhcp_config = Arc::new(dhcp_raw.validate()?);
+    if dhcp_config.enabled() {
+        if config.auto_register && dhcp_config.mode == Mode::Full && dhcp_config.dynamic_range.is_none() {
+            tracing::warn!("autoRegister is on but dhcp.dynamicRange is not set: unknown machines get no address");
+        }
+        let engine =
+            Arc::new(Engine::open(dhcp_config, Arc::new(cluster.clone()))?.with_observer(Arc::new(timeline.clone())));
+        sources.dhcp = Some(engine.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move { machinist_boot_dhcp::run(engine, stop).await.map_err(ServiceError::from) });
+    } else {
+        tracing::info!("no DHCP interface configured: DHCP is off");
+    }
+
+    if let Some(section) = &config.metrics
+        && let Some(listener) = http::bind(Some(section.listen)).await?
+    {
+        bound.metrics = listener.local_addr().ok();
+        let router = metrics::router(sources);
+        let stop = shutdown.clone();
+        tasks.spawn(async move { http::serve(listener, router, stop).await.map_err(ServiceError::from) });
+    }
+    tracing::info!(?bound, namespace = %config.namespace, auto_register = config.auto_register, "boot services up");
+    Ok(Running { bound, tasks, shutdown })
+}
