@@ -215,6 +215,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_reference_parses() {
+        let doc = include_str!("../../docs/boot-services.md");
+        let start = doc.find("## Configuration").unwrap();
+        let block = &doc[start..];
+        let body = block.split("```yaml\n").nth(1).unwrap().split("```").next().unwrap();
+        let config = BootConfig::parse(body, Path::new("docs/boot-services.md")).unwrap();
+        let dhcp = config.dhcp.clone().validate().unwrap();
+        assert_eq!(dhcp.boot.bios, "undionly.kpxe");
+        assert_eq!(dhcp.lease_time, 3600);
+        assert!(config.http.unwrap().validate().is_err(), "its artifactRoot does not exist here");
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let err = BootConfig::parse("namespace: a\nautoRegistr: true\n", Path::new("b.yaml")).unwrap_err();
         assert!(err.to_string().starts_with("b.yaml: ") && err.to_string().contains("autoRegistr"), "{err}");

@@ -81,6 +81,7 @@ pub struct RawBoot {
     /// BIOS file (default `undionly.kpxe`).
     pub bios: Option<String>,
     /// x86-64 UEFI file (default `ipxe.efi`).
+    #[serde(rename = "uefiX86_64")] // camelCase alone would spell it uefiX8664
     pub uefi_x86_64: Option<String>,
     /// arm64 UEFI file (default `ipxe-arm64.efi`).
     pub uefi_arm64: Option<String>,
