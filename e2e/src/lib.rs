@@ -4,5 +4,10 @@
 //! A test asks for what it needs through [`prereq`]. On a developer machine a missing tool
 //! skips the test with a message; in CI (`MACHINIST_E2E=require`, set by `.ci/run`) a missing
 //! tool fails the test, so nothing is skipped silently.
+//!
+//! [`boot`] is the QEMU network-boot fixture: a network namespace with a bridge, dnsmasq, a
+//! VM booting from the network with QEMU's iPXE ROM, and a RAM disk that reports on the serial
+//! console what it was booted with.
 
+pub mod boot;
 pub mod prereq;

@@ -82,6 +82,25 @@ impl Running {
     }
 }
 
+/// The name of the chain script written into the TFTP root when HTTP is configured.
+pub const CHAIN_SCRIPT: &str = "machinist.ipxe";
+
+/// The chain script: an iPXE client that fetched it over TFTP (`boot.ipxeScriptUrl:
+/// machinist.ipxe`) goes on to its own script over HTTP, named by the MAC of the interface it
+/// booted from.
+pub fn chain_script(public_url: &str) -> String {
+    format!("#!ipxe\nchain {public_url}/ipxe/${{netX/mac}}\n")
+}
+
+fn install_chain_script(root: &std::path::Path, public_url: &str) -> Result<(), ServiceError> {
+    let err = |source| machinist_boot_tftp::TftpError::Root { root: root.to_path_buf(), source };
+    std::fs::create_dir_all(root).map_err(err)?;
+    let temporary = root.join(format!(".{CHAIN_SCRIPT}.tmp"));
+    std::fs::write(&temporary, chain_script(public_url)).map_err(err)?;
+    std::fs::rename(&temporary, root.join(CHAIN_SCRIPT)).map_err(err)?;
+    Ok(())
+}
+
 /// Binds every configured service and starts it; they stop when `shutdown` is cancelled.
 pub async fn start(config: BootConfig, client: Client, shutdown: CancellationToken) -> Result<Running, ServiceError> {
     let cluster = ClusterMachines::start(client, &config.namespace, config.auto_register, shutdown.clone()).await?;
@@ -132,6 +151,9 @@ pub async fn start(config: BootConfig, client: Client, shutdown: CancellationTok
                 .map_err(|source| machinist_boot_tftp::TftpError::Root { root: section.root.clone(), source })?;
             let layout = install_ipxe(source, &section.root)?;
             tracing::info!(?layout, "iPXE binaries installed into the TFTP root");
+        }
+        if let Some(url) = &http_public_url {
+            install_chain_script(&section.root, url)?;
         }
         let metrics = Arc::new(TftpMetrics::default());
         sources.tftp = Some(metrics.clone());

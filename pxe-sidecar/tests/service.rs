@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
 //! The boot services as `machinist-boot` runs them, against the embedded control plane, driven
 //! by curl: agent tokens created for Machines, auto-registration from an iPXE request, the
-//! agent's report, progress and log, the boot timeline (`status.lastBoot` and Events), and
+//! agent's report, progress and log, the TFTP chain script (fetched with tftp-hpa), the boot timeline (`status.lastBoot` and Events), and
 //! `/metrics` on its own port.
 
 use std::path::Path;
@@ -49,7 +49,9 @@ fn script_arg<'a>(script: &'a str, key: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_and_machines_through_the_boot_services() {
-    if !machinist_e2e::prereq::need_programs("agents_and_machines_through_the_boot_services", &["curl"]).unwrap() {
+    if !machinist_e2e::prereq::need_programs("agents_and_machines_through_the_boot_services", &["curl", "tftp"])
+        .unwrap()
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -87,12 +89,16 @@ http:
   artifactRoot: {}
   ramdisk: {{kernel: vmlinuz, initrd: initrd.gz, args: [console=ttyS0]}}
   logLimit: 1024
+tftp:
+  listen: 127.0.0.1:0
+  root: {}
 metrics:
   listen: 127.0.0.1:0
 timeline:
   flushMillis: 100
 "#,
-            artifacts.display()
+            artifacts.display(),
+            dir.path().join("tftp").display(),
         ),
         Path::new("test.yaml"),
     )
@@ -183,8 +189,22 @@ timeline:
     // An artifact fetched from the address that last asked for a script joins that machine's
     // boot (the unknown machine's, here both came from 127.0.0.1).
     expect_status(&curl(&[&format!("{http}/artifacts/vmlinuz")]).await.unwrap(), 200, "kernel").unwrap();
+    // So does a TFTP transfer: the chain script that sends iPXE clients on to HTTP.
+    let tftp = running.bound.tftp.unwrap();
+    let fetched = dir.path().join("fetched.ipxe");
+    let output = tokio::process::Command::new("tftp")
+        .args(["-m", "binary", &tftp.ip().to_string(), &tftp.port().to_string(), "-c", "get", "machinist.ipxe"])
+        .arg(&fetched)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "#!ipxe\nchain http://boot.invalid:8080/ipxe/${netX/mac}\n");
     let registered = "mac-52-54-00-99-00-01";
-    wait(&machines, registered, "artifact step", |m: Option<&Machine>| has(m, &[Script, BootStepKind::Artifact])).await;
+    wait(&machines, registered, "artifact and TFTP steps", |m: Option<&Machine>| {
+        has(m, &[Script, BootStepKind::Artifact, BootStepKind::TftpFile])
+    })
+    .await;
 
     // Metrics and health on their own port, not on the boot port.
     let scraped = curl(&[&format!("{metrics}/metrics")]).await.unwrap();

@@ -1,0 +1,214 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
+//! QEMU network boots through machinist's own boot services, end to end: `machinist up
+//! --boot-config` runs inside a network namespace with a bridge; a TCG VM with QEMU's iPXE ROM
+//! boots from it into the test RAM disk (`machinist_e2e::boot`), which prints the
+//! `machinist.*` arguments it was booted with and posts a hardware report with its token.
+//!
+//! - Full mode, a declared Machine: DHCP (our address) → TFTP (`machinist.ipxe`, the chain
+//!   script) → HTTP (the Machine's script, kernel, initrd) → the report lands in
+//!   `status.hardware`, and every step is on the Machine's boot timeline.
+//! - ProxyDHCP beside dnsmasq (which hands out addresses without boot options), an unknown
+//!   MAC: auto-registered, booted into discovery with the registered Machine's name and token.
+//!
+//! The API is reached with the real `kubectl`, run inside the namespace. Needs root, QEMU,
+//! dnsmasq, busybox, kubectl (`scripts/deps`): skipped without them, failing under
+//! `MACHINIST_E2E=require`.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use machinist_e2e::boot::{
+    BootImages, Dnsmasq, DnsmasqOptions, Lab, Process, ReportOutcome, Vm, VmConfig, need_boot_lab,
+};
+use serde_json::Value;
+
+const BOOT: Duration = Duration::from_secs(240);
+const START: Duration = Duration::from_secs(120);
+const KUBECTL_TIMEOUT: &str = "60s";
+
+fn kubectl_program() -> PathBuf {
+    let pinned = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/kubectl");
+    if pinned.is_file() { pinned } else { PathBuf::from("kubectl") }
+}
+
+/// `machinist up --boot-config` inside the lab, with kubectl for it.
+struct Machinist {
+    lab: Lab,
+    process: Process,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Machinist {
+    /// Writes the RAM disk into an artifact root and `boot` (the configuration's `dhcp`
+    /// section, YAML) plus TFTP/HTTP settings into a configuration, and starts machinist.
+    fn start(lab: &Lab, dhcp: &str, auto_register: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let images = BootImages::get().unwrap();
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir(&artifacts).unwrap();
+        std::fs::copy(&images.kernel, artifacts.join("vmlinuz")).unwrap();
+        std::fs::copy(&images.initrd, artifacts.join("initrd.gz")).unwrap();
+        let address = lab.address();
+        let config = format!(
+            "namespace: default\n\
+             autoRegister: {auto_register}\n\
+             dhcp:\n{dhcp}\
+             tftp:\n  listen: {address}:69\n  root: {tftp}\n  ipxeSource: /usr/lib/ipxe\n\
+             http:\n  listen: {address}:8080\n  publicUrl: http://{address}:8080\n  artifactRoot: {artifacts}\n\
+             \x20 ramdisk: {{kernel: vmlinuz, initrd: initrd.gz, args: [console=ttyS0, panic=-1]}}\n\
+             timeline:\n  flushMillis: 200\n",
+            tftp = dir.path().join("tftp").display(),
+            artifacts = artifacts.display(),
+        );
+        let config_path = dir.path().join("boot.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut command = lab.command(env!("CARGO_BIN_EXE_machinist"));
+        command
+            .args(["up", "--listen", "127.0.0.1:0", "--home"])
+            .arg(dir.path().join("home"))
+            .arg("--boot-config")
+            .arg(&config_path);
+        let process = lab.spawn("machinist", command).unwrap();
+        let line = process.wait_for("export KUBECONFIG=", START).unwrap();
+        let kubeconfig = PathBuf::from(line.trim().trim_start_matches("export KUBECONFIG="));
+        process.wait_for("boot services are up", START).unwrap();
+        Self { lab: lab.clone(), process, kubeconfig, _dir: dir }
+    }
+
+    /// kubectl inside the lab; its stdout, or a panic with its stderr and machinist's log.
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut command = self.lab.command(kubectl_program());
+        command.env("KUBECONFIG", &self.kubeconfig).args(args).args(["--request-timeout", KUBECTL_TIMEOUT]);
+        command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}\nmachinist:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.process.tail(40)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn machine(&self, name: &str) -> Value {
+        serde_json::from_str(&self.kubectl(&["get", "machine", name, "-o", "json"], None)).unwrap()
+    }
+
+    /// Waits (kubectl wait, bounded) until the machine's timeline holds a step of `kind`.
+    fn wait_for_step(&self, machine: &str, kind: &str) {
+        let condition = format!("--for=jsonpath={{.status.lastBoot.steps[?(@.kind==\"{kind}\")].kind}}={kind}");
+        self.kubectl(&["wait", &format!("machine/{machine}"), &condition, "--timeout", KUBECTL_TIMEOUT], None);
+    }
+}
+
+fn step_kinds(machine: &Value) -> Vec<String> {
+    machine["status"]["lastBoot"]["steps"]
+        .as_array()
+        .map(|steps| steps.iter().filter_map(|s| s["kind"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+fn step_details(machine: &Value, kind: &str) -> Vec<String> {
+    machine["status"]["lastBoot"]["steps"]
+        .as_array()
+        .map(|steps| {
+            steps.iter().filter(|s| s["kind"] == kind).filter_map(|s| s["detail"].as_str().map(str::to_owned)).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn report_items(machine: &Value) -> Vec<Vec<String>> {
+    serde_json::from_value(machine["status"]["hardware"]["items"].clone()).unwrap_or_default()
+}
+
+#[test]
+fn a_declared_machine_boots_through_dhcp_tftp_and_http() {
+    if !need_boot_lab("a_declared_machine_boots_through_dhcp_tftp_and_http", &["kubectl"]).unwrap() {
+        return;
+    }
+    const MAC: &str = "52:54:00:e2:e1:01";
+    let lab = Lab::new(Ipv4Addr::new(10, 91, 0, 1)).unwrap();
+    // Router advertisements only (no DHCP socket): iPXE stops waiting for IPv6 at once.
+    let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
+    let dhcp = "  interfaces: [br0]\n  serverAddress: 10.91.0.1\n  \
+                dynamicRange: {start: 10.91.0.100, end: 10.91.0.150, netmask: 255.255.255.0, gateway: 10.91.0.1}\n  \
+                boot: {ipxeScriptUrl: machinist.ipxe}\n";
+    let machinist = Machinist::start(&lab, dhcp, false);
+    let manifest = format!(
+        "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-1}}\n\
+         spec: {{interfaces: [{{mac: \"{MAC}\", boot: true}}], provider: {{manual: {{}}}}}}\n"
+    );
+    machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
+    // Its agent token exists before the VM asks for its script.
+    machinist.kubectl(&["wait", "--for=create", "secret/machinist-agent-vm-1", "--timeout", KUBECTL_TIMEOUT], None);
+
+    let vm = Vm::start(&lab, VmConfig::new(MAC)).unwrap();
+    let booted = vm.wait_booted(BOOT).unwrap();
+    eprintln!("vm-1 reached the RAM disk after {:?}", vm.elapsed());
+    assert_eq!((booted.machine.as_str(), booted.mode.as_str(), booted.mac.as_str()), ("vm-1", "discovery", MAC));
+    assert_eq!(vm.wait_report(BOOT).unwrap(), ReportOutcome::Reported("204".into()));
+
+    machinist.wait_for_step("vm-1", "HardwareReport");
+    let machine = machinist.machine("vm-1");
+    let items = report_items(&machine);
+    assert!(items.iter().any(|i| i[0] == "network" && i[3].eq_ignore_ascii_case(MAC)), "{items:?}");
+    let kinds = step_kinds(&machine);
+    for kind in ["DhcpOffer", "DhcpAck", "TftpFile", "Script", "Artifact", "HardwareReport"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(step_details(&machine, "TftpFile").iter().any(|d| d.starts_with("machinist.ipxe")));
+    let artifacts = step_details(&machine, "Artifact").join(" ");
+    assert!(artifacts.contains("vmlinuz") && artifacts.contains("initrd.gz"), "{artifacts}");
+    assert!(
+        step_details(&machine, "DhcpOffer").iter().any(|d| d.starts_with("10.91.0.1") && d.contains("machinist.ipxe")),
+        "{:?}",
+        step_details(&machine, "DhcpOffer")
+    );
+    let described = machinist.kubectl(&["describe", "machine", "vm-1"], None);
+    assert!(described.contains("BootProgress"), "{described}");
+}
+
+#[test]
+fn an_unknown_machine_boots_through_proxy_dhcp_beside_dnsmasq() {
+    if !need_boot_lab("an_unknown_machine_boots_through_proxy_dhcp_beside_dnsmasq", &["kubectl"]).unwrap() {
+        return;
+    }
+    const MAC: &str = "52:54:00:e2:e1:02";
+    const NAME: &str = "mac-52-54-00-e2-e1-02";
+    let lab = Lab::new(Ipv4Addr::new(10, 92, 0, 1)).unwrap();
+    // dnsmasq hands out addresses only; machinist answers the PXE client with boot options.
+    let dnsmasq =
+        Dnsmasq::start(&lab, &DnsmasqOptions::addresses(Ipv4Addr::new(10, 92, 0, 100), Ipv4Addr::new(10, 92, 0, 150)))
+            .unwrap();
+    let dhcp = "  interfaces: [br0]\n  mode: proxy\n  serverAddress: 10.92.0.1\n";
+    let machinist = Machinist::start(&lab, dhcp, true);
+
+    let vm = Vm::start(&lab, VmConfig::new(MAC)).unwrap();
+    let booted = vm.wait_booted(BOOT).unwrap();
+    eprintln!("the unknown machine reached the RAM disk after {:?}", vm.elapsed());
+    assert_eq!((booted.machine.as_str(), booted.mode.as_str(), booted.mac.as_str()), (NAME, "discovery", MAC));
+    assert_eq!(vm.wait_report(BOOT).unwrap(), ReportOutcome::Reported("204".into()));
+
+    machinist.wait_for_step(NAME, "HardwareReport");
+    let machine = machinist.machine(NAME);
+    assert_eq!(machine["status"]["phase"], "Registered");
+    assert_eq!(machine["metadata"]["labels"]["machinist.dev/auto-registered"], "true");
+    assert!(!report_items(&machine).is_empty());
+    // The address came from dnsmasq, the boot options from us.
+    let leases = std::fs::read_to_string(dnsmasq.lease_file()).unwrap_or_default();
+    assert!(leases.to_ascii_lowercase().contains(MAC), "dnsmasq leases: {leases:?}");
+    // Its DHCP exchanges came before it had a Machine (they are counted, not attributed); its
+    // timeline starts with the script.
+    let kinds = step_kinds(&machine);
+    assert_eq!(kinds.first().map(String::as_str), Some("Script"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "Artifact") && kinds.iter().any(|k| k == "HardwareReport"), "{kinds:?}");
+}
