@@ -169,7 +169,7 @@ impl fmt::Debug for dyn ReplyObserver + '_ {
 
 impl Engine {
     /// An engine with the standard chain for the configured mode: parse → classify → look up
-    /// → lease (full) or proxy → boot options.
+    /// → lease (full) or proxy → boot options → requested options (option 55).
     pub fn new(config: Arc<Config>, directory: Arc<dyn Directory>, leases: LeaseStore) -> Self {
         let mut chain: Vec<Box<dyn Handler>> =
             vec![Box::new(handlers::Parse), Box::new(handlers::Classify), Box::new(handlers::Lookup)];
@@ -178,6 +178,7 @@ impl Engine {
             Mode::Proxy => chain.push(Box::new(handlers::Proxy)),
         }
         chain.push(Box::new(handlers::BootOptions));
+        chain.push(Box::new(handlers::RequestedOptions));
         Self { config, directory, leases: Mutex::new(leases), counters: Counters::default(), chain, observer: None }
     }
 

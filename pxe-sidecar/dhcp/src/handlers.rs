@@ -410,3 +410,44 @@ impl Handler for BootOptions {
         Flow::Continue
     }
 }
+
+/// Options sent whether or not the client asked for them: the protocol's own (RFC 2131 §4.3.1:
+/// message type, server identifier, lease times, subnet mask) and the PXE ones a booting client
+/// needs but does not always list (vendor class, vendor options, boot file name).
+pub const ALWAYS_SENT: [u8; 8] = [1, 43, 51, 53, 54, 58, 59, 60];
+
+/// Keeps, of the options built, only those the client asked for in its parameter request list
+/// (option 55) and [`ALWAYS_SENT`]; the boot file name (67) stays whenever a boot file is set.
+/// A client without option 55 gets every option (RFC 2132 §9.8 leaves the choice to the server).
+#[derive(Debug)]
+pub struct RequestedOptions;
+
+impl Handler for RequestedOptions {
+    fn name(&self) -> &'static str {
+        "requested-options"
+    }
+
+    fn handle(&self, ctx: &mut Context<'_>, _env: &Env<'_>) -> Flow {
+        let (Some(request), Some(reply)) = (ctx.request.as_ref(), ctx.reply.as_mut()) else {
+            return Flow::Continue;
+        };
+        let Some(DhcpOption::ParameterRequestList(requested)) = request.opts().get(OptionCode::ParameterRequestList)
+        else {
+            return Flow::Continue;
+        };
+        let wanted: Vec<u8> = requested.iter().map(|code| u8::from(*code)).collect();
+        let drop: Vec<OptionCode> = reply
+            .opts()
+            .iter()
+            .map(|(code, _)| *code)
+            .filter(|code| {
+                let number = u8::from(*code);
+                !(ALWAYS_SENT.contains(&number) || number == 67 || wanted.contains(&number))
+            })
+            .collect();
+        for code in drop {
+            reply.opts_mut().remove(code);
+        }
+        Flow::Continue
+    }
+}

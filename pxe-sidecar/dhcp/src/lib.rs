@@ -3,9 +3,9 @@
 //! The [`Engine`] is pure (no sockets, no clock): an ordered chain of [`Handler`]s —
 //! [`handlers::Parse`] → [`handlers::Classify`] → [`handlers::Lookup`] →
 //! [`handlers::Lease`] (full mode) or [`handlers::Proxy`] (proxy mode) →
-//! [`handlers::BootOptions`] — each returning continue, respond or no response. The
-//! [`server`] module binds the configured interfaces and feeds it packets under a per-packet
-//! timeout. Configuration is two-stage: [`RawConfig`] (serde) → [`Config`].
+//! [`handlers::BootOptions`] → [`handlers::RequestedOptions`] (option 55) — each returning
+//! continue, respond or no response. The [`server`] module binds the configured interfaces
+//! and feeds it packets under a per-packet timeout. Configuration is two-stage: [`RawConfig`] (serde) → [`Config`].
 //!
 //! # Boot file by client
 //!

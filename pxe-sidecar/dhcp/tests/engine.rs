@@ -344,3 +344,32 @@ fn random_bytes_never_panic() {
         let _ = engine.handle(&packet, client(), NOW);
     }
 }
+
+#[test]
+fn only_requested_options_are_sent_when_the_client_lists_them() {
+    let engine = full();
+    // No option 55: everything configured is sent.
+    let (all, _) = send(&engine, &request(KNOWN, MessageType::Discover)).unwrap();
+    for code in [OptionCode::Router, OptionCode::DomainNameServer, OptionCode::DomainName, OptionCode::Hostname] {
+        assert!(opt(&all, code).is_some(), "{code:?} missing without a request list");
+    }
+    // Asking for the router only: no DNS, domain or hostname, but the protocol's own options.
+    let asked = with(
+        request(KNOWN, MessageType::Discover),
+        DhcpOption::ParameterRequestList(vec![OptionCode::SubnetMask, OptionCode::Router]),
+    );
+    let (offer, _) = send(&engine, &asked).unwrap();
+    assert_eq!(offer.yiaddr(), RESERVED);
+    assert!(opt(&offer, OptionCode::Router).is_some());
+    for code in [OptionCode::DomainNameServer, OptionCode::DomainName, OptionCode::Hostname] {
+        assert!(opt(&offer, code).is_none(), "{code:?} sent unasked");
+    }
+    for code in [OptionCode::MessageType, OptionCode::ServerIdentifier, OptionCode::AddressLeaseTime] {
+        assert!(opt(&offer, code).is_some(), "{code:?} must always be sent");
+    }
+    // A PXE client that does not list the boot file name still gets it, with its vendor class.
+    let booting = with(pxe(request(OTHER, MessageType::Discover), 0), DhcpOption::ParameterRequestList(vec![]));
+    let (offer, _) = send(&engine, &booting).unwrap();
+    assert!(opt(&offer, OptionCode::BootfileName).is_some());
+    assert!(opt(&offer, OptionCode::ClassIdentifier).is_some());
+}
