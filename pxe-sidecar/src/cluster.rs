@@ -443,7 +443,14 @@ impl ClusterMachines {
             Err(error) => return Err(failed(error.to_string())),
         };
         let token = self.ensure_token_inner(&machine).await.map_err(failed)?;
-        Ok(BootRecord { name, boot_target: None, boot_menu: None, token })
+        Ok(BootRecord {
+            name,
+            boot_target: None,
+            boot_menu: None,
+            token,
+            on_success: machine.spec.on_success,
+            debug: machine.spec.debug,
+        })
     }
 
     async fn run_registrar(self, mut queue: mpsc::Receiver<MacAddr>, shutdown: CancellationToken) {
@@ -479,6 +486,8 @@ impl MachineSource for ClusterMachines {
             token: self.token_of(&name).unwrap_or_default(),
             boot_target: machine.status.as_ref().and_then(|s| s.boot_target),
             boot_menu: machine.spec.boot_menu.clone(),
+            on_success: machine.spec.on_success,
+            debug: machine.spec.debug,
             name,
         })
     }

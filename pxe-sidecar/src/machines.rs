@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use machinist_crds::common::Quad;
-use machinist_crds::machine::{BootMenu, BootTarget};
+use machinist_crds::machine::{BootMenu, BootTarget, OnSuccess};
 
 /// MAC addresses, shared with DHCP so both index Machines the same way.
 pub use machinist_boot_dhcp::MacAddr;
@@ -29,6 +29,10 @@ pub struct BootRecord {
     /// The per-machine token the agent presents with its reports; it goes on the kernel
     /// command line.
     pub token: String,
+    /// `spec.onSuccess`: what the agent does once its work is done.
+    pub on_success: OnSuccess,
+    /// `spec.debug`: the agent opens a shell on the console.
+    pub debug: bool,
 }
 
 /// Looks Machines up for the boot services.
@@ -205,7 +209,14 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
         let machines = InMemoryMachines::new();
-        let record = BootRecord { name: "m1".into(), boot_target: None, boot_menu: None, token: "t1".into() };
+        let record = BootRecord {
+            name: "m1".into(),
+            boot_target: None,
+            boot_menu: None,
+            token: "t1".into(),
+            on_success: OnSuccess::default(),
+            debug: false,
+        };
         machines.insert(MacAddr([2, 0, 0, 0, 0, 1]), record);
         assert!(machines.verify_token("m1", "t1"));
         assert!(!machines.verify_token("m1", "t2"));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use machinist_boot::http::{self, HttpConfig, RamDisk};
 use machinist_boot::machines::{BootRecord, InMemoryMachines, MacAddr};
-use machinist_crds::machine::{BootMenu, BootTarget};
+use machinist_crds::machine::{BootMenu, BootTarget, OnSuccess};
 use tokio_util::sync::CancellationToken;
 
 mod common;
@@ -67,6 +67,8 @@ impl Server {
                 boot_target: Some(BootTarget::Discovery),
                 boot_menu: None,
                 token: TOKEN.into(),
+                on_success: OnSuccess::default(),
+                debug: false,
             },
         );
         machines.insert(
@@ -80,6 +82,8 @@ impl Server {
                     timeout_seconds: 10,
                 }),
                 token: "other-token".into(),
+                on_success: OnSuccess::default(),
+                debug: false,
             },
         );
         let router = http::router(settings, Arc::new(machines.clone()), Arc::new(machines.clone()));
@@ -122,7 +126,7 @@ async fn curl_fetches_scripts() -> Result<(), String> {
     check(script.header("content-type").is_some_and(|t| t.starts_with("text/plain")), || format!("{script:?}"))?;
     let expected = format!(
         "#!ipxe\nkernel --name vmlinuz {base}/artifacts/boot/vmlinuz initrd=initrd console=ttyS0 machinist.url={base} \
-         machinist.machine=m1 machinist.token={TOKEN} machinist.mac={KNOWN} machinist.mode=discovery\n\
+         machinist.machine=m1 machinist.token={TOKEN} machinist.mac={KNOWN} machinist.mode=discovery machinist.onSuccess=reboot\n\
          initrd --name initrd {base}/artifacts/boot/initrd\n"
     );
     check(script.text().starts_with(&expected), || {
@@ -139,7 +143,7 @@ async fn curl_fetches_scripts() -> Result<(), String> {
         menu.text()
     })?;
     let chosen = curl(&[&format!("{base}/ipxe/{MENU}?role=base")]).await?;
-    check(chosen.text().contains("machinist.mode=install machinist.role=base\n"), || chosen.text())?;
+    check(chosen.text().contains("machinist.mode=install machinist.onSuccess=reboot machinist.role=base\n"), || chosen.text())?;
     let bad_role = curl(&[&format!("{base}/ipxe/{MENU}?role=Bad%20Role")]).await?;
     expect_status(&bad_role, 400, "bad role")?;
 

@@ -28,7 +28,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use machinist_crds::machine::BootTarget;
+use machinist_crds::machine::{BootTarget, OnSuccess};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -287,12 +287,17 @@ pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>
         return Script::Refuse { reason: format!("machinist does not know {mac}") };
     };
     let identity = |mode: &str| {
-        vec![
+        let mut args = vec![
             format!("machinist.machine={}", record.name),
             format!("machinist.token={}", record.token),
             format!("machinist.mac={mac}"),
             format!("machinist.mode={mode}"),
-        ]
+            format!("machinist.onSuccess={}", on_success_arg(record.on_success)),
+        ];
+        if record.debug {
+            args.push("machinist.debug=1".into());
+        }
+        args
     };
     if let Some(role) = role {
         let mut args = identity("install");
@@ -321,6 +326,16 @@ pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>
                 timeout_seconds: u32::try_from(menu.timeout_seconds).unwrap_or(0),
             },
         },
+    }
+}
+
+/// `spec.onSuccess` as the agent reads it on the kernel command line.
+pub fn on_success_arg(on_success: OnSuccess) -> &'static str {
+    match on_success {
+        OnSuccess::Reboot => "reboot",
+        OnSuccess::Kexec => "kexec",
+        OnSuccess::Halt => "halt",
+        OnSuccess::Console => "console",
     }
 }
 
@@ -435,6 +450,8 @@ mod tests {
                 timeout_seconds: 30,
             }),
             token: "tok".into(),
+            on_success: OnSuccess::Halt,
+            debug: false,
         }
     }
 
@@ -454,7 +471,8 @@ mod tests {
                 "machinist.machine=m1",
                 "machinist.token=tok",
                 "machinist.mac=52:54:00:00:00:01",
-                "machinist.mode=discovery"
+                "machinist.mode=discovery",
+                "machinist.onSuccess=halt"
             ]
         );
         assert_eq!(script_for(&s, MAC, Some(&record(Some(BootTarget::Discovery))), None), Script::Boot(image));
@@ -481,7 +499,10 @@ mod tests {
         let Script::Boot(chosen) = script_for(&s, MAC, Some(&record(Some(BootTarget::Menu))), Some("base")) else {
             panic!("not a boot script")
         };
-        assert!(chosen.args.ends_with(&["machinist.mode=install".to_owned(), "machinist.role=base".to_owned()]));
+        assert!(chosen.args.ends_with(&["machinist.onSuccess=halt".to_owned(), "machinist.role=base".to_owned()]));
+        let debugging = BootRecord { debug: true, ..record(None) };
+        let Script::Boot(debug) = script_for(&s, MAC, Some(&debugging), None) else { panic!("not a boot script") };
+        assert_eq!(debug.args.last().map(String::as_str), Some("machinist.debug=1"));
     }
 
     #[test]
