@@ -536,7 +536,11 @@ impl ReportSink for ClusterMachines {
             let status = json!({
                 "apiVersion": "machinist.dev/v1alpha1",
                 "kind": "Machine",
-                "status": {"hardware": {"items": report.items, "reportedTime": report.received.to_string()}},
+                "status": {"hardware": {
+                    "summary": machinist_agent::summarize(&report.items),
+                    "items": report.items,
+                    "reportedTime": report.received.to_string(),
+                }},
             });
             self.machines_api()
                 .patch_status(&machine, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(status))

@@ -67,6 +67,7 @@ async fn machines_tokens_and_reports_go_through_the_api() {
     let hardware = stored.status.clone().unwrap().hardware.unwrap();
     assert_eq!(hardware.items, items);
     assert!(hardware.reported_time.is_some());
+    assert_eq!(hardware.summary.vendor.as_deref(), Some("QEMU"), "the summary is derived from the items");
     assert!(stored.managed_fields().iter().any(|m| m.manager.as_deref() == Some("machinist-boot")));
     // DHCP's view: the reservation written by the operator, with the network of its Cmdb.
     let cmdb: Cmdb = serde_json::from_value(json!({

@@ -143,7 +143,9 @@ async fn curl_fetches_scripts() -> Result<(), String> {
         menu.text()
     })?;
     let chosen = curl(&[&format!("{base}/ipxe/{MENU}?role=base")]).await?;
-    check(chosen.text().contains("machinist.mode=install machinist.onSuccess=reboot machinist.role=base\n"), || chosen.text())?;
+    check(chosen.text().contains("machinist.mode=install machinist.onSuccess=reboot machinist.role=base\n"), || {
+        chosen.text()
+    })?;
     let bad_role = curl(&[&format!("{base}/ipxe/{MENU}?role=Bad%20Role")]).await?;
     expect_status(&bad_role, 400, "bad role")?;
 
