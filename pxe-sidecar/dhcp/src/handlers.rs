@@ -280,7 +280,11 @@ impl Handler for Lease {
                     return Flow::Respond;
                 }
                 let expires = now + u64::from(config.lease_time);
-                if let Err(error) = leases.bind(wanted, mac, expires) {
+                let (_, pending) = leases.bind_deferred(wanted, mac, expires);
+                // Wait for durability without the lock: other packets go on, and this binding
+                // shares its fsync with the others queued meanwhile.
+                drop(leases);
+                if let Err(error) = pending.wait() {
                     Counters::bump(&env.counters.store_errors);
                     tracing::warn!(%mac, ip = %wanted, %error, "failed to record a lease");
                     return Flow::NoResponse(Silence::Store);
