@@ -7,7 +7,8 @@
 //!
 //! [`boot`] is the QEMU network-boot fixture: a network namespace with a bridge, dnsmasq, a
 //! VM booting from the network with QEMU's iPXE ROM, and a RAM disk that reports on the serial
-//! console what it was booted with.
+//! console what it was booted with. [`netns`] joins two namespaces with a veth pair.
 
 pub mod boot;
+pub mod netns;
 pub mod prereq;

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use machinist_boot_dhcp::{Engine, RawConfig, StaticDirectory};
+use machinist_e2e::netns::VethPair;
 use machinist_e2e::prereq::{self, Mode, Verdict, find_program};
 use nix::sched::{CloneFlags, setns};
 use tokio_util::sync::CancellationToken;
@@ -62,14 +63,10 @@ fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Two namespaces joined by a veth pair: `srv0` (10.<n>.0.1/16) and `cli0` (10.<n>.0.2/16,
 /// perfdhcp's relay address); removed on drop, also when the benchmark panics.
 struct NetnsPair {
+    veth: VethPair,
     server: String,
     client: String,
     subnet: u8,
@@ -78,32 +75,11 @@ struct NetnsPair {
 impl NetnsPair {
     fn new() -> Self {
         let tag = format!("mbdhcp{}", std::process::id() % 100_000);
-        let pair = Self { server: format!("{tag}s"), client: format!("{tag}c"), subnet: 77 };
-        // From here on, a panic drops `pair`, which removes whatever was created.
-        run(&["ip", "netns", "add", &pair.server]);
-        run(&["ip", "netns", "add", &pair.client]);
-        run(&[
-            "ip",
-            "-n",
-            &pair.server,
-            "link",
-            "add",
-            "srv0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "cli0",
-            "netns",
-            &pair.client,
-        ]);
-        run(&["ip", "-n", &pair.server, "addr", "add", &format!("{}/16", pair.ip(0, 1)), "dev", "srv0"]);
-        run(&["ip", "-n", &pair.client, "addr", "add", &format!("{}/16", pair.ip(0, 2)), "dev", "cli0"]);
-        for (ns, dev) in [(&pair.server, "srv0"), (&pair.client, "cli0")] {
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        pair
+        let subnet = 77;
+        let veth =
+            VethPair::new(&tag, &format!("10.{subnet}.0.1/16"), Some(&format!("10.{subnet}.0.2/16")), None).unwrap();
+        let (server, client) = (veth.server().to_owned(), veth.client().to_owned());
+        Self { veth, server, client, subnet }
     }
 
     fn ip(&self, third: u8, fourth: u8) -> Ipv4Addr {
@@ -111,23 +87,13 @@ impl NetnsPair {
     }
 
     fn in_server(&self, program: &Path) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.server]).arg(program);
-        command
+        VethPair::exec(self.veth.server(), program)
     }
 
     /// Whether something in the server namespace listens on UDP port 67.
     fn port_67_bound(&self) -> bool {
-        let out = Command::new("ip").args(["netns", "exec", &self.server, "ss", "-Hlun", "sport = :67"]).output();
+        let out = self.in_server(Path::new("ss")).args(["-Hlun", "sport = :67"]).output();
         out.map(|o| !o.stdout.is_empty()).unwrap_or(false)
-    }
-}
-
-impl Drop for NetnsPair {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 

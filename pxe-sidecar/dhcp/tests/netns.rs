@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use machinist_boot_dhcp::{
     BootPolicy, Config, Engine, MacAddr, MachineBoot, NetworkSettings, RawConfig, StaticDirectory,
 };
+use machinist_e2e::netns::VethPair;
 use machinist_e2e::prereq;
 use nix::sched::{CloneFlags, setns};
 use tokio_util::sync::CancellationToken;
@@ -25,8 +26,9 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
-/// Two namespaces joined by a veth pair: `srv0` (10.<n>.0.1/24) and `cli0`.
+/// Two namespaces joined by a veth pair: `srv0` (10.<n>.0.1/24) and `cli0` (the client's MAC).
 struct NetnsPair {
+    veth: VethPair,
     server: String,
     client: String,
     subnet: u8,
@@ -37,31 +39,10 @@ impl NetnsPair {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("mdhcp{}-{n}", std::process::id() % 100_000);
-        let pair = Self { server: format!("{tag}s"), client: format!("{tag}c"), subnet: 80 + n as u8 };
-        run(&["ip", "netns", "add", &pair.server]);
-        run(&["ip", "netns", "add", &pair.client]);
-        run(&[
-            "ip",
-            "-n",
-            &pair.server,
-            "link",
-            "add",
-            "srv0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "cli0",
-            "netns",
-            &pair.client,
-        ]);
-        run(&["ip", "-n", &pair.client, "link", "set", "cli0", "address", CLIENT_MAC]);
-        run(&["ip", "-n", &pair.server, "addr", "add", &format!("10.{}.0.1/24", pair.subnet), "dev", "srv0"]);
-        for (ns, dev) in [(&pair.server, "srv0"), (&pair.client, "cli0")] {
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        pair
+        let subnet = 80 + n as u8;
+        let veth = VethPair::new(&tag, &format!("10.{subnet}.0.1/24"), None, Some(CLIENT_MAC)).unwrap();
+        let (server, client) = (veth.server().to_owned(), veth.client().to_owned());
+        Self { veth, server, client, subnet }
     }
 
     fn ip(&self, host: u8) -> Ipv4Addr {
@@ -70,17 +51,9 @@ impl NetnsPair {
 
     /// A command run inside the client namespace.
     fn client_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.client]).args(args);
+        let mut cmd = VethPair::exec(self.veth.client(), args[0]);
+        cmd.args(&args[1..]);
         cmd
-    }
-}
-
-impl Drop for NetnsPair {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 

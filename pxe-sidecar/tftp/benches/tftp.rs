@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use machinist_boot_tftp::{TftpConfig, TftpMetrics, TftpServer};
+use machinist_e2e::netns::VethPair;
 use machinist_e2e::prereq::{Missing, Mode, Verdict, find_program};
 use nix::sched::{CloneFlags, setns};
 use tokio::process::{Child, Command};
@@ -80,14 +81,10 @@ fn lib_path(binary: &Path) -> String {
     format!("{}:{}", root.join("usr/lib/x86_64-linux-gnu").display(), root.join("lib/x86_64-linux-gnu").display())
 }
 
-fn run(args: &[&str]) {
-    let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Two namespaces joined by a veth pair (`srv0` SERVER_IP, `cli0` CLIENT_IP); removed on drop,
 /// also when the benchmark panics.
 struct NetnsPair {
+    _veth: VethPair,
     server: String,
     client: String,
 }
@@ -95,39 +92,9 @@ struct NetnsPair {
 impl NetnsPair {
     fn new() -> Self {
         let tag = format!("mbtftp{}", std::process::id() % 100_000);
-        let pair = Self { server: format!("{tag}s"), client: format!("{tag}c") };
-        run(&["ip", "netns", "add", &pair.server]);
-        run(&["ip", "netns", "add", &pair.client]);
-        run(&[
-            "ip",
-            "-n",
-            &pair.server,
-            "link",
-            "add",
-            "srv0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "cli0",
-            "netns",
-            &pair.client,
-        ]);
-        run(&["ip", "-n", &pair.server, "addr", "add", &format!("{SERVER_IP}/24"), "dev", "srv0"]);
-        run(&["ip", "-n", &pair.client, "addr", "add", &format!("{CLIENT_IP}/24"), "dev", "cli0"]);
-        for (ns, dev) in [(&pair.server, "srv0"), (&pair.client, "cli0")] {
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        pair
-    }
-}
-
-impl Drop for NetnsPair {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.server] {
-            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        let veth = VethPair::new(&tag, &format!("{SERVER_IP}/24"), Some(&format!("{CLIENT_IP}/24")), None).unwrap();
+        let (server, client) = (veth.server().to_owned(), veth.client().to_owned());
+        Self { _veth: veth, server, client }
     }
 }
 
