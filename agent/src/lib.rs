@@ -1,6 +1,7 @@
 //! machinist's RAM-disk agent (`machinist-agent`): hardware inventory, report, install.
 //!
-//! This library takes the inventory. [`Inventory::collect`] reads sysfs and procfs under a
+//! The binary ([`cmdline`] → [`network`] → inventory → [`sidecar`] with [`backoff`], its log
+//! kept by [`logbuf`]) runs in the discovery RAM disk. This library takes the inventory. [`Inventory::collect`] reads sysfs and procfs under a
 //! root directory (`/` on a machine, a fixture tree in tests) and feeds pure parsers, one
 //! module per concept under [`inventory`]; [`to_items`] turns the result into eDeploy
 //! `hardware-detect` items `[class, type, name, value]`, spelled as hardware-detect spells them
@@ -62,8 +63,13 @@
 //! [`Inventory::nics`] but not in the items, as lshw leaves them out. Every element is cut to
 //! [`ITEM_ELEMENT_MAX_LENGTH`](machinist_crds::common::ITEM_ELEMENT_MAX_LENGTH) bytes.
 
+pub mod backoff;
+pub mod cmdline;
 pub mod inventory;
 mod items;
+pub mod logbuf;
+pub mod network;
+pub mod sidecar;
 mod summary;
 
 pub use inventory::Inventory;

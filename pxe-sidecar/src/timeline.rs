@@ -302,10 +302,11 @@ async fn write_batch(
         for step in &steps {
             append(timeline, step);
         }
-        let written = sink.write_timeline(&machine, timeline).await;
+        // The Event first: once status.lastBoot shows a step, its Event exists too.
         let published = sink.publish(&machine, &steps).await;
+        let written = sink.write_timeline(&machine, timeline).await;
         counters.writes.fetch_add(1, Ordering::Relaxed);
-        for result in [written, published] {
+        for result in [published, written] {
             if let Err(error) = result {
                 counters.failed_writes.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, "boot timeline not recorded");

@@ -1,0 +1,120 @@
+//! `machinist-agent`: runs in the discovery RAM disk (started by its `/init`). Reads its
+//! instructions from the kernel command line, brings up the boot interface, inventories the
+//! hardware, reports it to the boot services with the machine's token (retrying while they are
+//! unreachable), then does what `spec.onSuccess` says. On failure it uploads its log and leaves
+//! a shell on the console.
+//!
+//! Off a RAM disk (development): `machinist-agent --cmdline FILE --no-network --no-power`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use machinist_agent::backoff::Backoff;
+use machinist_agent::cmdline::{self, Args, OnSuccess};
+use machinist_agent::logbuf::LogBuffer;
+use machinist_agent::network;
+use machinist_agent::sidecar::Sidecar;
+
+/// machinist's RAM-disk agent.
+#[derive(Debug, Parser)]
+#[command(name = "machinist-agent", version, about)]
+struct Options {
+    /// Where the kernel command line is read.
+    #[arg(long, default_value = "/proc/cmdline")]
+    cmdline: PathBuf,
+    /// Root of the /sys and /proc trees inventoried.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Leave the network as it is (it is already configured).
+    #[arg(long)]
+    no_network: bool,
+    /// Do not power off or reboot at the end; exit instead.
+    #[arg(long)]
+    no_power: bool,
+}
+
+/// Bytes of log kept for upload.
+const LOG_KEEP: usize = 256 * 1024;
+
+fn main() -> ExitCode {
+    let log = LogBuffer::new(LOG_KEEP);
+    tracing_subscriber::fmt().with_writer(log.clone()).with_ansi(false).with_target(false).init();
+    let options = Options::parse();
+    let started = Instant::now();
+    let args = match std::fs::read_to_string(&options.cmdline)
+        .with_context(|| format!("failed to read {}", options.cmdline.display()))
+        .and_then(|text| cmdline::parse(&text).context("not booted by machinist"))
+    {
+        Ok(args) => args,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.debug {
+        tracing::info!("machinist.debug=1: a shell on the console");
+        let _ = std::process::Command::new("busybox").arg("sh").spawn();
+    }
+    let sidecar = Sidecar::new(&args, Backoff::default());
+    match run(&options, &args, &sidecar) {
+        Ok(()) => {
+            tracing::info!(elapsed = ?started.elapsed(), "done");
+            finish(&options, args.on_success)
+        }
+        Err(error) => {
+            tracing::error!("{error:#}");
+            let _ = sidecar.progress("failed", &format!("{error:#}").chars().take(200).collect::<String>(), "error");
+            if let Err(upload) = sidecar.upload_log(&log.text()) {
+                tracing::error!(%upload, "failed to upload the log");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<()> {
+    tracing::info!(machine = %args.machine, mode = ?args.mode, url = %args.url, "machinist agent starting");
+    if !options.no_network {
+        let interface =
+            network::bring_up(&args.mac, Duration::from_secs(60)).context("failed to bring up the network")?;
+        tracing::info!(%interface, "network up");
+    }
+    let inventory = machinist_agent::Inventory::collect(&options.root).context("failed to take the inventory")?;
+    let items = machinist_agent::to_items(&inventory);
+    tracing::info!(items = items.len(), disks = inventory.disks.len(), nics = inventory.nics.len(), "inventory taken");
+    let _ = sidecar.progress("inventory", &format!("{} items", items.len()), "info");
+    sidecar
+        .report(&items, |attempt, why| tracing::warn!(attempt, %why, "report not delivered; retrying"))
+        .context("failed to deliver the hardware report")?;
+    tracing::info!("hardware report delivered");
+    Ok(())
+}
+
+fn finish(options: &Options, on_success: OnSuccess) -> ExitCode {
+    if options.no_power {
+        tracing::info!(?on_success, "--no-power: exiting instead");
+        return ExitCode::SUCCESS;
+    }
+    nix::unistd::sync();
+    let mode = match on_success {
+        OnSuccess::Halt => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+        // Nothing is installed yet: kexec has no kernel to go to.
+        OnSuccess::Reboot | OnSuccess::Kexec => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+        OnSuccess::Console => {
+            tracing::info!("onSuccess: console — staying up");
+            // /init starts a shell on the console when the agent exits.
+            return ExitCode::SUCCESS;
+        }
+    };
+    tracing::info!(?on_success, "powering off or rebooting");
+    match nix::sys::reboot::reboot(mode) {
+        Ok(never) => match never {},
+        Err(error) => {
+            tracing::error!(%error, "failed to power off or reboot");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Talking to the boot services: the hardware report, progress steps and the log, each a POST
+//! with the machine's bearer token, retried with jittered backoff while the boot services are
+//! unreachable or answer 5xx/408/429; any other refusal (401 wrong token, 400, 413) is final.
+
+use std::time::Duration;
+
+use machinist_crds::common::Quad;
+use serde::Serialize;
+
+use crate::backoff::{Backoff, random_fraction};
+use crate::cmdline::Args;
+
+/// A POST that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The boot services refused it; retrying would not help.
+    #[error("{url} refused the request: HTTP {status}: {body}")]
+    Refused {
+        /// Where.
+        url: String,
+        /// The status.
+        status: u16,
+        /// What they said.
+        body: String,
+    },
+    /// Every attempt failed.
+    #[error("gave up on {url} after {attempts} attempts; last: {last}")]
+    GaveUp {
+        /// Where.
+        url: String,
+        /// How many.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// What to do after one attempt (pure).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Delivered,
+    /// Try again later.
+    Retry(String),
+    /// Give up now.
+    Refused(u16),
+}
+
+/// Classifies an HTTP status.
+pub fn outcome(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        408 | 429 | 500..=599 => Outcome::Retry(format!("HTTP {status}")),
+        other => Outcome::Refused(other),
+    }
+}
+
+/// The boot services, as one machine's agent sees them.
+#[derive(Debug)]
+pub struct Sidecar {
+    base: String,
+    machine: String,
+    token: String,
+    backoff: Backoff,
+    http: ureq::Agent,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    items: &'a [Quad],
+}
+
+#[derive(Serialize)]
+struct Progress<'a> {
+    step: &'a str,
+    message: &'a str,
+    level: &'a str,
+}
+
+impl Sidecar {
+    /// The boot services of `args`, retrying as `backoff` says.
+    pub fn new(args: &Args, backoff: Backoff) -> Self {
+        let http = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self { base: args.url.clone(), machine: args.machine.clone(), token: args.token.clone(), backoff, http }
+    }
+
+    /// Sends the hardware report; `on_retry(attempt, why)` is told about each failed attempt.
+    pub fn report(&self, items: &[Quad], on_retry: impl FnMut(u32, &str)) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&Report { items }).unwrap_or_default();
+        self.post("report", "application/json", &body, self.backoff, on_retry)
+    }
+
+    /// Reports a step (`level`: info, warning or error). Tried a few times only: progress is
+    /// informative, and the agent must not stall on it.
+    pub fn progress(&self, step: &str, message: &str, level: &str) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&Progress { step, message, level }).unwrap_or_default();
+        let quick = Backoff { attempts: 3, ..self.backoff };
+        self.post("progress", "application/json", &body, quick, |_, _| {})
+    }
+
+    /// Uploads the agent's log (appended to the Machine's log ConfigMap).
+    pub fn upload_log(&self, text: &str) -> Result<(), SendError> {
+        let quick = Backoff { attempts: 5, ..self.backoff };
+        self.post("log", "text/plain; charset=utf-8", text.as_bytes(), quick, |_, _| {})
+    }
+
+    fn post(
+        &self,
+        what: &str,
+        content_type: &str,
+        body: &[u8],
+        backoff: Backoff,
+        mut on_retry: impl FnMut(u32, &str),
+    ) -> Result<(), SendError> {
+        let url = format!("{}/machines/{}/{what}", self.base, self.machine);
+        let mut last = String::new();
+        for attempt in 0..backoff.attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(backoff.delay(attempt - 1, random_fraction()));
+            }
+            let sent = self
+                .http
+                .post(&url)
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .header("Content-Type", content_type)
+                .send(body);
+            let why = match sent {
+                Ok(mut response) => match outcome(response.status().as_u16()) {
+                    Outcome::Delivered => return Ok(()),
+                    Outcome::Refused(status) => {
+                        let body = response.body_mut().read_to_string().unwrap_or_default();
+                        return Err(SendError::Refused { url, status, body: body.trim().to_owned() });
+                    }
+                    Outcome::Retry(why) => why,
+                },
+                Err(error) => error.to_string(),
+            };
+            on_retry(attempt + 1, &why);
+            last = why;
+        }
+        Err(SendError::GaveUp { url, attempts: backoff.attempts.max(1), last })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_decide_retries() {
+        assert_eq!(outcome(204), Outcome::Delivered);
+        for status in [408, 429, 500, 503] {
+            assert!(matches!(outcome(status), Outcome::Retry(_)), "{status}");
+        }
+        for status in [400, 401, 404, 413] {
+            assert_eq!(outcome(status), Outcome::Refused(status));
+        }
+    }
+}

@@ -1,0 +1,146 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
+//! The agent's client against the real boot-services HTTP server (machinist-boot's router,
+//! in-memory machines): the report arrives, a wrong token is refused at once, a server that is
+//! down at first is waited for, the log and progress arrive.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use machinist_agent::backoff::Backoff;
+use machinist_agent::cmdline::{Args, Mode, OnSuccess};
+use machinist_agent::sidecar::{SendError, Sidecar};
+use machinist_boot::http::{self, HttpConfig, RamDisk};
+use machinist_boot::machines::{BootRecord, InMemoryMachines};
+use machinist_crds::common::Quad;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "agent-token";
+
+fn args(address: SocketAddr, token: &str) -> Args {
+    Args {
+        url: format!("http://{address}"),
+        machine: "vm-1".into(),
+        token: token.into(),
+        mac: "52:54:00:ab:00:01".into(),
+        mode: Mode::Discovery,
+        on_success: OnSuccess::Halt,
+        debug: false,
+    }
+}
+
+/// The boot services' HTTP server on `address`, on a runtime of its own; stops on drop.
+struct BootServices {
+    machines: InMemoryMachines,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BootServices {
+    fn start(listener: std::net::TcpListener) -> Self {
+        let address = listener.local_addr().unwrap();
+        let machines = InMemoryMachines::new();
+        let record = BootRecord {
+            name: "vm-1".into(),
+            boot_target: None,
+            boot_menu: None,
+            token: TOKEN.into(),
+            on_success: Default::default(),
+            debug: false,
+        };
+        machines.insert("52:54:00:ab:00:01".parse().unwrap(), record);
+        let config = HttpConfig {
+            listen: Some(address),
+            public_url: format!("http://{address}"),
+            artifact_root: None,
+            ramdisk: RamDisk { kernel: "k".into(), initrd: "i".into(), args: vec![] },
+            report_limit: http::DEFAULT_REPORT_LIMIT,
+            log_limit: http::DEFAULT_LOG_LIMIT,
+        };
+        let router = http::router(config.validate().unwrap(), Arc::new(machines.clone()), Arc::new(machines.clone()));
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        listener.set_nonblocking(true).unwrap();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                http::serve(listener, router, stop).await.unwrap();
+            });
+        });
+        Self { machines, shutdown, thread: Some(thread) }
+    }
+}
+
+impl Drop for BootServices {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn quick() -> Backoff {
+    Backoff { base: Duration::from_millis(20), cap: Duration::from_millis(200), attempts: 200 }
+}
+
+#[test]
+fn the_report_log_and_progress_arrive_and_a_wrong_token_is_final() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let services = BootServices::start(listener);
+    let items = vec![Quad::new("system", "product", "name", "QEMU"), Quad::new("cpu", "logical", "number", "2")];
+
+    let sidecar = Sidecar::new(&args(address, TOKEN), quick());
+    sidecar.report(&items, |_, why| panic!("retried: {why}")).unwrap();
+    sidecar.progress("inventory", "2 items", "info").unwrap();
+    sidecar.upload_log("agent log line\n").unwrap();
+    let reports = services.machines.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!((reports[0].0.as_str(), &reports[0].1.items), ("vm-1", &items));
+    assert_eq!(services.machines.log("vm-1").as_deref(), Some("agent log line\n"));
+
+    let mut retries = 0;
+    let wrong = Sidecar::new(&args(address, "wrong"), quick());
+    match wrong.report(&items, |_, _| retries += 1) {
+        Err(SendError::Refused { status: 401, .. }) => {}
+        other => panic!("expected a final 401, got {other:?}"),
+    }
+    assert_eq!(retries, 0, "a refusal is not retried");
+    assert_eq!(services.machines.reports().len(), 1, "nothing recorded for the wrong token");
+}
+
+#[test]
+fn boot_services_that_are_down_at_first_are_waited_for() {
+    // Reserve a port, then free it: nothing listens until the agent has failed once.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let (failed, first_failure) = mpsc::channel();
+    let agent = std::thread::spawn(move || {
+        let sidecar = Sidecar::new(&args(address, TOKEN), quick());
+        let items = vec![Quad::new("system", "product", "name", "QEMU")];
+        let mut failures = 0;
+        let result = sidecar.report(&items, |_, _| {
+            failures += 1;
+            let _ = failed.send(());
+        });
+        (result, failures)
+    });
+    first_failure.recv_timeout(Duration::from_secs(30)).expect("the agent tried and failed");
+    let services = BootServices::start(std::net::TcpListener::bind(address).unwrap());
+    let (result, failures) = agent.join().unwrap();
+    result.unwrap();
+    assert!(failures >= 1);
+    assert_eq!(services.machines.reports().len(), 1);
+
+    // Gone for good: the agent gives up after its attempts, saying why.
+    drop(services);
+    let sidecar = Sidecar::new(&args(address, TOKEN), Backoff { attempts: 3, ..quick() });
+    match sidecar.report(&[Quad::new("a", "b", "c", "d")], |_, _| {}) {
+        Err(SendError::GaveUp { attempts: 3, .. }) => {}
+        other => panic!("expected to give up, got {other:?}"),
+    }
+}
