@@ -90,6 +90,18 @@ pub struct RamDisk {
     pub args: Vec<String>,
 }
 
+impl Default for RamDisk {
+    /// machinist's discovery image under the artifact root (`ramdisk/vmlinuz`,
+    /// `ramdisk/initrd.gz`), its console on the first serial port and the screen.
+    fn default() -> Self {
+        Self {
+            kernel: "ramdisk/vmlinuz".into(),
+            initrd: "ramdisk/initrd.gz".into(),
+            args: vec!["console=tty0".into(), "console=ttyS0,115200".into()],
+        }
+    }
+}
+
 /// HTTP configuration, as read from the file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -103,7 +115,9 @@ pub struct HttpConfig {
     /// Directory served under `/artifacts/`; absent: every artifact is 404.
     #[serde(default)]
     pub artifact_root: Option<PathBuf>,
-    /// The RAM disk booted for discovery and installation.
+    /// The RAM disk booted for discovery and installation (default: machinist's own, as
+    /// `machinist ramdisk build --out <artifactRoot>/ramdisk` writes it — see [`RamDisk::default`]).
+    #[serde(default)]
     pub ramdisk: RamDisk,
     /// Largest hardware report body in bytes (default [`DEFAULT_REPORT_LIMIT`]).
     #[serde(default = "default_report_limit")]
@@ -532,6 +546,9 @@ mod tests {
             (parsed.listen, parsed.report_limit, parsed.log_limit),
             (None, DEFAULT_REPORT_LIMIT, DEFAULT_LOG_LIMIT)
         );
+        // Without a ramdisk section: machinist's own discovery image.
+        let defaulted: HttpConfig = serde_json::from_str(r#"{"publicUrl": "http://h"}"#).unwrap();
+        assert_eq!(defaulted.ramdisk.initrd, "ramdisk/initrd.gz");
     }
 
     #[test]
