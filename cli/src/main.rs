@@ -50,6 +50,29 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Build the RAM disk machines boot into: a Debian kernel and an initrd with busybox, the
+    /// NIC and disk drivers and the agent (see docs/ramdisk.md).
+    Ramdisk {
+        #[command(subcommand)]
+        action: RamdiskAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RamdiskAction {
+    /// Download the kernel package and build `vmlinuz`, `initrd.gz` and `manifest.json`.
+    Build {
+        /// The agent: a statically linked binary, installed as /bin/machinist-agent. Without
+        /// it the RAM disk says so on the console and starts a shell.
+        #[arg(long)]
+        agent: Option<PathBuf>,
+        /// Output directory (the kernel package is kept in its `packages/`).
+        #[arg(long, default_value = ".machinist/ramdisk")]
+        out: PathBuf,
+        /// Debian kernel package; default: the one `linux-image-amd64` depends on.
+        #[arg(long)]
+        kernel_package: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +135,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { paths } => validate(&paths),
         Command::Up { home, listen, boot_config } => up(home, listen, boot_config),
         Command::Import { source: ImportSource::Edeploy { dir, namespace } } => import_edeploy(&dir, &namespace),
+        Command::Ramdisk { action: RamdiskAction::Build { agent, out, kernel_package } } => {
+            ramdisk_build(agent, &out, kernel_package)
+        }
     }
 }
 
@@ -174,6 +200,36 @@ async fn local_client(kubeconfig: &Path) -> Result<kube::Client> {
         .await
         .context("invalid kubeconfig written by the control plane")?;
     kube::Client::try_from(config).context("failed to build the Kubernetes client")
+}
+
+fn ramdisk_build(agent: Option<PathBuf>, out: &Path, kernel_package: Option<String>) -> Result<ExitCode> {
+    let mut recipe = machinist_ramdisk::RamdiskRecipe::production(agent);
+    recipe.kernel_package = kernel_package;
+    let downloads = out.join(machinist_ramdisk::DOWNLOADS_DIR);
+    let built = machinist_ramdisk::build(&recipe, out, &downloads)
+        .with_context(|| format!("failed to build the RAM disk in {}", out.display()))?;
+    let manifest = &built.manifest;
+    for warning in &manifest.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if recipe.agent.is_none() {
+        eprintln!("warning: no --agent: the RAM disk starts a shell on the console instead");
+    }
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let mut stdout = std::io::stdout().lock();
+    let lines = format!(
+        "kernel: {} ({:.1} MiB, {})\ninitrd: {} ({:.1} MiB, {:.1} MiB uncompressed)\nmodules: {} ({})\n",
+        built.kernel.display(),
+        mib(manifest.kernel_size),
+        manifest.kernel_package,
+        built.initrd.display(),
+        mib(manifest.initrd_size),
+        mib(manifest.uncompressed_size),
+        manifest.modules.len(),
+        manifest.modules.join(" "),
+    );
+    stdout.write_all(lines.as_bytes()).context("failed to write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn import_edeploy(dir: &Path, namespace: &str) -> Result<ExitCode> {

@@ -46,7 +46,6 @@
 //!    without url or token, `MACHINIST-E2E-REPORT-SKIPPED <reason>`. See [`ReportOutcome`].
 //! 3. `MACHINIST-E2E-POWEROFF`, then `poweroff -f`: QEMU exits (it runs with `-no-reboot`).
 
-use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -57,6 +56,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
+
+use machinist_ramdisk::{Init, RamdiskRecipe};
 
 use crate::prereq::{self, Missing, Mode, Verdict};
 
@@ -84,12 +85,9 @@ pub const CACHE_VARIABLE: &str = "MACHINIST_E2E_BOOT_CACHE";
 /// the test's stderr as it arrives, prefixed with the process's name.
 pub const ECHO_VARIABLE: &str = "MACHINIST_E2E_ECHO";
 
-/// The metapackage whose dependency names the kernel package.
-const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
-/// Modules the RAM disk loads, with their dependencies, in this order (built-in ones skipped).
+/// Modules the RAM disk loads, with their dependencies, in this order (built-in ones, such as
+/// `af_packet`, skipped).
 const WANTED_MODULES: &[&str] = &["af_packet", "virtio_pci", "virtio_net", "e1000"];
-/// Bumped when the RAM disk's construction changes in a way its inputs do not show.
-const FIXTURE_VERSION: &str = "1";
 /// How many transcript lines errors show.
 const TAIL_LINES: usize = 40;
 
@@ -101,7 +99,7 @@ pub const BRIDGE_IPV6: &str = "fd00:e2e::1";
 const NETNS_PREFIX: &str = "me2e-";
 
 const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
-# machinist-e2e RAM disk (built by e2e/src/boot.rs): prints what it was booted with,
+# machinist-e2e RAM disk (e2e/src/boot.rs, built by machinist-ramdisk): prints what it was booted with,
 # reports hardware when given machinist.url and machinist.token, powers off.
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
@@ -135,8 +133,8 @@ report() {
     echo "MACHINIST-E2E-REPORT-SKIPPED no machinist.url or machinist.token"
     return
   fi
-  for m in $(cat /etc/machinist-e2e/modules); do
-    if ! insmod "/lib/modules/$m.ko" 2>/tmp/insmod.err && ! grep -q 'File exists' /tmp/insmod.err; then
+  for m in $(cat /etc/machinist/modules); do
+    if ! insmod "$m" 2>/tmp/insmod.err && ! grep -q 'File exists' /tmp/insmod.err; then
       fail "insmod $m: $(cat /tmp/insmod.err)"
       return
     fi
@@ -158,7 +156,7 @@ report() {
   fi
   ip link set lo up
   ip link set "$iface" up
-  if ! udhcpc -i "$iface" -f -q -n -t 10 -T 1 -s /etc/machinist-e2e/udhcpc.script; then
+  if ! udhcpc -i "$iface" -f -q -n -t 10 -T 1 -s /usr/share/udhcpc/default.script; then
     fail "no DHCP lease on $iface"
     return
   fi
@@ -195,25 +193,6 @@ echo "MACHINIST-E2E-POWEROFF"
 poweroff -f
 sleep 5
 echo o >/proc/sysrq-trigger
-"#;
-
-const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
-# udhcpc event script: configure the interface from the lease.
-case "$1" in
-  deconfig)
-    ip -4 addr flush dev "$interface"
-    ip link set "$interface" up
-    ;;
-  bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip addr add "$ip/${mask:-24}" dev "$interface"
-    for r in $router; do
-      ip route add default via "$r" dev "$interface"
-      break
-    done
-    ;;
-esac
-exit 0
 "#;
 
 /// What went wrong in the fixture.
@@ -354,12 +333,13 @@ pub struct BootImages {
 }
 
 impl BootImages {
-    /// The images, built on first use and then taken from the cache. The kernel is the one
-    /// `linux-image-amd64` depends on (`apt-get download`, needs the network the first time);
-    /// the RAM disk is the host's static busybox, the init script and the NIC drivers
-    /// (virtio-net and e1000) from the kernel package. The cache is keyed by kernel package
-    /// and by this fixture's RAM disk recipe; concurrent processes build into temporary
-    /// directories and rename, so racing test binaries are safe. Built once per process.
+    /// The images, built on first use and then taken from the cache, by `machinist-ramdisk`
+    /// ([`recipe`]). The kernel is the one `linux-image-amd64` depends on (`apt-get download`,
+    /// needs the network the first time; the package is kept in the cache's `packages/`); the
+    /// RAM disk is the host's static busybox, the init script and the NIC drivers (virtio-net
+    /// and e1000) from the kernel package. The cache is keyed by kernel package and by the
+    /// recipe's hash; concurrent processes build into temporary directories and rename, so
+    /// racing test binaries are safe. Built once per process.
     pub fn get() -> Result<Self> {
         static IMAGES: OnceLock<Result<BootImages, String>> = OnceLock::new();
         IMAGES
@@ -370,48 +350,27 @@ impl BootImages {
 
     /// Builds (or finds) the images under `root`, without the per-process memo of [`get`](Self::get).
     pub fn build_cached(root: &Path) -> Result<Self> {
-        let package = kernel_package()?;
-        let dir = root.join(format!("{package}-{:016x}", recipe_hash()));
-        if let Some(images) = Self::load(&dir)? {
-            return Ok(images);
-        }
-        std::fs::create_dir_all(root).map_err(io(format!("creating {}", root.display())))?;
-        let scratch = tempfile::Builder::new()
-            .prefix(".build-")
-            .tempdir_in(root)
-            .map_err(io(format!("creating a build directory in {}", root.display())))?;
-        let out = build(&package, scratch.path())?;
-        match std::fs::rename(&out, &dir) {
-            Ok(()) => {}
-            // Another process finished first: use its images.
-            Err(e) if dir.join("manifest").is_file() => drop(e),
-            Err(e) => return Err(io(format!("renaming {} to {}", out.display(), dir.display()))(e)),
-        }
-        Self::load(&dir)?.ok_or_else(|| Error::Setup(format!("{} is incomplete after building", dir.display())))
+        let built = machinist_ramdisk::build_cached(&recipe(), root).map_err(|e| Error::Setup(e.to_string()))?;
+        Ok(Self {
+            kernel: built.kernel,
+            initrd: built.initrd,
+            package: built.manifest.kernel_package,
+            release: built.manifest.release,
+            modules: built.manifest.modules,
+        })
     }
+}
 
-    /// The images in a finished cache directory, `None` if it is not there.
-    fn load(dir: &Path) -> Result<Option<Self>> {
-        let manifest = match std::fs::read_to_string(dir.join("manifest")) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(format!("reading {}/manifest", dir.display()))(e)),
-        };
-        let field = |key: &str| {
-            manifest.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('='))).map(str::to_owned)
-        };
-        let (Some(package), Some(release), Some(modules)) = (field("package"), field("release"), field("modules"))
-        else {
-            return Err(Error::Setup(format!("{}/manifest is malformed: {manifest:?}", dir.display())));
-        };
-        let images = Self {
-            kernel: dir.join("vmlinuz"),
-            initrd: dir.join("initrd.gz"),
-            package,
-            release,
-            modules: modules.split_whitespace().map(str::to_owned).collect(),
-        };
-        Ok((images.kernel.is_file() && images.initrd.is_file()).then_some(images))
+/// This fixture's RAM disk: the kernel `linux-image-amd64` depends on, [`WANTED_MODULES`] and
+/// [`INIT_SCRIPT`] (which loads the modules from `/etc/machinist/modules` and runs `udhcpc` with
+/// the RAM disk's `/usr/share/udhcpc/default.script`), no agent.
+pub fn recipe() -> RamdiskRecipe {
+    RamdiskRecipe {
+        kernel_package: None,
+        modules: WANTED_MODULES.iter().map(|m| (*m).to_owned()).collect(),
+        agent: None,
+        init: Init::Script(INIT_SCRIPT.to_owned()),
+        extra_files: Vec::new(),
     }
 }
 
@@ -423,259 +382,6 @@ pub fn cache_root() -> PathBuf {
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     workspace.join(target.unwrap_or_else(|| PathBuf::from("target"))).join("machinist-e2e-boot")
-}
-
-/// FNV-1a over what makes the RAM disk: a change rebuilds it.
-fn recipe_hash() -> u64 {
-    let parts = [FIXTURE_VERSION, INIT_SCRIPT, UDHCPC_SCRIPT, &WANTED_MODULES.join(",")];
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.iter().flat_map(|p| p.bytes().chain([0])) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// `linux-image-6.1.0-<N>-amd64`, from `apt-cache depends linux-image-amd64`.
-fn kernel_package() -> Result<String> {
-    let text = run(Command::new("apt-cache").args(["depends", KERNEL_METAPACKAGE]))?;
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends:"))
-        .map(str::trim)
-        .find(|p| p.starts_with("linux-image-"))
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Setup(format!("`apt-cache depends {KERNEL_METAPACKAGE}` names no linux-image-*: {text}")))
-}
-
-/// Downloads and unpacks the kernel, assembles the RAM disk; returns the finished directory
-/// (inside `scratch`).
-fn build(package: &str, scratch: &Path) -> Result<PathBuf> {
-    let download = scratch.join("deb");
-    let unpacked = scratch.join("pkg");
-    let tree = scratch.join("root");
-    let out = scratch.join("out");
-    for dir in [&download, &unpacked, &out] {
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    }
-    run(Command::new("apt-get").args(["download", package]).current_dir(&download)).map_err(|e| {
-        Error::Setup(format!("downloading {package} (the kernel for the boot tests; try `apt-get update`): {e}"))
-    })?;
-    let deb = only_entry(&download, |name| name.ends_with(".deb"))?;
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
-
-    let vmlinuz = only_entry(&unpacked.join("boot"), |name| name.starts_with("vmlinuz-"))?;
-    let release = vmlinuz
-        .file_name()
-        .and_then(OsStr::to_str)
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Setup(format!("unexpected kernel file name {}", vmlinuz.display())))?;
-    copy(&vmlinuz, &out.join("vmlinuz"))?;
-
-    // The RAM disk's tree.
-    for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "etc/machinist-e2e", "lib/modules", "proc", "sys", "dev", "tmp"] {
-        let dir = tree.join(dir);
-        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    }
-    let busybox = static_busybox()?;
-    copy(&busybox, &tree.join("bin/busybox"))?;
-    write_file(&tree.join("init"), INIT_SCRIPT, 0o755)?;
-    write_file(&tree.join("etc/machinist-e2e/udhcpc.script"), UDHCPC_SCRIPT, 0o755)?;
-    let modules = install_modules(&unpacked.join("lib/modules").join(&release), &tree.join("lib/modules"))?;
-    write_file(&tree.join("etc/machinist-e2e/modules"), &format!("{}\n", modules.join("\n")), 0o644)?;
-
-    cpio_gzip(&busybox, &tree, &out.join("initrd.gz"))?;
-    write_file(&out.join("init"), INIT_SCRIPT, 0o644)?; // for reading, not used
-    let manifest = format!("package={package}\nrelease={release}\nmodules={}\n", modules.join(" "));
-    write_file(&out.join("manifest"), &manifest, 0o644)?;
-    Ok(out)
-}
-
-/// The single entry of `dir` whose name passes `pick`.
-fn only_entry(dir: &Path, pick: impl Fn(&str) -> bool) -> Result<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io(format!("listing {}", dir.display())))? {
-        let entry = entry.map_err(io(format!("listing {}", dir.display())))?;
-        if entry.file_name().to_str().is_some_and(&pick) {
-            found.push(entry.path());
-        }
-    }
-    match <[PathBuf; 1]>::try_from(found) {
-        Ok([path]) => Ok(path),
-        Err(found) => Err(Error::Setup(format!("expected one match in {}, found {found:?}", dir.display()))),
-    }
-}
-
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to).map(drop).map_err(io(format!("copying {} to {}", from.display(), to.display())))
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).map_err(io(format!("writing {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(io(format!("setting the mode of {}", path.display())))
-}
-
-/// The host's busybox (from `busybox-static`), checked to be statically linked.
-fn static_busybox() -> Result<PathBuf> {
-    let path = prereq::find_program("busybox", std::env::var_os("PATH").as_deref())
-        .ok_or_else(|| Error::Setup("busybox is not installed; run scripts/deps".into()))?;
-    let bytes = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
-    if !is_static_elf64(&bytes) {
-        return Err(Error::Setup(format!(
-            "{} is not a statically linked x86-64 ELF; install busybox-static",
-            path.display()
-        )));
-    }
-    Ok(path)
-}
-
-/// A 64-bit little-endian ELF without a program interpreter (`PT_INTERP`).
-fn is_static_elf64(bytes: &[u8]) -> bool {
-    let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let u64_at = |o: usize| bytes.get(o..o + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
-    if bytes.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
-        return false;
-    }
-    let (Some(phoff), Some(entsize), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
-        return false;
-    };
-    let Ok(phoff) = usize::try_from(phoff) else { return false };
-    (0..usize::from(count)).all(|i| u32_at(phoff + i * usize::from(entsize)).is_some_and(|kind| kind != 3))
-}
-
-/// Copies the [`WANTED_MODULES`] and their dependencies (decompressed) from the kernel
-/// package's module tree to `to`, as `<name>.ko`; returns their names in load order.
-fn install_modules(tree: &Path, to: &Path) -> Result<Vec<String>> {
-    let normalize = |name: &str| name.replace('-', "_");
-    let builtin: BTreeSet<String> = std::fs::read_to_string(tree.join("modules.builtin"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.rsplit('/').next())
-        .filter_map(|f| f.strip_suffix(".ko"))
-        .map(normalize)
-        .collect();
-    let mut files = HashMap::new();
-    let mut pending = vec![tree.join("kernel")];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io(format!("listing {}", dir.display())))? {
-            let path = entry.map_err(io(format!("listing {}", dir.display())))?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Some(name) = path.file_name().and_then(OsStr::to_str).and_then(module_name) {
-                files.insert(normalize(name), path);
-            }
-        }
-    }
-
-    let mut order = Vec::new();
-    let mut seen = BTreeSet::new();
-    // Depth-first, dependencies before dependents.
-    let mut stack: Vec<(String, bool)> = WANTED_MODULES.iter().rev().map(|m| ((*m).to_owned(), false)).collect();
-    let mut contents: HashMap<String, Vec<u8>> = HashMap::new();
-    while let Some((name, expanded)) = stack.pop() {
-        if expanded {
-            order.push(name);
-            continue;
-        }
-        if builtin.contains(&name) || !seen.insert(name.clone()) {
-            continue;
-        }
-        let path = files
-            .get(&name)
-            .ok_or_else(|| Error::Setup(format!("module {name} is neither built in nor in {}", tree.display())))?;
-        let bytes = read_module(path)?;
-        stack.push((name.clone(), true));
-        for dependency in module_depends(&bytes).into_iter().rev() {
-            stack.push((normalize(&dependency), false));
-        }
-        contents.insert(name, bytes);
-    }
-    for name in &order {
-        let path = to.join(format!("{name}.ko"));
-        let bytes = contents.get(name).map(Vec::as_slice).unwrap_or_default();
-        std::fs::write(&path, bytes).map_err(io(format!("writing {}", path.display())))?;
-    }
-    Ok(order)
-}
-
-/// `virtio_net` from `virtio_net.ko`, `.ko.xz`, `.ko.zst` or `.ko.gz`.
-fn module_name(file: &str) -> Option<&str> {
-    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().find_map(|suffix| file.strip_suffix(suffix))
-}
-
-/// A module's bytes, decompressed (busybox insmod takes plain `.ko` files).
-fn read_module(path: &Path) -> Result<Vec<u8>> {
-    let name = path.to_string_lossy();
-    let tool = if name.ends_with(".xz") {
-        "xz"
-    } else if name.ends_with(".zst") {
-        "zstd"
-    } else if name.ends_with(".gz") {
-        "gzip"
-    } else {
-        return std::fs::read(path).map_err(io(format!("reading {name}")));
-    };
-    let output = Command::new(tool)
-        .arg("-dc")
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(io(format!("running {tool} to decompress {name}")))?;
-    if !output.status.success() {
-        return Err(Error::Setup(format!("{tool} -dc {name}: {}", String::from_utf8_lossy(&output.stderr))));
-    }
-    Ok(output.stdout)
-}
-
-/// The `depends=` entry of a module's `.modinfo` section.
-fn module_depends(module: &[u8]) -> Vec<String> {
-    const KEY: &[u8] = b"\0depends=";
-    let Some(start) = module.windows(KEY.len()).position(|w| w == KEY).map(|p| p + KEY.len()) else {
-        return Vec::new();
-    };
-    let value = module.get(start..).unwrap_or_default();
-    let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
-    String::from_utf8_lossy(value.get(..end).unwrap_or_default())
-        .split(',')
-        .filter(|d| !d.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// `find . | busybox cpio -o -H newc | gzip -9 > out`, run in `tree` (there is no `cpio` here).
-fn cpio_gzip(busybox: &Path, tree: &Path, out: &Path) -> Result<()> {
-    let file = File::create(out).map_err(io(format!("creating {}", out.display())))?;
-    let mut find = Command::new("find")
-        .arg(".")
-        .current_dir(tree)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(io("running find"))?;
-    let mut cpio = Command::new(busybox)
-        .args(["cpio", "-o", "-H", "newc"])
-        .current_dir(tree)
-        .stdin(find.stdout.take().map_or(Stdio::null(), Stdio::from))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(io("running busybox cpio"))?;
-    let mut gzip = Command::new("gzip")
-        .arg("-9")
-        .stdin(cpio.stdout.take().map_or(Stdio::null(), Stdio::from))
-        .stdout(file)
-        .spawn()
-        .map_err(io("running gzip"))?;
-    for (name, child) in [("find", &mut find), ("busybox cpio", &mut cpio), ("gzip", &mut gzip)] {
-        let status = child.wait().map_err(io(format!("waiting for {name}")))?;
-        if !status.success() {
-            return Err(Error::Setup(format!("{name} failed ({status}) building {}", out.display())));
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1320,33 +1026,6 @@ mod tests {
         assert!(matches!(ReportOutcome::parse("MACHINIST-E2E-REPORT-SKIPPED no url"), Some(ReportOutcome::Skipped(_))));
         assert_eq!(ReportOutcome::parse("MACHINIST-E2E-REPORTING http://x {}"), None);
         assert_eq!(ReportOutcome::parse("MACHINIST-E2E-BOOTED machine="), None);
-    }
-
-    #[test]
-    fn module_dependencies_come_from_modinfo() {
-        let module = b"\x7fELF...\0license=GPL\0depends=virtio_ring,virtio,net_failover\0retpoline=Y\0";
-        assert_eq!(module_depends(module), ["virtio_ring", "virtio", "net_failover"]);
-        assert!(module_depends(b"\0depends=\0intree=Y\0").is_empty());
-        assert!(module_depends(b"no modinfo").is_empty());
-        assert_eq!(module_name("virtio_net.ko.xz"), Some("virtio_net"));
-        assert_eq!(module_name("modules.order"), None);
-    }
-
-    #[test]
-    fn static_elf_detection() {
-        // Minimal ELF64 header with one PT_LOAD (1) program header, then the same with PT_INTERP (3).
-        let elf = |kind: u32| {
-            let mut bytes = vec![0u8; 0x40 + 0x38];
-            bytes[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1]);
-            bytes[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
-            bytes[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
-            bytes[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-            bytes[0x40..0x44].copy_from_slice(&kind.to_le_bytes());
-            bytes
-        };
-        assert!(is_static_elf64(&elf(1)));
-        assert!(!is_static_elf64(&elf(3)));
-        assert!(!is_static_elf64(b"#!/bin/sh\n"));
     }
 
     #[test]

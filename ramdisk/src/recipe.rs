@@ -1,0 +1,183 @@
+//! What a RAM disk is made of, and the hash that keys its cache. Pure.
+
+use std::path::PathBuf;
+
+use crate::init::Init;
+
+/// The metapackage whose dependency names the kernel package when none is given.
+pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
+
+/// The drivers of the production RAM disk: virtio (PCI transport, network, block, SCSI), Intel
+/// 1/10 GbE (e1000, e1000e, igb, ixgbe), Mellanox ConnectX (mlx5), AHCI SATA, NVMe and SCSI
+/// disks. Their dependencies are added; names the kernel lacks are warnings.
+pub const PRODUCTION_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "virtio_scsi",
+    "e1000",
+    "e1000e",
+    "igb",
+    "ixgbe",
+    "mlx5_core",
+    "ahci",
+    "nvme",
+    "sd_mod",
+];
+
+/// Bumped when the RAM disk's construction changes in a way the recipe does not show.
+pub const BUILDER_VERSION: &str = "1";
+
+/// A file added to the image: its path in the image, contents, permission bits.
+pub type ExtraFile = (PathBuf, Vec<u8>, u32);
+
+/// What goes into a RAM disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RamdiskRecipe {
+    /// The Debian kernel package (`linux-image-6.1.0-56-amd64`); `None`: the one
+    /// [`KERNEL_METAPACKAGE`] depends on.
+    pub kernel_package: Option<String>,
+    /// Modules wanted; their dependencies are added, built-in ones skipped.
+    pub modules: Vec<String>,
+    /// A statically linked binary installed as `/bin/machinist-agent`.
+    pub agent: Option<PathBuf>,
+    /// What `/init` does.
+    pub init: Init,
+    /// Further files: path in the image, contents, mode. They win over generated files.
+    pub extra_files: Vec<ExtraFile>,
+}
+
+impl RamdiskRecipe {
+    /// The production RAM disk: [`PRODUCTION_MODULES`], [`Init::Agent`], `agent` as the agent.
+    pub fn production(agent: Option<PathBuf>) -> Self {
+        Self {
+            kernel_package: None,
+            modules: PRODUCTION_MODULES.iter().map(|m| (*m).to_owned()).collect(),
+            agent,
+            init: Init::Agent,
+            extra_files: Vec::new(),
+        }
+    }
+}
+
+/// The contents a build reads besides the recipe, hashed with it.
+#[derive(Clone, Copy, Debug)]
+pub struct HashInputs<'a> {
+    /// The kernel package actually used.
+    pub kernel_package: &'a str,
+    /// The busybox binary.
+    pub busybox: &'a [u8],
+    /// The agent binary, if any.
+    pub agent: Option<&'a [u8]>,
+}
+
+/// FNV-1a (64 bits) over everything that makes the image: [`BUILDER_VERSION`], the kernel
+/// package, the modules, the init, the busybox and agent bytes and the extra files, each
+/// length-prefixed so that no two different recipes concatenate alike.
+pub fn recipe_hash(recipe: &RamdiskRecipe, inputs: HashInputs<'_>) -> u64 {
+    let mut hash = Fnv::new();
+    hash.part(BUILDER_VERSION.as_bytes());
+    hash.part(inputs.kernel_package.as_bytes());
+    hash.part(&(recipe.modules.len() as u64).to_le_bytes());
+    for module in &recipe.modules {
+        hash.part(module.as_bytes());
+    }
+    match &recipe.init {
+        Init::Agent => hash.part(b"init:agent"),
+        Init::Script(script) => {
+            hash.part(b"init:script");
+            hash.part(script.as_bytes());
+        }
+    }
+    hash.part(inputs.busybox);
+    match inputs.agent {
+        Some(agent) => {
+            hash.part(b"agent");
+            hash.part(agent);
+        }
+        None => hash.part(b"no agent"),
+    }
+    hash.part(&(recipe.extra_files.len() as u64).to_le_bytes());
+    for (path, data, mode) in &recipe.extra_files {
+        hash.part(path.to_string_lossy().as_bytes());
+        hash.part(data);
+        hash.part(&mode.to_le_bytes());
+    }
+    hash.0
+}
+
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn part(&mut self, bytes: &[u8]) {
+        self.bytes(&(bytes.len() as u64).to_le_bytes());
+        self.bytes(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INPUTS: HashInputs<'static> =
+        HashInputs { kernel_package: "linux-image-6.1.0-56-amd64", busybox: b"busybox", agent: None };
+
+    #[test]
+    fn the_hash_is_stable_for_the_same_inputs() {
+        let recipe = RamdiskRecipe::production(None);
+        assert_eq!(recipe_hash(&recipe, INPUTS), recipe_hash(&recipe.clone(), INPUTS));
+    }
+
+    #[test]
+    fn the_hash_changes_with_every_input() {
+        let base = RamdiskRecipe::production(None);
+        let reference = recipe_hash(&base, INPUTS);
+        let mut changed = Vec::new();
+
+        let mut recipe = base.clone();
+        recipe.modules.push("igc".into());
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut recipe = base.clone();
+        recipe.modules.reverse();
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut recipe = base.clone();
+        recipe.init = Init::Script("#!/bin/sh\n".into());
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut recipe = base.clone();
+        recipe.extra_files.push(("/etc/x".into(), b"x".to_vec(), 0o644));
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut other = recipe.clone();
+        other.extra_files[0].2 = 0o755;
+        changed.push(recipe_hash(&other, INPUTS));
+        changed.push(recipe_hash(&base, HashInputs { kernel_package: "linux-image-6.1.0-57-amd64", ..INPUTS }));
+        changed.push(recipe_hash(&base, HashInputs { busybox: b"busybox2", ..INPUTS }));
+        changed.push(recipe_hash(&base, HashInputs { agent: Some(b"agent"), ..INPUTS }));
+        changed.push(recipe_hash(&base, HashInputs { agent: Some(b"agent2"), ..INPUTS }));
+
+        let mut all = changed.clone();
+        all.push(reference);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), changed.len() + 1, "some input does not change the hash");
+    }
+
+    #[test]
+    fn boundaries_between_parts_count() {
+        let mut a = RamdiskRecipe::production(None);
+        a.modules = vec!["ab".into(), "c".into()];
+        let mut b = a.clone();
+        b.modules = vec!["a".into(), "bc".into()];
+        assert_ne!(recipe_hash(&a, INPUTS), recipe_hash(&b, INPUTS));
+    }
+}
