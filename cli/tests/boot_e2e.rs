@@ -10,6 +10,10 @@
 //! - ProxyDHCP beside dnsmasq (which hands out addresses without boot options), an unknown
 //!   MAC: auto-registered, booted into discovery with the registered Machine's name and token.
 //!
+//! - The real agent in machinist's own RAM disk (`machinist ramdisk build --agent`): a VM with
+//!   two NICs, two disks, 2 vCPUs and 1536 MiB reports, and its Machine's `status.hardware`
+//!   shows them.
+//!
 //! The API is reached with the real `kubectl`, run inside the namespace. Needs root, QEMU,
 //! dnsmasq, busybox, kubectl (`scripts/deps`): skipped without them, failing under
 //! `MACHINIST_E2E=require`.
@@ -45,12 +49,17 @@ impl Machinist {
     /// Writes the RAM disk into an artifact root and `boot` (the configuration's `dhcp`
     /// section, YAML) plus TFTP/HTTP settings into a configuration, and starts machinist.
     fn start(lab: &Lab, dhcp: &str, auto_register: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let images = BootImages::get().unwrap();
+        Self::start_with(lab, dhcp, auto_register, &images.kernel, &images.initrd)
+    }
+
+    /// [`start`](Self::start) serving `kernel` and `initrd` as the RAM disk.
+    fn start_with(lab: &Lab, dhcp: &str, auto_register: bool, kernel: &Path, initrd: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let artifacts = dir.path().join("artifacts");
         std::fs::create_dir(&artifacts).unwrap();
-        std::fs::copy(&images.kernel, artifacts.join("vmlinuz")).unwrap();
-        std::fs::copy(&images.initrd, artifacts.join("initrd.gz")).unwrap();
+        std::fs::copy(kernel, artifacts.join("vmlinuz")).unwrap();
+        std::fs::copy(initrd, artifacts.join("initrd.gz")).unwrap();
         let address = lab.address();
         let config = format!(
             "namespace: default\n\
@@ -211,4 +220,93 @@ fn an_unknown_machine_boots_through_proxy_dhcp_beside_dnsmasq() {
     let kinds = step_kinds(&machine);
     assert_eq!(kinds.first().map(String::as_str), Some("Script"), "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "Artifact") && kinds.iter().any(|k| k == "HardwareReport"), "{kinds:?}");
+}
+
+/// The static agent `scripts/agent` builds (`MACHINIST_AGENT` overrides).
+fn static_agent() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("MACHINIST_AGENT") {
+        return Some(PathBuf::from(path));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    Some(target.join("x86_64-unknown-linux-gnu/agent/machinist-agent")).filter(|p| p.is_file())
+}
+
+#[test]
+fn the_agent_reports_a_two_nic_two_disk_machine() {
+    if !need_boot_lab("the_agent_reports_a_two_nic_two_disk_machine", &["kubectl"]).unwrap() {
+        return;
+    }
+    let Some(agent) = static_agent() else {
+        let why = "no static agent: run scripts/agent (scripts/test does) or set MACHINIST_AGENT";
+        match machinist_e2e::prereq::Mode::from_env().unwrap() {
+            machinist_e2e::prereq::Mode::Require => panic!("{why}"),
+            _ => {
+                eprintln!("skipping: {why}");
+                return;
+            }
+        }
+    };
+    const BOOT_MAC: &str = "52:54:00:e2:e1:03";
+    const SECOND_MAC: &str = "52:54:00:e2:e1:13";
+    // The production image, with the real agent, as users build it.
+    let images = tempfile::tempdir().unwrap();
+    let built = std::process::Command::new(env!("CARGO_BIN_EXE_machinist"))
+        .args(["ramdisk", "build", "--agent"])
+        .arg(&agent)
+        .arg("--out")
+        .arg(images.path())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "ramdisk build: {}", String::from_utf8_lossy(&built.stderr));
+
+    let lab = Lab::new(Ipv4Addr::new(10, 93, 0, 1)).unwrap();
+    let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
+    let dhcp = "  interfaces: [br0]\n  serverAddress: 10.93.0.1\n  \
+                dynamicRange: {start: 10.93.0.100, end: 10.93.0.150, netmask: 255.255.255.0, gateway: 10.93.0.1}\n  \
+                boot: {ipxeScriptUrl: machinist.ipxe}\n";
+    let machinist =
+        Machinist::start_with(&lab, dhcp, false, &images.path().join("vmlinuz"), &images.path().join("initrd.gz"));
+    let manifest = format!(
+        "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-2}}\n\
+         spec: {{interfaces: [{{mac: \"{BOOT_MAC}\", boot: true}}, {{mac: \"{SECOND_MAC}\"}}], \
+         provider: {{manual: {{}}}}, onSuccess: halt}}\n"
+    );
+    machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
+    machinist.kubectl(&["wait", "--for=create", "secret/machinist-agent-vm-2", "--timeout", KUBECTL_TIMEOUT], None);
+
+    let disks = tempfile::tempdir().unwrap();
+    let mut extra = vec!["-smp".to_owned(), "2".to_owned()];
+    for (name, gib) in [("small.raw", 1u64), ("large.raw", 2)] {
+        let path = disks.path().join(name);
+        std::fs::File::create(&path).unwrap().set_len(gib << 30).unwrap();
+        extra.extend(["-drive".to_owned(), format!("file={},format=raw,if=virtio", path.display())]);
+    }
+    extra.extend([
+        "-netdev".to_owned(),
+        "user,id=n1,restrict=on".to_owned(),
+        "-device".to_owned(),
+        format!("virtio-net-pci,netdev=n1,mac={SECOND_MAC}"),
+    ]);
+    let config = VmConfig { memory_mib: 1536, extra_args: extra, ..VmConfig::new(BOOT_MAC) };
+    let vm = Vm::start(&lab, config).unwrap();
+    vm.wait_for("hardware report delivered", BOOT).unwrap();
+    let reported = vm.elapsed();
+    machinist.kubectl(
+        &["wait", "machine/vm-2", "--for=jsonpath={.status.hardware.summary.threads}=2", "--timeout", KUBECTL_TIMEOUT],
+        None,
+    );
+    eprintln!("power-on to hardware in status: {reported:?}");
+    let path =
+        |jsonpath: &str| machinist.kubectl(&["get", "machine", "vm-2", "-o", &format!("jsonpath={jsonpath}")], None);
+    let macs = path("{.status.hardware.summary.nics[*].mac}");
+    assert!(macs.contains(BOOT_MAC) && macs.contains(SECOND_MAC), "nics: {macs}");
+    let sizes = path("{.status.hardware.summary.disks[*].sizeBytes}");
+    let mut sizes: Vec<u64> = sizes.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [1 << 30, 2 << 30], "disk sizes");
+    assert_eq!(path("{.status.hardware.summary.memoryMiB}"), "1536");
+    // The agent powers the VM off (onSuccess: Halt).
+    vm.wait_exit(Duration::from_secs(60)).unwrap();
 }
