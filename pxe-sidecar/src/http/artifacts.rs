@@ -24,8 +24,10 @@ use tokio_util::io::ReaderStream;
 
 use super::Shared;
 
-/// Chunk size of streamed files.
-const CHUNK: usize = 64 * 1024;
+/// Chunk size of streamed files. Each chunk is one trip to the blocking pool and back: 256 KiB
+/// quarters the trips of 64 KiB (the benchmark against nginx, docs/performance.md, measured
+/// the difference) while a download still holds little memory.
+const CHUNK: usize = 256 * 1024;
 
 /// Why a path is not served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
