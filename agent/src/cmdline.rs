@@ -2,19 +2,8 @@
 //! (`machinist.url=… machinist.machine=… machinist.token=… machinist.mac=… machinist.mode=…
 //! machinist.onSuccess=… [machinist.debug=1]`). Pure: `/proc/cmdline`'s text in, [`Args`] out.
 
-/// What the agent does once its work is done (`spec.onSuccess`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OnSuccess {
-    /// Reboot (into the installed system once there is one).
-    #[default]
-    Reboot,
-    /// kexec into the installed kernel; without an installed system, a reboot.
-    Kexec,
-    /// Power off.
-    Halt,
-    /// Stay up with a shell on the console.
-    Console,
-}
+/// What the agent does once its work is done (`spec.onSuccess`, spelled as the API spells it).
+pub use machinist_crds::machine::OnSuccess;
 
 /// What the agent was booted to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,17 +70,12 @@ pub fn parse(cmdline: &str) -> Result<Args, CmdlineError> {
         other => return Err(CmdlineError::Invalid { key: "mode", value: other.into(), why: "discovery or install" }),
     };
     let on_success = match value("onSuccess") {
-        None | Some("reboot") => OnSuccess::Reboot,
-        Some("kexec") => OnSuccess::Kexec,
-        Some("halt") => OnSuccess::Halt,
-        Some("console") => OnSuccess::Console,
-        Some(other) => {
-            return Err(CmdlineError::Invalid {
-                key: "onSuccess",
-                value: other.into(),
-                why: "reboot, kexec, halt or console",
-            });
-        }
+        None => OnSuccess::default(),
+        Some(name) => OnSuccess::from_name(name).ok_or_else(|| CmdlineError::Invalid {
+            key: "onSuccess",
+            value: name.into(),
+            why: "reboot, kexec, halt or console",
+        })?,
     };
     Ok(Args {
         url: url.trim_end_matches('/').to_owned(),

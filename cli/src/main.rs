@@ -161,7 +161,9 @@ fn up(home: PathBuf, listen: std::net::SocketAddr, boot_config: Option<PathBuf>)
         let boot = match boot_config {
             None => None,
             Some(boot_config) => {
-                let client = local_client(&kubeconfig).await?;
+                let client = machinist_boot::service::connect(Some(&kubeconfig))
+                    .await
+                    .context("failed to connect to the control plane it runs")?;
                 let boot = machinist_boot::service::start(boot_config, client, shutdown.clone())
                     .await
                     .context("failed to start the boot services")?;
@@ -190,16 +192,6 @@ fn up(home: PathBuf, listen: std::net::SocketAddr, boot_config: Option<PathBuf>)
             None => Ok(ExitCode::SUCCESS),
         }
     })
-}
-
-/// A client of the control plane this process runs.
-async fn local_client(kubeconfig: &Path) -> Result<kube::Client> {
-    let parsed = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("failed to read {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
-        .await
-        .context("invalid kubeconfig written by the control plane")?;
-    kube::Client::try_from(config).context("failed to build the Kubernetes client")
 }
 
 fn ramdisk_build(agent: Option<PathBuf>, out: &Path, kernel_package: Option<String>) -> Result<ExitCode> {

@@ -268,6 +268,27 @@ pub enum OnSuccess {
     Console,
 }
 
+impl OnSuccess {
+    /// Every value.
+    pub const ALL: [OnSuccess; 4] = [OnSuccess::Reboot, OnSuccess::Kexec, OnSuccess::Halt, OnSuccess::Console];
+
+    /// The value as the API spells it (`reboot`, `kexec`, `halt`, `console`); the boot services
+    /// pass it to the agent as `machinist.onSuccess=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnSuccess::Reboot => "reboot",
+            OnSuccess::Kexec => "kexec",
+            OnSuccess::Halt => "halt",
+            OnSuccess::Console => "console",
+        }
+    }
+
+    /// The value spelled `name` ([`as_str`](Self::as_str)'s inverse).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|value| value.as_str() == name)
+    }
+}
+
 /// A boot menu of roles with a default taken after a timeout (the seeds' PXE menu).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -598,4 +619,19 @@ pub struct MachineFailure {
     /// Phase the machine was in when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<MachinePhase>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_success_names_are_the_api_spelling() {
+        for value in OnSuccess::ALL {
+            let serde_name = serde_json::to_value(value).unwrap();
+            assert_eq!(serde_name.as_str(), Some(value.as_str()));
+            assert_eq!(OnSuccess::from_name(value.as_str()), Some(value));
+        }
+        assert_eq!(OnSuccess::from_name("Halt"), None);
+    }
 }

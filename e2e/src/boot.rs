@@ -47,7 +47,6 @@
 //! 3. `MACHINIST-E2E-POWEROFF`, then `poweroff -f`: QEMU exits (it runs with `-no-reboot`).
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -59,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use machinist_ramdisk::{Init, RamdiskRecipe};
 
-use crate::prereq::{self, Missing, Mode, Verdict};
+use crate::prereq;
 
 /// Printed by the RAM disk once booted: `MACHINIST-E2E-BOOTED machine=<m> mode=<mode> mac=<mac>`.
 pub const BOOTED: &str = "MACHINIST-E2E-BOOTED";
@@ -207,16 +206,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A command ran and failed.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// How it ended.
-        status: String,
-        /// Its stderr (trimmed).
-        stderr: String,
-    },
+    /// A host command failed or is missing.
+    #[error(transparent)]
+    Host(#[from] machinist_ramdisk::Error),
     /// Building the boot images or setting up the lab went wrong otherwise.
     #[error("{0}")]
     Setup(String),
@@ -252,26 +244,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-fn describe(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Runs a command to completion; its stdout, or an error with its stderr.
 fn run(command: &mut Command) -> Result<String> {
-    let output = command.stdin(Stdio::null()).output().map_err(io(format!("running `{}`", describe(command))))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(Error::Command {
-            command: describe(command),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
-    }
+    Ok(machinist_ramdisk::run::run(command)?)
 }
 
 fn ip(args: &[&str]) -> Result<String> {
@@ -281,37 +256,14 @@ fn ip(args: &[&str]) -> Result<String> {
 // ---------------------------------------------------------------------------------------------
 // Prerequisites
 
-/// Whether this process runs as (effective) root, from `/proc/self/status`.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:").and_then(|ids| ids.split_whitespace().nth(1)))
-                .map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
+pub use prereq::is_root;
 
 /// Checks what a boot test needs: root and [`PROGRAMS`] plus `extra_programs`, against
 /// `MACHINIST_E2E` like [`prereq::need_programs`]: `Ok(true)` run, `Ok(false)` skip (the reason
 /// printed), `Err` fail (a prerequisite missing under `MACHINIST_E2E=require`).
 pub fn need_boot_lab(test: &str, extra_programs: &[&str]) -> Result<bool, String> {
-    let mode = Mode::from_env().map_err(|e| e.to_string())?;
     let programs: Vec<&str> = PROGRAMS.iter().chain(extra_programs).copied().collect();
-    let mut missing = prereq::missing_programs(&programs);
-    if !is_root() {
-        missing.push(Missing::Root);
-    }
-    match mode.verdict(&missing) {
-        Verdict::Run => Ok(true),
-        Verdict::Skip(reason) => {
-            eprintln!("skipping {test}: {reason}");
-            Ok(false)
-        }
-        Verdict::Fail(reason) => Err(format!("{test}: {reason}")),
-    }
+    prereq::need_root_and_programs(test, &programs)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,26 +436,8 @@ impl Lab {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let path = self.netns_path();
-        let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
-        let handle = std::thread::Builder::new()
-            .name(format!("{}-thread", self.name()))
-            .spawn(move || {
-                let entered =
-                    File::open(&path).map_err(|e| format!("opening {}: {e}", path.display())).and_then(|file| {
-                        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-                            .map_err(|e| format!("entering {}: {e}", path.display()))
-                    });
-                let ok = entered.is_ok();
-                let _ = entered_tx.send(entered);
-                ok.then(f)
-            })
-            .map_err(io("spawning a thread"))?;
-        match entered_rx.recv() {
-            Ok(Ok(())) => Ok(LabThread { handle, lab: self.name().to_owned() }),
-            Ok(Err(e)) => Err(Error::Setup(e)),
-            Err(_) => Err(Error::Setup(format!("the thread for {} ended before entering it", self.name()))),
-        }
+        let handle = crate::netns::spawn_in(&self.netns_path(), f).map_err(Error::Setup)?;
+        Ok(LabThread { handle, lab: self.name().to_owned() })
     }
 
     /// Runs `f` inside the namespace (on a thread, see [`spawn_thread`](Self::spawn_thread))
@@ -589,7 +523,7 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(io(format!("starting {name} (`{}`)", describe(&command))))?;
+            .map_err(io(format!("starting {name} (`{}`)", machinist_ramdisk::run::describe(&command))))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let transcript = Arc::new(Mutex::new(Vec::new()));
         let echo = std::env::var_os(ECHO_VARIABLE).is_some_and(|v| !v.is_empty()).then(|| name.clone());

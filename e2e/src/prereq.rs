@@ -104,8 +104,34 @@ pub fn missing_programs(programs: &[&str]) -> Vec<Missing> {
 /// test should run, `false` (after printing why) when it should skip, and an error — which the
 /// test returns, failing — when a prerequisite is missing under `MACHINIST_E2E=require`.
 pub fn need_programs(test: &str, programs: &[&str]) -> Result<bool, String> {
+    decide(test, missing_programs(programs))
+}
+
+/// [`need_programs`], and the test must also run as root (namespaces, raw sockets).
+pub fn need_root_and_programs(test: &str, programs: &[&str]) -> Result<bool, String> {
+    let mut missing = missing_programs(programs);
+    if !is_root() {
+        missing.push(Missing::Root);
+    }
+    decide(test, missing)
+}
+
+/// Whether this process runs as (effective) root, from `/proc/self/status`.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:").and_then(|ids| ids.split_whitespace().nth(1)))
+                .map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+fn decide(test: &str, missing: Vec<Missing>) -> Result<bool, String> {
     let mode = Mode::from_env().map_err(|e| e.to_string())?;
-    match mode.verdict(&missing_programs(programs)) {
+    match mode.verdict(&missing) {
         Verdict::Run => Ok(true),
         Verdict::Skip(reason) => {
             eprintln!("skipping {test}: {reason}");

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use machinist_boot::config::BootConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +55,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
-        let client = client(cli.kubeconfig).await?;
+        let client = machinist_boot::service::connect(cli.kubeconfig.as_deref()).await?;
         let shutdown = CancellationToken::new();
         let running = machinist_boot::service::start(config, client, shutdown.clone())
             .await
@@ -75,18 +74,4 @@ fn run(cli: Cli) -> Result<()> {
         });
         running.wait().await.context("a boot service failed")
     })
-}
-
-async fn client(kubeconfig: Option<PathBuf>) -> Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig =
-                Kubeconfig::read_from(&path).with_context(|| format!("failed to read {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer().await.context("no Kubernetes configuration found")?,
-    };
-    kube::Client::try_from(config).context("failed to build the Kubernetes client")
 }

@@ -47,6 +47,43 @@ pub enum ServiceError {
     Task(String),
 }
 
+/// A Kubernetes client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig cannot be read.
+    #[error("failed to read {path}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No usable configuration.
+    #[error("no usable Kubernetes configuration")]
+    Config(#[from] kube::config::KubeconfigError),
+    /// In-cluster configuration, $KUBECONFIG and ~/.kube/config all failed.
+    #[error("no Kubernetes configuration found")]
+    Infer(#[from] kube::config::InferConfigError),
+    /// The client cannot be built from the configuration.
+    #[error("failed to build the Kubernetes client")]
+    Build(#[from] kube::Error),
+}
+
+/// A client from `kubeconfig`, or (without one) from the in-cluster configuration, then
+/// `$KUBECONFIG`, then `~/.kube/config`.
+pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<Client, ClientError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let parsed = kube::config::Kubeconfig::read_from(path)
+                .map_err(|source| ClientError::Read { path: path.to_path_buf(), source })?;
+            kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
 /// Where the services listen, once bound (ports chosen by the system are resolved).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bound {

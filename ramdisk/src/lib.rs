@@ -32,7 +32,7 @@ pub mod layout;
 mod manifest;
 pub mod modules;
 pub mod recipe;
-mod run;
+pub mod run;
 
 pub use build::{DOWNLOADS_DIR, INITRD_FILE, KERNEL_FILE, build, build_cached};
 pub use error::{Error, Result};

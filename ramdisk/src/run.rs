@@ -1,4 +1,5 @@
-//! Running the host programs a build needs (`apt-cache`, `apt-get`, `dpkg`, `busybox`, `gzip`).
+//! Running host programs (`apt-cache`, `apt-get`, `dpkg`, `busybox`, `gzip`; `ip` for the test
+//! fixtures): stdout, or an error naming the command with its stderr.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,8 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result, io};
 
-fn describe(command: &Command) -> String {
+/// A command as one line (program and arguments), for messages.
+pub fn describe(command: &Command) -> String {
     std::iter::once(command.get_program())
         .chain(command.get_args())
         .map(|a| a.to_string_lossy().into_owned())
@@ -15,7 +17,7 @@ fn describe(command: &Command) -> String {
 }
 
 /// Runs a command to completion (stdin null); its stdout, or an error with its stderr.
-pub(crate) fn run(command: &mut Command) -> Result<String> {
+pub fn run(command: &mut Command) -> Result<String> {
     let output = command.stdin(Stdio::null()).output().map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             Error::MissingProgram {

@@ -35,9 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use machinist_boot_dhcp::{Engine, RawConfig, StaticDirectory};
-use machinist_e2e::netns::VethPair;
+use machinist_e2e::netns::{self, VethPair};
 use machinist_e2e::prereq::{self, Mode, Verdict, find_program};
-use nix::sched::{CloneFlags, setns};
 use tokio_util::sync::CancellationToken;
 
 /// Target rates, four-way exchanges a second (×√2 a step).
@@ -67,8 +66,6 @@ fn env_number(name: &str, default: u64) -> u64 {
 /// perfdhcp's relay address); removed on drop, also when the benchmark panics.
 struct NetnsPair {
     veth: VethPair,
-    server: String,
-    client: String,
     subnet: u8,
 }
 
@@ -78,8 +75,7 @@ impl NetnsPair {
         let subnet = 77;
         let veth =
             VethPair::new(&tag, &format!("10.{subnet}.0.1/16"), Some(&format!("10.{subnet}.0.2/16")), None).unwrap();
-        let (server, client) = (veth.server().to_owned(), veth.client().to_owned());
-        Self { veth, server, client, subnet }
+        Self { veth, subnet }
     }
 
     fn ip(&self, third: u8, fourth: u8) -> Ipv4Addr {
@@ -204,7 +200,7 @@ fn lib_path(binary: &Path) -> String {
 /// `#[tokio::main]` gives on these 2 cores); stopped and joined on drop.
 struct MachinistInNs {
     token: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Option<()>>>,
 }
 
 impl MachinistInNs {
@@ -221,10 +217,8 @@ impl MachinistInNs {
         let engine = Arc::new(Engine::open(Arc::new(config), Arc::new(StaticDirectory::new([], true))).unwrap());
         let token = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let path = format!("/var/run/netns/{}", pair.server);
         let t = token.clone();
-        let thread = std::thread::spawn(move || {
-            setns(File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
+        let thread = netns::spawn_in(&VethPair::path(pair.veth.server()), move || {
             // Worker threads are spawned from this thread and so share its namespace.
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
@@ -233,7 +227,8 @@ impl MachinistInNs {
                 ready_tx.send(()).unwrap();
                 server.await.unwrap().unwrap();
             });
-        });
+        })
+        .unwrap();
         ready_rx.recv_timeout(READY_TIMEOUT).unwrap();
         Self { token, thread: Some(thread) }
     }
@@ -379,7 +374,7 @@ fn perfdhcp(pair: &NetnsPair, rate: u32, exchanges: u32) -> Result<Figures, Stri
     let (r, n, p, w) =
         (rate.to_string(), exchanges.to_string(), (seconds + 5).to_string(), EXIT_WAIT.as_micros().to_string());
     let child = Command::new("ip")
-        .args(["netns", "exec", &pair.client, "perfdhcp", "-4", "-l", "cli0", "-R", CLIENTS])
+        .args(["netns", "exec", pair.veth.client(), "perfdhcp", "-4", "-l", "cli0", "-R", CLIENTS])
         .args(["-r", &r, "-n", &n, "-p", &p, "-W", &w])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -486,19 +481,10 @@ fn peer_binary(variable: &str, package: &str, program: &str) -> Option<PathBuf> 
 }
 
 fn main() -> Result<(), String> {
+    if !prereq::need_root_and_programs("the DHCP benchmark", &["ip", "ss", "perfdhcp"])? {
+        return Ok(());
+    }
     let mode = Mode::from_env().map_err(|e| e.to_string())?;
-    let mut missing = prereq::missing_programs(&["ip", "ss", "perfdhcp"]);
-    if !nix::unistd::Uid::effective().is_root() {
-        missing.push(prereq::Missing::Root);
-    }
-    match mode.verdict(&missing) {
-        Verdict::Run => {}
-        Verdict::Skip(why) => {
-            println!("dhcp benchmark skipped: {why}");
-            return Ok(());
-        }
-        Verdict::Fail(why) => return Err(why),
-    }
     let seconds = env_number("MACHINIST_BENCH_DHCP_SECONDS", 2).max(1);
     let max_rate = u32::try_from(env_number("MACHINIST_BENCH_DHCP_MAX_RATE", u64::from(u32::MAX))).unwrap_or(u32::MAX);
 

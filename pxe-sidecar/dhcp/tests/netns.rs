@@ -2,7 +2,6 @@
 //! Real clients (busybox udhcpc, ISC dhclient, perfdhcp) against the server, all inside
 //! network namespaces created here and removed in `Drop`.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -13,9 +12,8 @@ use std::time::{Duration, Instant};
 use machinist_boot_dhcp::{
     BootPolicy, Config, Engine, MacAddr, MachineBoot, NetworkSettings, RawConfig, StaticDirectory,
 };
-use machinist_e2e::netns::VethPair;
+use machinist_e2e::netns::{self, VethPair};
 use machinist_e2e::prereq;
-use nix::sched::{CloneFlags, setns};
 use tokio_util::sync::CancellationToken;
 
 const CLIENT_MAC: &str = "52:54:00:aa:bb:01";
@@ -29,8 +27,6 @@ fn run(args: &[&str]) -> Output {
 /// Two namespaces joined by a veth pair: `srv0` (10.<n>.0.1/24) and `cli0` (the client's MAC).
 struct NetnsPair {
     veth: VethPair,
-    server: String,
-    client: String,
     subnet: u8,
 }
 
@@ -41,8 +37,7 @@ impl NetnsPair {
         let tag = format!("mdhcp{}-{n}", std::process::id() % 100_000);
         let subnet = 80 + n as u8;
         let veth = VethPair::new(&tag, &format!("10.{subnet}.0.1/24"), None, Some(CLIENT_MAC)).unwrap();
-        let (server, client) = (veth.server().to_owned(), veth.client().to_owned());
-        Self { veth, server, client, subnet }
+        Self { veth, subnet }
     }
 
     fn ip(&self, host: u8) -> Ipv4Addr {
@@ -60,17 +55,15 @@ impl NetnsPair {
 /// Our server on a thread that entered the server namespace; stopped and joined on drop.
 struct ServerInNs {
     token: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Option<()>>>,
 }
 
 impl ServerInNs {
     fn start(ns: &str, engine: Arc<Engine>) -> Self {
         let token = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let path = format!("/var/run/netns/{ns}");
         let (t, e) = (token.clone(), engine);
-        let thread = std::thread::spawn(move || {
-            setns(File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
+        let thread = netns::spawn_in(&VethPair::path(ns), move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let server = tokio::spawn(machinist_boot_dhcp::run(e, t));
@@ -79,7 +72,8 @@ impl ServerInNs {
                 ready_tx.send(()).unwrap();
                 server.await.unwrap().unwrap();
             });
-        });
+        })
+        .unwrap();
         ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Self { token, thread: Some(thread) }
     }
@@ -95,18 +89,7 @@ impl Drop for ServerInNs {
 }
 
 fn need(test: &str, programs: &[&str]) -> bool {
-    let mut missing = prereq::missing_programs(programs);
-    if !nix::unistd::Uid::effective().is_root() {
-        missing.push(prereq::Missing::Root);
-    }
-    match prereq::Mode::from_env().unwrap().verdict(&missing) {
-        prereq::Verdict::Run => true,
-        prereq::Verdict::Skip(why) => {
-            eprintln!("skipping {test}: {why}");
-            false
-        }
-        prereq::Verdict::Fail(why) => panic!("{test}: {why}"),
-    }
+    prereq::need_root_and_programs(test, programs).unwrap()
 }
 
 fn config(pair: &NetnsPair, lease_file: Option<&Path>) -> Config {
@@ -164,7 +147,7 @@ fn udhcpc_gets_the_reserved_address_and_options() {
     }
     let pair = NetnsPair::new();
     let engine = Arc::new(Engine::open(Arc::new(config(&pair, None)), Arc::new(reserved_directory(&pair))).unwrap());
-    let _server = ServerInNs::start(&pair.server, engine.clone());
+    let _server = ServerInNs::start(pair.veth.server(), engine.clone());
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("script.sh");
     let env_out = dir.path().join("env");
@@ -211,7 +194,7 @@ fn dhclient_gets_the_reserved_address_and_options() {
     }
     let pair = NetnsPair::new();
     let engine = Arc::new(Engine::open(Arc::new(config(&pair, None)), Arc::new(reserved_directory(&pair))).unwrap());
-    let _server = ServerInNs::start(&pair.server, engine);
+    let _server = ServerInNs::start(pair.veth.server(), engine);
     let dir = tempfile::tempdir().unwrap();
     let (lf, pf, cf) = (dir.path().join("leases"), dir.path().join("pid"), dir.path().join("dhclient.conf"));
     std::fs::write(&cf, "timeout 15;\nrequest subnet-mask, routers, domain-name-servers, domain-name, host-name;\n")
@@ -258,7 +241,7 @@ fn perfdhcp_bounded_load_has_no_drops() {
     let pair = NetnsPair::new();
     // -W: wait 1 s after the last exchange so replies in flight are not counted as drops.
     // perfdhcp acts as a relay: it needs an address on its side (giaddr).
-    run(&["ip", "-n", &pair.client, "addr", "add", &format!("{}/24", pair.ip(2)), "dev", "cli0"]);
+    run(&["ip", "-n", pair.veth.client(), "addr", "add", &format!("{}/24", pair.ip(2)), "dev", "cli0"]);
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(
         Engine::open(
@@ -267,7 +250,7 @@ fn perfdhcp_bounded_load_has_no_drops() {
         )
         .unwrap(),
     );
-    let _server = ServerInNs::start(&pair.server, engine.clone());
+    let _server = ServerInNs::start(pair.veth.server(), engine.clone());
     let child = pair
         .client_cmd(&[
             "perfdhcp", "-4", "-l", "cli0", "-r", "100", "-R", "100", "-n", "200", "-p", "10", "-W", "1000000",

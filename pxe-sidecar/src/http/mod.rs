@@ -28,7 +28,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use machinist_crds::machine::{BootTarget, OnSuccess};
+use machinist_crds::machine::BootTarget;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -306,7 +306,7 @@ pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>
             format!("machinist.token={}", record.token),
             format!("machinist.mac={mac}"),
             format!("machinist.mode={mode}"),
-            format!("machinist.onSuccess={}", on_success_arg(record.on_success)),
+            format!("machinist.onSuccess={}", record.on_success.as_str()),
         ];
         if record.debug {
             args.push("machinist.debug=1".into());
@@ -340,16 +340,6 @@ pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>
                 timeout_seconds: u32::try_from(menu.timeout_seconds).unwrap_or(0),
             },
         },
-    }
-}
-
-/// `spec.onSuccess` as the agent reads it on the kernel command line.
-pub fn on_success_arg(on_success: OnSuccess) -> &'static str {
-    match on_success {
-        OnSuccess::Reboot => "reboot",
-        OnSuccess::Kexec => "kexec",
-        OnSuccess::Halt => "halt",
-        OnSuccess::Console => "console",
     }
 }
 
@@ -435,7 +425,7 @@ async fn script(
 
 #[cfg(test)]
 mod tests {
-    use machinist_crds::machine::BootMenu;
+    use machinist_crds::machine::{BootMenu, OnSuccess};
 
     use super::*;
 

@@ -24,7 +24,6 @@
 //! `MACHINIST_BENCH_DELAYED_REPS` (2) the file size and runs on the delayed links.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -33,9 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use machinist_boot_tftp::{TftpConfig, TftpMetrics, TftpServer};
-use machinist_e2e::netns::VethPair;
-use machinist_e2e::prereq::{Missing, Mode, Verdict, find_program};
-use nix::sched::{CloneFlags, setns};
+use machinist_e2e::netns::{self, VethPair};
+use machinist_e2e::prereq::{self, Missing, Mode, Verdict, find_program};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -84,17 +82,14 @@ fn lib_path(binary: &Path) -> String {
 /// Two namespaces joined by a veth pair (`srv0` SERVER_IP, `cli0` CLIENT_IP); removed on drop,
 /// also when the benchmark panics.
 struct NetnsPair {
-    _veth: VethPair,
-    server: String,
-    client: String,
+    veth: VethPair,
 }
 
 impl NetnsPair {
     fn new() -> Self {
         let tag = format!("mbtftp{}", std::process::id() % 100_000);
         let veth = VethPair::new(&tag, &format!("{SERVER_IP}/24"), Some(&format!("{CLIENT_IP}/24")), None).unwrap();
-        let (server, client) = (veth.server().to_owned(), veth.client().to_owned());
-        Self { _veth: veth, server, client }
+        Self { veth }
     }
 }
 
@@ -102,21 +97,18 @@ impl NetnsPair {
 fn thread_in<T: Send + 'static>(
     ns: Option<&str>,
     f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = ns.map(|ns| format!("/var/run/netns/{ns}"));
-    std::thread::spawn(move || {
-        if let Some(path) = path {
-            setns(File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
-        }
-        f()
-    })
+) -> std::thread::JoinHandle<Option<T>> {
+    match ns {
+        Some(ns) => netns::spawn_in(&VethPair::path(ns), f).unwrap(),
+        None => std::thread::spawn(move || Some(f())),
+    }
 }
 
 /// The delay: every packet through the client's veth, both ways, is held `delay` in an NFQUEUE
 /// by a thread of this process. Stopped on drop (held packets are let through).
 struct DelayLine {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Option<()>>>,
 }
 
 impl DelayLine {
@@ -124,7 +116,7 @@ impl DelayLine {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let s = stop.clone();
-        let thread = thread_in(Some(&pair.client), move || {
+        let thread = thread_in(Some(pair.veth.client()), move || {
             // Wake-ups to the microsecond: the default 50 µs timer slack would add to the delay.
             nix::sys::prctl::set_timerslack(1_000).unwrap();
             let mut queue = nfq::Queue::open().unwrap();
@@ -163,7 +155,7 @@ impl DelayLine {
         let xtables = lib_path(iptables);
         for rule in [["-A", "OUTPUT", "-o", "cli0"], ["-A", "INPUT", "-i", "cli0"]] {
             let mut command = std::process::Command::new("ip");
-            command.args(["netns", "exec", &pair.client]).arg(iptables);
+            command.args(["netns", "exec", pair.veth.client()]).arg(iptables);
             if iptables.file_name().is_some_and(|n| n.to_string_lossy().starts_with("xtables-")) {
                 command.arg("iptables"); // the multi-call binary, told which tool to be
             }
@@ -225,8 +217,8 @@ impl Link {
         let line = DelayLine::start(&pair, iptables, delay);
         Self {
             label: format!("veth between namespaces, {} ms each way", delay.as_secs_f64() * 1000.0),
-            server_ns: Some(pair.server.clone()),
-            client_ns: Some(pair.client.clone()),
+            server_ns: Some(pair.veth.server().to_owned()),
+            client_ns: Some(pair.veth.client().to_owned()),
             host: SERVER_IP,
             _delay: Some(line),
             _pair: Some(pair),
@@ -252,7 +244,8 @@ impl Link {
     /// The round trip between the two sides: UDP echo, median and 90th percentile of 200.
     fn round_trip(&self) -> (Duration, Duration) {
         let host = self.host;
-        let echo = thread_in(self.server_ns.as_deref(), move || UdpSocket::bind((host, 0)).unwrap()).join().unwrap();
+        let echo =
+            thread_in(self.server_ns.as_deref(), move || UdpSocket::bind((host, 0)).unwrap()).join().unwrap().unwrap();
         let port = echo.local_addr().unwrap().port();
         echo.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let echoer = std::thread::spawn(move || {
@@ -281,6 +274,7 @@ impl Link {
             times
         })
         .join()
+        .unwrap()
         .unwrap();
         let _ = echoer.join();
         times.sort();
@@ -369,7 +363,7 @@ async fn measure(server: &str, link: &Link, port: u16, dir: &Path, want: &[u8], 
 struct Machinist {
     port: u16,
     cancel: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Option<()>>>,
 }
 
 impl Machinist {
@@ -498,7 +492,7 @@ async fn main() -> Result<(), String> {
         .or_else(|| find_program("iptables", std::env::var_os("PATH").as_deref()));
     let mut missing = Vec::new();
     if !delays.is_empty() {
-        if !nix::unistd::Uid::effective().is_root() {
+        if !prereq::is_root() {
             missing.push(Missing::Root);
         }
         if iptables.is_none() {
