@@ -1,6 +1,295 @@
-//! machinist's controllers (`machinist-operator`).
+//! machinist's controllers (`machinist-operator`; `machinist up` runs them in-process).
 //!
-//! Not yet built: the Machine, HardwareProfile, Cmdb, Role and LoadBalancerBackend
-//! controllers, profile matching and CMDB allocation, and the libvirt and BMC providers
-//! arrive with their issues. The crate exists so the workspace has its final shape; it
-//! exports nothing that claims to work.
+//! - [`lifecycle`]: the Machine state machine, pure (Registered → Inspecting → Matched →
+//!   Allocated…), with the status and Events of each transition.
+//! - [`binding`]: profile selection, profile slots and CMDB entries, pure.
+//! - [`roles`]: Role validation, pure.
+//! - [`conditions`]: conditions with transition times, pure.
+//! - [`ledger`]: the one writer of HardwareProfile and Cmdb statuses — batched, under
+//!   `resourceVersion` preconditions, so that `maxMachines` is never exceeded and no CMDB
+//!   entry is given twice, across replicas and restarts.
+//! - [`controllers`]: Machine, HardwareProfile, Cmdb and Role controllers (kube-runtime).
+//! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
+//! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! [`run`] ties them together. The LoadBalancerBackend controller and the providers (libvirt,
+//! BMC) arrive with their issues.
+
+pub mod binding;
+pub mod conditions;
+pub mod controllers;
+pub mod leader;
+pub mod ledger;
+pub mod lifecycle;
+pub mod metrics;
+pub mod roles;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::controllers::{Caches, Context, machine, pools, role};
+use crate::leader::{Elector, LeaderConfig};
+use crate::metrics::{Metrics, State};
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Namespace to reconcile; `None`: every namespace.
+    pub namespace: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Leader election; `None`: this is the only replica.
+    pub leader: Option<LeaderConfig>,
+    /// Machines reconciled at once. The ledgers batch what they claim, so this is also the
+    /// largest batch.
+    pub concurrency: u16,
+    /// Name of this replica in Events (`reportingInstance`).
+    pub instance: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { namespace: None, metrics_listen: None, leader: None, concurrency: 128, instance: None }
+    }
+}
+
+/// Why the operator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The metrics port could not be bound.
+    #[error("failed to listen on {address} for metrics: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Leader election failed.
+    #[error(transparent)]
+    Leader(#[from] leader::LeaderError),
+    /// Another replica took the lease: this one stopped its controllers.
+    #[error("lost the leader lease to another replica; controllers stopped")]
+    LostLeadership,
+    /// The caches did not fill.
+    #[error("the HardwareProfile and Cmdb caches were not ready within {0:?}")]
+    NotReady(Duration),
+}
+
+/// A running operator's metrics endpoint, once bound.
+#[derive(Debug)]
+pub struct Started {
+    /// Where `/metrics` listens.
+    pub metrics: Option<SocketAddr>,
+    /// The operator; resolves when it stops.
+    pub task: tokio::task::JoinHandle<Result<(), OperatorError>>,
+}
+
+/// Binds the metrics port, then runs the operator in a task until `shutdown` (or until it
+/// loses the lease).
+pub async fn start(client: Client, config: Config, shutdown: CancellationToken) -> Result<Started, OperatorError> {
+    let metrics = Arc::new(Metrics::new());
+    let machines: Arc<OnceLock<Store<Machine>>> = Arc::new(OnceLock::new());
+    let mut bound = None;
+    if let Some(address) = config.metrics_listen {
+        let listener =
+            tokio::net::TcpListener::bind(address).await.map_err(|source| OperatorError::Listen { address, source })?;
+        bound = listener.local_addr().ok();
+        let cache = machines.clone();
+        let scrape = metrics.clone();
+        let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            if let Some(store) = cache.get() {
+                scrape.set_machines(&phase_counts(store));
+            }
+        });
+        let app = metrics::router(metrics.clone(), refresh);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the metrics server stopped");
+            }
+        });
+    }
+    let task = tokio::spawn(run(client, config, metrics, machines, shutdown));
+    Ok(Started { metrics: bound, task })
+}
+
+fn phase_counts(store: &Store<Machine>) -> Vec<(String, i64)> {
+    let mut counts = std::collections::BTreeMap::<String, i64>::new();
+    for machine in store.state() {
+        let phase = machine.status.as_ref().and_then(|s| s.phase).map_or("None".to_owned(), |p| format!("{p:?}"));
+        *counts.entry(phase).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+async fn run(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    machines: Arc<OnceLock<Store<Machine>>>,
+    shutdown: CancellationToken,
+) -> Result<(), OperatorError> {
+    let leadership = match &config.leader {
+        Some(leader) => {
+            metrics.set_state(State::Standby);
+            let elector = Elector::new(client.clone(), leader.clone());
+            tracing::info!(identity = %leader.identity, lease = %leader.lease_name, "waiting for the leader lease");
+            match elector.acquire(&shutdown).await? {
+                Some(leadership) => Some(leadership),
+                None => return Ok(()),
+            }
+        }
+        None => None,
+    };
+    let stop = shutdown.child_token();
+    if let Some(leadership) = &leadership {
+        let lost = leadership.lost();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = lost.cancelled() => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+    let outcome = run_controllers(client, &config, metrics.clone(), machines, stop.clone()).await;
+    metrics.set_state(State::Stopping);
+    let lost = leadership.as_ref().is_some_and(|l| l.lost().is_cancelled());
+    if let Some(leadership) = leadership
+        && !lost
+    {
+        leadership.release().await;
+    }
+    outcome?;
+    if lost && !shutdown.is_cancelled() {
+        return Err(OperatorError::LostLeadership);
+    }
+    Ok(())
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn drive<K, F, E>(controller: Controller<K>, reconcile: F, on_error: E, ctx: Arc<Context>, name: &'static str)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    F: FnMut(
+        Arc<K>,
+        Arc<Context>,
+    ) -> futures::future::BoxFuture<'static, Result<kube::runtime::controller::Action, controllers::Error>>,
+    E: Fn(Arc<K>, &controllers::Error, Arc<Context>) -> kube::runtime::controller::Action,
+{
+    controller
+        .run(reconcile, on_error, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(controller = name, %error, "reconcile");
+            }
+        })
+        .await;
+}
+
+async fn run_controllers(
+    client: Client,
+    config: &Config,
+    metrics: Arc<Metrics>,
+    machines: Arc<OnceLock<Store<Machine>>>,
+    stop: CancellationToken,
+) -> Result<(), OperatorError> {
+    const READY_WITHIN: Duration = Duration::from_secs(60);
+    let namespace = config.namespace.as_deref();
+    let wc = watcher::Config::default();
+    let (machine_reader, machine_writer) = reflector::store();
+    let _ = machines.set(machine_reader.clone()); // a second run (new term) keeps the first store for metrics
+    let machine_stream = watcher(api::<Machine>(&client, namespace), wc.clone())
+        .default_backoff()
+        .modify(machine::trim)
+        .reflect(machine_writer)
+        .applied_objects();
+    let profile_controller = Controller::new(api::<HardwareProfile>(&client, namespace), wc.clone());
+    let cmdb_controller = Controller::new(api::<Cmdb>(&client, namespace), wc.clone());
+    let role_controller = Controller::new(api::<Role>(&client, namespace), wc.clone());
+    let (wake, woken) = mpsc::unbounded_channel();
+    let caches = Caches {
+        machines: machine_reader.clone(),
+        profiles: profile_controller.store(),
+        cmdbs: cmdb_controller.store(),
+        wake,
+    };
+    let ready_profiles = caches.profiles.clone();
+    let ready_cmdbs = caches.cmdbs.clone();
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), caches, config.instance.clone()));
+    let woken = futures::stream::unfold(woken, |mut woken| async move { woken.recv().await.map(|r| (r, woken)) });
+    let machine_controller = Controller::for_stream(machine_stream, machine_reader)
+        .reconcile_on(woken)
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(stop.clone().cancelled_owned());
+    let profile_controller = profile_controller.graceful_shutdown_on(stop.clone().cancelled_owned());
+    let cmdb_controller = cmdb_controller.graceful_shutdown_on(stop.clone().cancelled_owned());
+    let role_controller = role_controller.graceful_shutdown_on(stop.clone().cancelled_owned());
+
+    let pools = async {
+        tokio::join!(
+            drive(
+                profile_controller,
+                |o, c| Box::pin(pools::reconcile_profile(o, c)),
+                pools::on_profile_error,
+                ctx.clone(),
+                "hardwareprofile"
+            ),
+            drive(
+                cmdb_controller,
+                |o, c| Box::pin(pools::reconcile_cmdb(o, c)),
+                pools::on_cmdb_error,
+                ctx.clone(),
+                "cmdb"
+            ),
+            drive(role_controller, |o, c| Box::pin(role::reconcile(o, c)), role::on_error, ctx.clone(), "role"),
+        );
+    };
+    // Machines are bound against the profiles and Cmdbs: not before those caches are full.
+    let machines = async {
+        let ready = async { tokio::join!(ready_profiles.wait_until_ready(), ready_cmdbs.wait_until_ready()) };
+        tokio::select! {
+            waited = tokio::time::timeout(READY_WITHIN, ready) => {
+                if waited.is_err() {
+                    return Err(OperatorError::NotReady(READY_WITHIN));
+                }
+            }
+            () = stop.cancelled() => return Ok(()),
+        }
+        metrics.set_state(State::Leading);
+        tracing::info!("controllers running");
+        drive(machine_controller, |o, c| Box::pin(machine::reconcile(o, c)), machine::on_error, ctx.clone(), "machine")
+            .await;
+        Ok(())
+    };
+    let (_, outcome) = tokio::join!(pools, async {
+        let outcome = machines.await;
+        if outcome.is_err() {
+            stop.cancel();
+        }
+        outcome
+    });
+    outcome
+}

@@ -1,0 +1,328 @@
+//! The controllers and what they share: the API client, caches of the five kinds (kube-rs
+//! reflectors), the ledgers that write profile and Cmdb statuses, metrics, events and backoff.
+//!
+//! Each reconcile follows the same pipeline: read what the object refers to from the caches →
+//! decide with the pure modules ([`crate::lifecycle`], [`crate::binding`], [`crate::roles`]) →
+//! claim through the ledgers → write the status with one field manager → publish Events for
+//! transitions only.
+
+pub mod machine;
+pub mod pools;
+pub mod role;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use machinist_crds::{Cmdb, HardwareProfile, Machine};
+use machinist_matching::{CompiledProfile, RulesError};
+use tokio::sync::mpsc;
+
+use crate::binding::ProfileView;
+use crate::ledger::{CmdbBook, Ledger, LedgerError, ProfileBook};
+use crate::lifecycle::Transition;
+use crate::metrics::Metrics;
+
+/// The field manager of everything the controllers write besides the ledgers' statuses.
+pub const FIELD_MANAGER: &str = "machinist-operator";
+
+/// A reconcile that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("failed to {action} {kind} {name}: {source}")]
+    Api {
+        /// What was being done (`write the status of`, `read`).
+        action: &'static str,
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+        /// The API's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A profile slot or CMDB entry could not be claimed or given back.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// An object is still used; its deletion waits (not an error to retry: a change wakes it).
+    #[error("{kind} {name} is still used by {users} machines; deletion waits")]
+    InUse {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+        /// How many.
+        users: usize,
+    },
+    /// The finalizer could not be added or removed.
+    #[error("finalizer of {name}: {message}")]
+    Finalizer {
+        /// Object.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// An object the reconcile needs is not in the cache yet.
+    #[error("{kind} {name} is not in the cache yet")]
+    NotCached {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+    },
+}
+
+impl Error {
+    /// The metric label and Event reason of the error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Api { .. } => "ApiError",
+            Error::Ledger(_) => "LedgerError",
+            Error::InUse { .. } => "InUse",
+            Error::Finalizer { .. } => "FinalizerError",
+            Error::NotCached { .. } => "NotCached",
+        }
+    }
+
+    fn from_finalizer(name: &str, error: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match error {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            other => Error::Finalizer { name: name.to_owned(), message: other.to_string() },
+        }
+    }
+}
+
+/// Exponential backoff with jitter per object, reset by a success: 0.5–1 s after the first
+/// failure, doubling to at most 2.5–5 min.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(300);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The delay before retrying `key` after one more failure.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.lock();
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        let full = Self::BASE.saturating_mul(1u32 << (*n - 1).min(16)).min(Self::MAX);
+        full.mul_f64(0.5 + jitter() / 2.0)
+    }
+
+    /// `key` reconciled fine.
+    pub fn succeeded(&self, key: &str) {
+        let mut failures = self.lock();
+        if !failures.is_empty() {
+            failures.remove(key);
+        }
+    }
+}
+
+/// A number in [0, 1).
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// What every controller shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// HardwareProfile statuses.
+    pub profile_ledger: Ledger<ProfileBook>,
+    /// Cmdb statuses.
+    pub cmdb_ledger: Ledger<CmdbBook>,
+    /// Machines (trimmed: no hardware items, see [`machine::trim`]).
+    pub machines: Store<Machine>,
+    /// HardwareProfiles.
+    pub profiles: Store<HardwareProfile>,
+    /// Cmdbs.
+    pub cmdbs: Store<Cmdb>,
+    /// Machines to reconcile again (a profile or Cmdb they wait for changed).
+    pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
+    recorder: Recorder,
+    backoff: Backoff,
+    compiled: Mutex<HashMap<String, (Option<i64>, Compiled)>>,
+}
+
+/// A profile's rules, parsed, or why they do not parse.
+type Compiled = Arc<Result<CompiledProfile, RulesError>>;
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+/// The stores and channels a [`Context`] is built from.
+#[derive(Debug)]
+pub struct Caches {
+    /// Machines.
+    pub machines: Store<Machine>,
+    /// HardwareProfiles.
+    pub profiles: Store<HardwareProfile>,
+    /// Cmdbs.
+    pub cmdbs: Store<Cmdb>,
+    /// Wake-ups for the Machine controller.
+    pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
+}
+
+impl Context {
+    /// A context over `caches`.
+    pub fn new(client: Client, metrics: Arc<Metrics>, caches: Caches, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
+        Self {
+            profile_ledger: Ledger::new(client.clone(), ProfileBook, metrics.clone()),
+            cmdb_ledger: Ledger::new(client.clone(), CmdbBook::default(), metrics.clone()),
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            machines: caches.machines,
+            profiles: caches.profiles,
+            cmdbs: caches.cmdbs,
+            wake: caches.wake,
+            backoff: Backoff::default(),
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The profiles of `namespace` as selection sees them (rules parsed once per generation).
+    pub fn profile_views(&self, namespace: &str) -> Vec<ProfileView> {
+        self.profiles
+            .state()
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(namespace))
+            .map(|p| self.profile_view(p))
+            .collect()
+    }
+
+    /// One profile as selection sees it.
+    pub fn profile_view(&self, profile: &HardwareProfile) -> ProfileView {
+        ProfileView {
+            name: profile.name_any(),
+            compiled: self.compiled(profile),
+            bound: profile.status.as_ref().map(|s| s.bound_machines.clone()).unwrap_or_default(),
+            deleting: profile.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    /// A profile's rules, parsed once per generation.
+    pub fn compiled(&self, profile: &HardwareProfile) -> Arc<Result<CompiledProfile, RulesError>> {
+        let key = profile.uid().unwrap_or_else(|| profile.name_any());
+        let generation = profile.metadata.generation;
+        let mut cache = self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, compiled)) = cache.get(&key)
+            && generation.is_some()
+            && *seen == generation
+        {
+            return compiled.clone();
+        }
+        let compiled = Arc::new(CompiledProfile::new(&profile.name_any(), &profile.spec));
+        cache.insert(key, (generation, compiled.clone()));
+        compiled
+    }
+
+    /// Publishes Events for transitions (a failure to publish is logged, not fatal).
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, transitions: &[Transition], action: &str) {
+        let reference = object.object_ref(&());
+        for transition in transitions {
+            let event = Event {
+                type_: if transition.warning { EventType::Warning } else { EventType::Normal },
+                reason: transition.reason.clone(),
+                note: Some(truncate(&transition.message, 1024)),
+                action: action.to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(object = %reference.name.as_deref().unwrap_or_default(), reason = %transition.reason, %error, "failed to publish an Event");
+            }
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Now, as the API writes times.
+pub fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// The key of an object for backoff and logs: `namespace/name`.
+pub fn key<K: Resource>(object: &K) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// What a controller does after a failed reconcile: an object still in use waits for a change;
+/// anything else is retried with backoff.
+pub fn error_policy<K: Resource>(controller: &'static str, object: &K, error: &Error, ctx: &Context) -> Action {
+    ctx.metrics.failure(controller, error.reason());
+    match error {
+        Error::InUse { .. } => Action::await_change(),
+        _ => {
+            let delay = ctx.backoff.failed(&format!("{controller}:{}", key(object)));
+            tracing::warn!(controller, object = %key(object), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+            Action::requeue(delay)
+        }
+    }
+}
+
+/// Records a successful reconcile (resets the object's backoff).
+pub fn succeeded<K: Resource>(controller: &'static str, object: &K, ctx: &Context) {
+    ctx.backoff.succeeded(&format!("{controller}:{}", key(object)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_a_ceiling_and_resets() {
+        let backoff = Backoff::default();
+        let first = backoff.failed("a");
+        assert!((Duration::from_millis(500)..=Duration::from_secs(1)).contains(&first), "{first:?}");
+        let second = backoff.failed("a");
+        assert!((Duration::from_secs(1)..=Duration::from_secs(2)).contains(&second), "{second:?}");
+        for _ in 0..40 {
+            backoff.failed("a");
+        }
+        let ceiling = backoff.failed("a");
+        assert!((Duration::from_secs(150)..=Duration::from_secs(300)).contains(&ceiling), "{ceiling:?}");
+        backoff.succeeded("a");
+        assert!(backoff.failed("a") <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn long_event_notes_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(600);
+        let cut = truncate(&text, 1023);
+        assert!(cut.ends_with('…') && cut.len() <= 1026, "{}", cut.len());
+    }
+}
