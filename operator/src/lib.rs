@@ -25,7 +25,7 @@ pub mod metrics;
 pub mod roles;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -79,9 +79,6 @@ pub enum OperatorError {
     /// Leader election failed.
     #[error(transparent)]
     Leader(#[from] leader::LeaderError),
-    /// Another replica took the lease: this one stopped its controllers.
-    #[error("lost the leader lease to another replica; controllers stopped")]
-    LostLeadership,
     /// The caches did not fill.
     #[error("the HardwareProfile and Cmdb caches were not ready within {0:?}")]
     NotReady(Duration),
@@ -100,7 +97,7 @@ pub struct Started {
 /// loses the lease).
 pub async fn start(client: Client, config: Config, shutdown: CancellationToken) -> Result<Started, OperatorError> {
     let metrics = Arc::new(Metrics::new());
-    let machines: Arc<OnceLock<Store<Machine>>> = Arc::new(OnceLock::new());
+    let machines: MachineCache = Arc::new(Mutex::new(None));
     let mut bound = None;
     if let Some(address) = config.metrics_listen {
         let listener =
@@ -109,8 +106,9 @@ pub async fn start(client: Client, config: Config, shutdown: CancellationToken) 
         let cache = machines.clone();
         let scrape = metrics.clone();
         let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            if let Some(store) = cache.get() {
-                scrape.set_machines(&phase_counts(store));
+            let store = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            if let Some(store) = store {
+                scrape.set_machines(&phase_counts(&store));
             }
         });
         let app = metrics::router(metrics.clone(), refresh);
@@ -126,6 +124,9 @@ pub async fn start(client: Client, config: Config, shutdown: CancellationToken) 
     Ok(Started { metrics: bound, task })
 }
 
+/// The current term's Machine cache, for the phase gauge.
+type MachineCache = Arc<Mutex<Option<Store<Machine>>>>;
+
 fn phase_counts(store: &Store<Machine>) -> Vec<(String, i64)> {
     let mut counts = std::collections::BTreeMap::<String, i64>::new();
     for machine in store.state() {
@@ -139,45 +140,48 @@ async fn run(
     client: Client,
     config: Config,
     metrics: Arc<Metrics>,
-    machines: Arc<OnceLock<Store<Machine>>>,
+    machines: MachineCache,
     shutdown: CancellationToken,
 ) -> Result<(), OperatorError> {
-    let leadership = match &config.leader {
-        Some(leader) => {
-            metrics.set_state(State::Standby);
-            let elector = Elector::new(client.clone(), leader.clone());
-            tracing::info!(identity = %leader.identity, lease = %leader.lease_name, "waiting for the leader lease");
-            match elector.acquire(&shutdown).await? {
-                Some(leadership) => Some(leadership),
-                None => return Ok(()),
-            }
-        }
-        None => None,
+    let Some(leader) = &config.leader else {
+        return run_controllers(client, &config, metrics, machines, shutdown).await;
     };
-    let stop = shutdown.child_token();
-    if let Some(leadership) = &leadership {
+    let elector = Elector::new(client.clone(), leader.clone());
+    // A replica that loses the lease (a renewal too late on a loaded machine, a partition)
+    // stops its controllers and stands by again rather than exiting.
+    loop {
+        metrics.set_state(State::Standby);
+        tracing::info!(identity = %leader.identity, lease = %leader.lease_name, "waiting for the leader lease");
+        let Some(leadership) = elector.acquire(&shutdown).await? else {
+            return Ok(());
+        };
+        let stop = shutdown.child_token();
         let lost = leadership.lost();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = lost.cancelled() => stop.cancel(),
-                () = stop.cancelled() => {}
+        let watch = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = lost.cancelled() => stop.cancel(),
+                    () = stop.cancelled() => {}
+                }
+            })
+        };
+        let outcome = run_controllers(client.clone(), &config, metrics.clone(), machines.clone(), stop.clone()).await;
+        stop.cancel();
+        let _ = watch.await; // it ends with `stop`
+        let lost = leadership.lost().is_cancelled();
+        if shutdown.is_cancelled() || outcome.is_err() {
+            metrics.set_state(State::Stopping);
+            if !lost {
+                leadership.release().await;
             }
-        });
+            return outcome;
+        }
+        if !lost {
+            leadership.release().await;
+        }
+        tracing::warn!(identity = %leader.identity, "lost the leader lease; controllers stopped, standing by");
     }
-    let outcome = run_controllers(client, &config, metrics.clone(), machines, stop.clone()).await;
-    metrics.set_state(State::Stopping);
-    let lost = leadership.as_ref().is_some_and(|l| l.lost().is_cancelled());
-    if let Some(leadership) = leadership
-        && !lost
-    {
-        leadership.release().await;
-    }
-    outcome?;
-    if lost && !shutdown.is_cancelled() {
-        return Err(OperatorError::LostLeadership);
-    }
-    Ok(())
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -213,14 +217,14 @@ async fn run_controllers(
     client: Client,
     config: &Config,
     metrics: Arc<Metrics>,
-    machines: Arc<OnceLock<Store<Machine>>>,
+    machines: MachineCache,
     stop: CancellationToken,
 ) -> Result<(), OperatorError> {
     const READY_WITHIN: Duration = Duration::from_secs(60);
     let namespace = config.namespace.as_deref();
     let wc = watcher::Config::default();
     let (machine_reader, machine_writer) = reflector::store();
-    let _ = machines.set(machine_reader.clone()); // a second run (new term) keeps the first store for metrics
+    *machines.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(machine_reader.clone());
     let machine_stream = watcher(api::<Machine>(&client, namespace), wc.clone())
         .default_backoff()
         .modify(machine::trim)

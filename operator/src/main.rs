@@ -59,6 +59,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_runtime=warn")),
         )
+        .with_writer(std::io::stderr)
         .init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
