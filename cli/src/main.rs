@@ -32,6 +32,12 @@ enum Command {
         /// file (see docs/boot-services.md).
         #[arg(long)]
         boot_config: Option<PathBuf>,
+        /// Where the operator's /metrics, /healthz and /readyz listen (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:9465")]
+        operator_metrics: std::net::SocketAddr,
+        /// Run only the control plane (and boot services): no controllers in this process.
+        #[arg(long)]
+        no_operator: bool,
     },
     /// Print, regenerate or check the CustomResourceDefinitions and their reference.
     Crds {
@@ -133,7 +139,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crds { action: Some(CrdsAction::Generate { root }) } => generate(&root),
         Command::Crds { action: Some(CrdsAction::Check { root }) } => check(&root),
         Command::Validate { paths } => validate(&paths),
-        Command::Up { home, listen, boot_config } => up(home, listen, boot_config),
+        Command::Up { home, listen, boot_config, operator_metrics, no_operator } => {
+            up(home, listen, boot_config, (!no_operator).then_some(operator_metrics))
+        }
         Command::Import { source: ImportSource::Edeploy { dir, namespace } } => import_edeploy(&dir, &namespace),
         Command::Ramdisk { action: RamdiskAction::Build { agent, out, kernel_package } } => {
             ramdisk_build(agent, &out, kernel_package)
@@ -141,7 +149,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn up(home: PathBuf, listen: std::net::SocketAddr, boot_config: Option<PathBuf>) -> Result<ExitCode> {
+fn up(
+    home: PathBuf,
+    listen: std::net::SocketAddr,
+    boot_config: Option<PathBuf>,
+    operator_metrics: Option<std::net::SocketAddr>,
+) -> Result<ExitCode> {
     // Read the boot configuration before starting anything: a mistake in it stops here.
     let boot_config = boot_config
         .map(|path| machinist_boot::config::BootConfig::read(&path))
@@ -158,12 +171,35 @@ fn up(home: PathBuf, listen: std::net::SocketAddr, boot_config: Option<PathBuf>)
         eprintln!("  export KUBECONFIG={}", kubeconfig.display());
         eprintln!("  kubectl get machinist -A");
         let shutdown = tokio_util::sync::CancellationToken::new();
+        let client = machinist_boot::service::connect(Some(&kubeconfig))
+            .await
+            .context("failed to connect to the control plane it runs")?;
+        // The operator, as the machinist-operator binary runs it (with leader election, so that
+        // a machinist-operator started beside it waits instead of competing).
+        let mut operator_task = match operator_metrics {
+            None => None,
+            Some(metrics_listen) => {
+                let identity = format!("machinist-up-{}", std::process::id());
+                let leader =
+                    machinist_operator::leader::LeaderConfig::new("default", "machinist-operator", identity.clone());
+                let operator_config = machinist_operator::Config {
+                    metrics_listen: Some(metrics_listen),
+                    leader: Some(leader),
+                    instance: Some(identity),
+                    ..machinist_operator::Config::default()
+                };
+                let operator = machinist_operator::start(client.clone(), operator_config, shutdown.clone())
+                    .await
+                    .context("failed to start the operator")?;
+                if let Some(address) = operator.metrics {
+                    eprintln!("operator is up: metrics on http://{address}/metrics");
+                }
+                Some(operator.task)
+            }
+        };
         let boot = match boot_config {
             None => None,
             Some(boot_config) => {
-                let client = machinist_boot::service::connect(Some(&kubeconfig))
-                    .await
-                    .context("failed to connect to the control plane it runs")?;
                 let boot = machinist_boot::service::start(boot_config, client, shutdown.clone())
                     .await
                     .context("failed to start the boot services")?;
@@ -179,16 +215,33 @@ fn up(home: PathBuf, listen: std::net::SocketAddr, boot_config: Option<PathBuf>)
                 None => std::future::pending().await,
             }
         };
-        let failed = tokio::select! {
+        let operator_result = async {
+            match operator_task.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
+        let failed: Option<anyhow::Error> = tokio::select! {
             result = tokio::signal::ctrl_c() => { result.context("failed to listen for SIGINT")?; None }
             _ = terminate.recv() => None,
-            result = boot_result => result.err(),
+            result = boot_result => result.err().map(|e| anyhow::Error::new(e).context("a boot service failed")),
+            result = operator_result => Some(match result {
+                Ok(Ok(())) => anyhow::anyhow!("the operator stopped"),
+                Ok(Err(error)) => anyhow::Error::new(error).context("the operator failed"),
+                Err(error) => anyhow::Error::new(error).context("the operator task failed"),
+            }),
         };
         eprintln!("shutting down");
         shutdown.cancel();
+        // Bounded wait for in-flight reconciles and the lease release.
+        if let Some(task) = operator_task.filter(|t| !t.is_finished())
+            && tokio::time::timeout(std::time::Duration::from_secs(10), task).await.is_err()
+        {
+            eprintln!("the operator did not stop within 10 s");
+        }
         running.stop().await;
         match failed {
-            Some(error) => Err(anyhow::Error::new(error).context("a boot service failed")),
+            Some(error) => Err(error),
             None => Ok(ExitCode::SUCCESS),
         }
     })

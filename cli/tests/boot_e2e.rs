@@ -50,11 +50,12 @@ impl Machinist {
     /// section, YAML) plus TFTP/HTTP settings into a configuration, and starts machinist.
     fn start(lab: &Lab, dhcp: &str, auto_register: bool) -> Self {
         let images = BootImages::get().unwrap();
-        Self::start_with(lab, dhcp, auto_register, &images.kernel, &images.initrd)
+        Self::start_with(lab, dhcp, auto_register, &images.kernel, &images.initrd, "default")
     }
 
-    /// [`start`](Self::start) serving `kernel` and `initrd` as the RAM disk.
-    fn start_with(lab: &Lab, dhcp: &str, auto_register: bool, kernel: &Path, initrd: &Path) -> Self {
+    /// [`start`](Self::start) serving `kernel` and `initrd` as the RAM disk to the Machines of
+    /// `namespace`.
+    fn start_with(lab: &Lab, dhcp: &str, auto_register: bool, kernel: &Path, initrd: &Path, namespace: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let artifacts = dir.path().join("artifacts");
         std::fs::create_dir(&artifacts).unwrap();
@@ -62,7 +63,7 @@ impl Machinist {
         std::fs::copy(initrd, artifacts.join("initrd.gz")).unwrap();
         let address = lab.address();
         let config = format!(
-            "namespace: default\n\
+            "namespace: {namespace}\n\
              autoRegister: {auto_register}\n\
              dhcp:\n{dhcp}\
              tftp:\n  listen: {address}:69\n  root: {tftp}\n  ipxeSource: /usr/lib/ipxe\n\
@@ -233,9 +234,13 @@ fn static_agent() -> Option<PathBuf> {
     Some(target.join("x86_64-unknown-linux-gnu/agent/machinist-agent")).filter(|p| p.is_file())
 }
 
+/// The real agent on a VM with two NICs and two disks, through to the operator: eDeploy's `vm`
+/// profile and `generate()` CMDB from `examples/edeploy` bind it and give it host03.
 #[test]
-fn the_agent_reports_a_two_nic_two_disk_machine() {
-    if !need_boot_lab("the_agent_reports_a_two_nic_two_disk_machine", &["kubectl"]).unwrap() {
+fn the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated() {
+    if !need_boot_lab("the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated", &["kubectl"])
+        .unwrap()
+    {
         return;
     }
     let Some(agent) = static_agent() else {
@@ -261,24 +266,34 @@ fn the_agent_reports_a_two_nic_two_disk_machine() {
         .unwrap();
     assert!(built.status.success(), "ramdisk build: {}", String::from_utf8_lossy(&built.stderr));
 
-    let lab = Lab::new(Ipv4Addr::new(10, 93, 0, 1)).unwrap();
+    // eDeploy's `vm` profile wants an address in 192.168.122.0/24 (libvirt's default network):
+    // the lab's bridge, inside its own namespace, uses it.
+    let lab = Lab::new(Ipv4Addr::new(192, 168, 122, 1)).unwrap();
     let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
-    let dhcp = "  interfaces: [br0]\n  serverAddress: 10.93.0.1\n  \
-                dynamicRange: {start: 10.93.0.100, end: 10.93.0.150, netmask: 255.255.255.0, gateway: 10.93.0.1}\n  \
+    let dhcp = "  interfaces: [br0]\n  serverAddress: 192.168.122.1\n  \
+                dynamicRange: {start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: 192.168.122.1}\n  \
                 boot: {ipxeScriptUrl: machinist.ipxe}\n";
-    let machinist =
-        Machinist::start_with(&lab, dhcp, false, &images.path().join("vmlinuz"), &images.path().join("initrd.gz"));
+    let kernel = images.path().join("vmlinuz");
+    let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
+    machinist.kubectl(&["create", "namespace", "edeploy"], None);
+    for file in ["profiles.yaml", "cmdbs.yaml"] {
+        machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
+    }
     let manifest = format!(
-        "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-2}}\n\
+        "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-2, namespace: edeploy}}\n\
          spec: {{interfaces: [{{mac: \"{BOOT_MAC}\", boot: true}}, {{mac: \"{SECOND_MAC}\"}}], \
          provider: {{manual: {{}}}}, onSuccess: halt}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
-    machinist.kubectl(&["wait", "--for=create", "secret/machinist-agent-vm-2", "--timeout", KUBECTL_TIMEOUT], None);
+    let wait_secret =
+        ["wait", "-n", "edeploy", "--for=create", "secret/machinist-agent-vm-2", "--timeout", KUBECTL_TIMEOUT];
+    machinist.kubectl(&wait_secret, None);
 
     let disks = tempfile::tempdir().unwrap();
     let mut extra = vec!["-smp".to_owned(), "2".to_owned()];
-    for (name, gib) in [("small.raw", 1u64), ("large.raw", 2)] {
+    // Sparse files: the large one is over the profile's `gt(4)` (GB), the small one under.
+    for (name, gib) in [("small.raw", 1u64), ("large.raw", 5)] {
         let path = disks.path().join(name);
         std::fs::File::create(&path).unwrap().set_len(gib << 30).unwrap();
         extra.extend(["-drive".to_owned(), format!("file={},format=raw,if=virtio", path.display())]);
@@ -293,20 +308,53 @@ fn the_agent_reports_a_two_nic_two_disk_machine() {
     let vm = Vm::start(&lab, config).unwrap();
     vm.wait_for("hardware report delivered", BOOT).unwrap();
     let reported = vm.elapsed();
-    machinist.kubectl(
-        &["wait", "machine/vm-2", "--for=jsonpath={.status.hardware.summary.threads}=2", "--timeout", KUBECTL_TIMEOUT],
-        None,
-    );
+    let threads = "--for=jsonpath={.status.hardware.summary.threads}=2";
+    machinist.kubectl(&["wait", "-n", "edeploy", "machine/vm-2", threads, "--timeout", KUBECTL_TIMEOUT], None);
     eprintln!("power-on to hardware in status: {reported:?}");
-    let path =
-        |jsonpath: &str| machinist.kubectl(&["get", "machine", "vm-2", "-o", &format!("jsonpath={jsonpath}")], None);
+    let path = |jsonpath: &str| {
+        machinist.kubectl(&["get", "-n", "edeploy", "machine", "vm-2", "-o", &format!("jsonpath={jsonpath}")], None)
+    };
     let macs = path("{.status.hardware.summary.nics[*].mac}");
     assert!(macs.contains(BOOT_MAC) && macs.contains(SECOND_MAC), "nics: {macs}");
     let sizes = path("{.status.hardware.summary.disks[*].sizeBytes}");
     let mut sizes: Vec<u64> = sizes.split_whitespace().map(|s| s.parse().unwrap()).collect();
     sizes.sort_unstable();
-    assert_eq!(sizes, [1 << 30, 2 << 30], "disk sizes");
+    assert_eq!(sizes, [1 << 30, 5 << 30], "disk sizes");
     assert_eq!(path("{.status.hardware.summary.memoryMiB}"), "1536");
+
+    // The operator: hp (priority 10) passed over, vm bound with what its rules captured, the
+    // first free entry of the generate() CMDB reserved.
+    let allocated = "--for=jsonpath={.status.phase}=Allocated";
+    machinist.kubectl(&["wait", "-n", "edeploy", "machine/vm-2", allocated, "--timeout", KUBECTL_TIMEOUT], None);
+    eprintln!("power-on to Allocated: {:?}", vm.elapsed());
+    assert_eq!(path("{.status.profile}"), "vm");
+    assert_eq!(path("{.status.profileMismatches[0].profile}"), "hp");
+    assert_eq!(path("{.status.variables.disk}"), "vdb", "the disk over 4 GB");
+    assert_eq!(path("{.status.variables.mac}"), BOOT_MAC, "the interface on 192.168.122.0/24");
+    assert_eq!((path("{.status.ip}"), path("{.status.hostname}")), ("192.168.122.3".into(), "host03".into()));
+    assert_eq!(path("{.status.allocation.cmdb}"), "vm");
+    assert_eq!(path("{.status.role.version}"), "D7-F.1.0.0");
+    let conditions = path("{range .status.conditions[*]}{.type}={.status} {end}");
+    assert!(conditions.contains("Matched=True") && conditions.contains("Allocated=True"), "{conditions}");
+    let held = machinist.kubectl(
+        &["get", "-n", "edeploy", "cmdb", "vm", "-o", "jsonpath={.status.allocations[0].machine} {.status.free}"],
+        None,
+    );
+    assert_eq!(held, "vm-2 4");
+    let events = machinist.kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            "edeploy",
+            "--field-selector",
+            "involvedObject.name=vm-2",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    );
+    assert!(events.contains("Matched") && events.contains("Allocated"), "events: {events}");
     // The agent powers the VM off (onSuccess: Halt).
     vm.wait_exit(Duration::from_secs(60)).unwrap();
 }

@@ -19,7 +19,8 @@ use serde_json::json;
 /// Starts `machinist up` and returns it with the kubeconfig it announced.
 fn up(home: &Path) -> (Child, PathBuf) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_machinist"))
-        .args(["up", "--listen", "127.0.0.1:0", "--home"])
+        // Only the control plane: this test counts revisions, and controllers would add their own.
+        .args(["up", "--listen", "127.0.0.1:0", "--no-operator", "--home"])
         .arg(home)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
