@@ -1,5 +1,7 @@
 //! `machinist`: the command people run.
 
+mod demo;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,6 +40,21 @@ enum Command {
         /// Run only the control plane (and boot services): no controllers in this process.
         #[arg(long)]
         no_operator: bool,
+        /// Demonstrate the whole chain: a network namespace and bridge, the boot services in
+        /// it, the seed examples applied, and QEMU VMs that PXE-boot, report, are matched and
+        /// allocated, shown live. Needs root and QEMU (scripts/deps). Ctrl-C stops it all.
+        #[arg(long)]
+        demo: bool,
+        /// VMs the demo boots (eDeploy's vm CMDB has 5 entries: more wait, exhausted).
+        #[arg(long, default_value_t = 2, requires = "demo")]
+        vms: usize,
+        /// Static agent to build the demo's RAM disk with, when it has none yet
+        /// (`--agent "$(scripts/agent)"`).
+        #[arg(long, requires = "demo")]
+        agent: Option<PathBuf>,
+        /// The repository's examples directory (the demo applies its seed examples).
+        #[arg(long, default_value = "examples", requires = "demo")]
+        examples: PathBuf,
     },
     /// Print, regenerate or check the CustomResourceDefinitions and their reference.
     Crds {
@@ -113,14 +130,17 @@ enum CrdsAction {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo draws its own table: only warnings from the services, unless RUST_LOG says more.
+    let quiet = matches!(cli.command, Command::Up { demo: true, .. });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -139,8 +159,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crds { action: Some(CrdsAction::Generate { root }) } => generate(&root),
         Command::Crds { action: Some(CrdsAction::Check { root }) } => check(&root),
         Command::Validate { paths } => validate(&paths),
-        Command::Up { home, listen, boot_config, operator_metrics, no_operator } => {
-            up(home, listen, boot_config, (!no_operator).then_some(operator_metrics))
+        Command::Up { home, listen, boot_config, operator_metrics, no_operator, demo, vms, agent, examples } => {
+            let demo = demo.then(|| demo::Options {
+                vms,
+                ramdisk: home.join("ramdisk"),
+                agent,
+                examples,
+                work: home.join("demo"),
+            });
+            if demo.is_some() && (no_operator || boot_config.is_some()) {
+                anyhow::bail!(
+                    "--demo runs its own boot services and the operator: drop --boot-config and --no-operator"
+                );
+            }
+            up(home, listen, boot_config, (!no_operator).then_some(operator_metrics), demo)
         }
         Command::Import { source: ImportSource::Edeploy { dir, namespace } } => import_edeploy(&dir, &namespace),
         Command::Ramdisk { action: RamdiskAction::Build { agent, out, kernel_package } } => {
@@ -154,6 +186,7 @@ fn up(
     listen: std::net::SocketAddr,
     boot_config: Option<PathBuf>,
     operator_metrics: Option<std::net::SocketAddr>,
+    demo: Option<demo::Options>,
 ) -> Result<ExitCode> {
     // Read the boot configuration before starting anything: a mistake in it stops here.
     let boot_config = boot_config
@@ -200,7 +233,7 @@ fn up(
         let boot = match boot_config {
             None => None,
             Some(boot_config) => {
-                let boot = machinist_boot::service::start(boot_config, client, shutdown.clone())
+                let boot = machinist_boot::service::start(boot_config, client.clone(), shutdown.clone())
                     .await
                     .context("failed to start the boot services")?;
                 eprintln!("boot services are up: {:?}", boot.bound);
@@ -215,6 +248,18 @@ fn up(
                 None => std::future::pending().await,
             }
         };
+        let demo_task = demo.map(|options| {
+            let (client, kubeconfig, address, stop) =
+                (client.clone(), kubeconfig.clone(), running.address, shutdown.clone());
+            tokio::spawn(async move { demo::run(client, &kubeconfig, address, options, stop).await })
+        });
+        let mut demo_task = demo_task;
+        let demo_result = async {
+            match demo_task.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
         let operator_result = async {
             match operator_task.as_mut() {
                 Some(task) => task.await,
@@ -225,6 +270,11 @@ fn up(
             result = tokio::signal::ctrl_c() => { result.context("failed to listen for SIGINT")?; None }
             _ = terminate.recv() => None,
             result = boot_result => result.err().map(|e| anyhow::Error::new(e).context("a boot service failed")),
+            result = demo_result => match result {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error.context("the demo failed")),
+                Err(error) => Some(anyhow::Error::new(error).context("the demo task failed")),
+            },
             result = operator_result => Some(match result {
                 Ok(Ok(())) => anyhow::anyhow!("the operator stopped"),
                 Ok(Err(error)) => anyhow::Error::new(error).context("the operator failed"),
@@ -233,6 +283,12 @@ fn up(
         };
         eprintln!("shutting down");
         shutdown.cancel();
+        // The demo kills its VMs and deletes its namespace before the control plane goes.
+        if let Some(task) = demo_task.filter(|t| !t.is_finished())
+            && tokio::time::timeout(std::time::Duration::from_secs(30), task).await.is_err()
+        {
+            eprintln!("the demo did not stop within 30 s");
+        }
         // Bounded wait for in-flight reconciles and the lease release.
         if let Some(task) = operator_task.filter(|t| !t.is_finished())
             && tokio::time::timeout(std::time::Duration::from_secs(10), task).await.is_err()

@@ -358,3 +358,52 @@ fn the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated()
     // The agent powers the VM off (onSuccess: Halt).
     vm.wait_exit(Duration::from_secs(60)).unwrap();
 }
+
+/// The README's run command: `machinist up --demo` makes its namespace, boots a VM through
+/// the whole chain to Allocated (shown in its table), and on Ctrl-C (SIGINT) stops the VM and
+/// removes the namespace.
+#[test]
+fn the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c() {
+    if !need_boot_lab("the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c", &["kill"]).unwrap() {
+        return;
+    }
+    let Some(agent) = static_agent() else {
+        let why = "no static agent: run scripts/agent (scripts/test does) or set MACHINIST_AGENT";
+        match machinist_e2e::prereq::Mode::from_env().unwrap() {
+            machinist_e2e::prereq::Mode::Require => panic!("{why}"),
+            _ => {
+                eprintln!("skipping: {why}");
+                return;
+            }
+        }
+    };
+    let home = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_machinist"));
+    command
+        .args(["up", "--demo", "--vms", "1", "--listen", "127.0.0.1:0", "--operator-metrics", "127.0.0.1:0"])
+        .arg("--home")
+        .arg(home.path())
+        .arg("--agent")
+        .arg(&agent)
+        .arg("--examples")
+        .arg(&examples);
+    let demo = Process::spawn("machinist up --demo", command, None).unwrap();
+    let line = demo.wait_for("demo network: namespace", START).unwrap();
+    let namespace = line.split_whitespace().nth(3).unwrap().to_owned();
+    assert!(std::fs::read_dir("/run/netns").unwrap().any(|e| e.unwrap().file_name() == namespace.as_str()));
+    let row = demo
+        .wait_until("vm-01 Allocated with host03", BOOT, |line| {
+            line.starts_with("vm-01") && line.contains("Allocated") && line.contains("host03")
+        })
+        .unwrap();
+    assert!(row.contains(" vm ") && row.contains("192.168.122.3"), "{row}");
+
+    let interrupted = std::process::Command::new("kill").args(["-INT", &demo.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    let status = demo.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(status.success(), "exit status {status:?}:\n{}", demo.tail(20));
+    assert!(demo.transcript().iter().any(|l| l.contains("demo stopped")), "{}", demo.tail(20));
+    let left = std::fs::read_dir("/run/netns").unwrap().any(|e| e.unwrap().file_name() == namespace.as_str());
+    assert!(!left, "namespace {namespace} was not removed");
+}

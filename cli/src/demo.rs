@@ -1,0 +1,333 @@
+//! `machinist up --demo`: the whole chain on one machine. A network namespace with a bridge
+//! (192.168.122.1/24, libvirt's default network, which eDeploy's `vm` profile expects), the
+//! boot services inside it, the seed examples applied (eDeploy's `hp` and `vm` profiles and
+//! their `generate()` CMDBs, the api/ui Roles), and N QEMU VMs that PXE-boot the RAM disk,
+//! report their hardware and are matched and allocated — with one line per machine in the
+//! terminal while `kubectl` sees the same. Stopping it stops the VMs and deletes the namespace.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, ResourceExt};
+use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
+use machinist_e2e::boot::{Lab, Vm, VmConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Namespace the demo's objects live in.
+const NAMESPACE: &str = "edeploy";
+const BRIDGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 1);
+
+/// What the demo needs.
+#[derive(Debug)]
+pub struct Options {
+    /// VMs to boot.
+    pub vms: usize,
+    /// Directory with the RAM disk (`vmlinuz`, `initrd.gz`); built there when missing.
+    pub ramdisk: PathBuf,
+    /// Static agent to build the RAM disk with (`scripts/agent`).
+    pub agent: Option<PathBuf>,
+    /// The repository's `examples/` directory.
+    pub examples: PathBuf,
+    /// Work directory (disks, configuration).
+    pub work: PathBuf,
+}
+
+/// Runs the demo until `shutdown`; everything it started is stopped and removed on return.
+pub async fn run(
+    client: Client,
+    kubeconfig: &Path,
+    api: SocketAddr,
+    options: Options,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    check_prerequisites()?;
+    ensure_ramdisk(&options).await?;
+    std::fs::create_dir_all(&options.work).with_context(|| format!("failed to create {}", options.work.display()))?;
+
+    let lab = Lab::new(BRIDGE_ADDRESS).context("failed to create the demo's network namespace")?;
+    eprintln!("demo network: namespace {} with bridge br0 {BRIDGE_ADDRESS}/24", lab.name());
+
+    // The boot services run inside the namespace; they reach the API through a relay listening
+    // on the namespace's loopback (same address, so the API's certificate still matches).
+    let relay = lab
+        .run_inside(|| std::net::TcpListener::bind("127.0.0.1:0"))
+        .context("failed to enter the demo namespace")?
+        .context("failed to listen in the demo namespace")?;
+    let relay_port = relay.local_addr()?.port();
+    relay.set_nonblocking(true)?;
+    let relay = tokio::net::TcpListener::from_std(relay)?;
+    tokio::spawn(run_relay(relay, api, shutdown.clone()));
+    let boot_kubeconfig = options.work.join("boot-kubeconfig");
+    let text =
+        std::fs::read_to_string(kubeconfig).with_context(|| format!("failed to read {}", kubeconfig.display()))?;
+    std::fs::write(
+        &boot_kubeconfig,
+        text.replace(&format!("127.0.0.1:{}", api.port()), &format!("127.0.0.1:{relay_port}")),
+    )?;
+
+    let boot_config =
+        machinist_boot::config::BootConfig::parse(&boot_yaml(&options), Path::new("demo boot configuration"))
+            .context("the demo's boot configuration is invalid")?;
+    let boot_stop = shutdown.child_token();
+    let (bound, bound_rx) = tokio::sync::oneshot::channel();
+    let boot_thread = {
+        let stop = boot_stop.clone();
+        lab.spawn_thread(move || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(async move {
+                let client = machinist_boot::service::connect(Some(&boot_kubeconfig)).await?;
+                let running = machinist_boot::service::start(boot_config, client, stop).await?;
+                let _ = bound.send(running.bound.clone());
+                running.wait().await?;
+                Ok(())
+            })
+        })
+        .context("failed to start the boot services in the demo namespace")?
+    };
+    let bound = bound_rx.await.map_err(|_| anyhow::anyhow!("the boot services did not start"))?;
+    eprintln!("boot services in the namespace: DHCP on br0, TFTP {:?}, HTTP {:?}", bound.tftp, bound.http);
+
+    apply_examples(&client, &options.examples).await?;
+    let names = create_machines(&client, options.vms).await?;
+    let mut vms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let disk = options.work.join(format!("{name}.raw"));
+        // Sparse: 8 GiB as eDeploy's vm profile wants (`disk size gt(4)`), nothing written.
+        std::fs::File::create(&disk)?.set_len(8 << 30)?;
+        let config = VmConfig {
+            memory_mib: 1024,
+            extra_args: vec!["-drive".into(), format!("file={},format=raw,if=virtio", disk.display())],
+            ..VmConfig::new(mac(i))
+        };
+        vms.push(Vm::start(&lab, config).with_context(|| format!("failed to start the VM of {name}"))?);
+    }
+    eprintln!("{} VMs booting under QEMU (TCG); watch them with: kubectl -n {NAMESPACE} get machines -w", vms.len());
+
+    show_progress(&client, &names, shutdown.clone()).await;
+    drop(vms); // kills the QEMU processes
+    boot_stop.cancel();
+    let _ = tokio::task::spawn_blocking(move || boot_thread.join()).await;
+    drop(lab); // deletes the namespace
+    eprintln!("demo stopped: VMs killed, namespace removed");
+    Ok(())
+}
+
+fn check_prerequisites() -> Result<()> {
+    if !machinist_e2e::prereq::is_root() {
+        bail!("the demo needs root (it creates a network namespace, a bridge and taps)");
+    }
+    let missing = machinist_e2e::prereq::missing_programs(&["qemu-system-x86_64", "ip"]);
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        bail!("the demo needs {}: run scripts/deps", names.join(", "));
+    }
+    if !Path::new("/usr/lib/ipxe/qemu").is_dir() {
+        bail!("the demo needs QEMU's iPXE ROMs (/usr/lib/ipxe/qemu, Debian package ipxe-qemu): run scripts/deps");
+    }
+    Ok(())
+}
+
+async fn ensure_ramdisk(options: &Options) -> Result<()> {
+    let have = ["vmlinuz", "initrd.gz"].iter().all(|f| options.ramdisk.join(f).is_file());
+    if have {
+        return Ok(());
+    }
+    let Some(agent) = options.agent.clone() else {
+        bail!(
+            "no RAM disk in {}: pass --agent \"$(scripts/agent)\" to build it (or build it with machinist ramdisk build)",
+            options.ramdisk.display()
+        );
+    };
+    eprintln!("building the RAM disk in {} (once)…", options.ramdisk.display());
+    let out = options.ramdisk.clone();
+    tokio::task::spawn_blocking(move || {
+        let recipe = machinist_ramdisk::RamdiskRecipe::production(Some(agent));
+        let downloads = out.join(machinist_ramdisk::DOWNLOADS_DIR);
+        machinist_ramdisk::build(&recipe, &out, &downloads).map(drop)
+    })
+    .await?
+    .context("failed to build the RAM disk")
+}
+
+fn boot_yaml(options: &Options) -> String {
+    format!(
+        "namespace: {NAMESPACE}\n\
+         autoRegister: true\n\
+         dhcp:\n  interfaces: [br0]\n  serverAddress: {BRIDGE_ADDRESS}\n  \
+         dynamicRange: {{start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: {BRIDGE_ADDRESS}}}\n  \
+         boot: {{ipxeScriptUrl: machinist.ipxe}}\n\
+         tftp:\n  listen: {BRIDGE_ADDRESS}:69\n  root: {tftp}\n  ipxeSource: /usr/lib/ipxe\n\
+         http:\n  listen: {BRIDGE_ADDRESS}:8080\n  publicUrl: http://{BRIDGE_ADDRESS}:8080\n  artifactRoot: {artifacts}\n  \
+         ramdisk: {{kernel: vmlinuz, initrd: initrd.gz, args: [console=ttyS0, panic=-1]}}\n\
+         timeline:\n  flushMillis: 500\n",
+        tftp = options.work.join("tftp").display(),
+        artifacts = options.ramdisk.display(),
+    )
+}
+
+/// Relays connections from the namespace's loopback to the API server.
+async fn run_relay(listener: tokio::net::TcpListener, api: SocketAddr, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let Ok((mut inside, _)) = accepted else { continue };
+        tokio::spawn(async move {
+            if let Ok(mut outside) = tokio::net::TcpStream::connect(api).await {
+                let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
+            }
+        });
+    }
+}
+
+/// Applies the profiles and CMDBs of `examples/edeploy` and the Roles of `examples/api-vms`,
+/// all in the demo namespace.
+async fn apply_examples(client: &Client, examples: &Path) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("failed to create the demo namespace"),
+    }
+    let params = PatchParams::apply("machinist-demo").force();
+    for file in ["edeploy/profiles.yaml", "edeploy/cmdbs.yaml", "api-vms/roles.yaml"] {
+        let path = examples.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&text).with_context(|| format!("failed to parse {}", path.display()))?;
+        for mut document in documents.into_iter().filter(|d| !d.is_null()) {
+            document["metadata"]["namespace"] = json!(NAMESPACE);
+            let name = document["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let patch = Patch::Apply(&document);
+            let applied = match document["kind"].as_str() {
+                Some("HardwareProfile") => Api::<HardwareProfile>::namespaced(client.clone(), NAMESPACE)
+                    .patch(&name, &params, &patch)
+                    .await
+                    .map(drop),
+                Some("Cmdb") => {
+                    Api::<Cmdb>::namespaced(client.clone(), NAMESPACE).patch(&name, &params, &patch).await.map(drop)
+                }
+                Some("Role") => {
+                    Api::<Role>::namespaced(client.clone(), NAMESPACE).patch(&name, &params, &patch).await.map(drop)
+                }
+                _ => continue,
+            };
+            applied.with_context(|| format!("failed to apply {name} from {}", path.display()))?;
+        }
+        eprintln!("applied {}", path.display());
+    }
+    Ok(())
+}
+
+fn mac(i: usize) -> String {
+    format!("52:54:00:de:00:{:02x}", i + 1)
+}
+
+async fn create_machines(client: &Client, n: usize) -> Result<Vec<String>> {
+    let machines: Api<Machine> = Api::namespaced(client.clone(), NAMESPACE);
+    let params = PatchParams::apply("machinist-demo").force();
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = format!("vm-{:02}", i + 1);
+        let machine = json!({
+            "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"interfaces": [{"mac": mac(i), "boot": true}], "provider": {"manual": {}}, "onSuccess": "halt"},
+        });
+        machines
+            .patch(&name, &params, &Patch::Apply(&machine))
+            .await
+            .with_context(|| format!("failed to create Machine {name}"))?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// One line per machine, redrawn in place on a terminal (once a second and on every change),
+/// printed on changes otherwise, until `shutdown`.
+async fn show_progress(client: &Client, names: &[String], shutdown: CancellationToken) {
+    let machines: Api<Machine> = Api::namespaced(client.clone(), NAMESPACE);
+    let (reader, writer) = reflector::store();
+    let mut events =
+        std::pin::pin!(reflector::reflector(writer, watcher(machines, watcher::Config::default())).default_backoff());
+    let terminal = std::io::stdout().is_terminal();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut drawn = 0usize;
+    let mut last = Vec::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = events.next() => if event.is_none() { break },
+            _ = ticker.tick() => {}
+        }
+        let now = jiff::Timestamp::now();
+        let mut rows: BTreeMap<String, [String; 6]> = BTreeMap::new();
+        for machine in reader.state() {
+            let status = machine.status.clone().unwrap_or_default();
+            let since = status.phase_transition_time.map(|t| now.duration_since(t.0).as_secs()).unwrap_or(0);
+            let phase = status.phase.map_or("-".to_owned(), |p| format!("{p:?}"));
+            let waiting = status
+                .conditions
+                .iter()
+                .find(|c| {
+                    c.status == "False"
+                        && matches!(c.reason.as_str(), "NoProfileMatched" | "CmdbExhausted" | "ProfileFull")
+                })
+                .map(|c| format!(" ({})", c.reason))
+                .unwrap_or_default();
+            rows.insert(
+                machine.name_any(),
+                [
+                    machine.name_any(),
+                    format!("{phase}{waiting}"),
+                    status.profile.unwrap_or_else(|| "-".into()),
+                    status.ip.unwrap_or_else(|| "-".into()),
+                    status.hostname.unwrap_or_else(|| "-".into()),
+                    format!("{since}s"),
+                ],
+            );
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let mut lines = vec![format!(
+            "{:<24} {:<34} {:<10} {:<16} {:<10} {}",
+            "MACHINE", "PHASE", "PROFILE", "IP", "HOSTNAME", "IN PHASE"
+        )];
+        for row in names
+            .iter()
+            .filter_map(|n| rows.get(n))
+            .chain(rows.iter().filter(|(n, _)| !names.contains(n)).map(|(_, r)| r))
+        {
+            lines
+                .push(format!("{:<24} {:<34} {:<10} {:<16} {:<10} {}", row[0], row[1], row[2], row[3], row[4], row[5]));
+        }
+        let mut stdout = std::io::stdout().lock();
+        if terminal {
+            if drawn > 0 {
+                let _ = write!(stdout, "\x1b[{drawn}A\x1b[J");
+            }
+            let _ = writeln!(stdout, "{}", lines.join("\n"));
+            drawn = lines.len();
+        } else {
+            // Without a terminal, print only what changed (not the seconds ticking).
+            let stable: Vec<String> =
+                lines.iter().map(|l| l.rsplit_once(' ').map_or(l.clone(), |(head, _)| head.to_owned())).collect();
+            if stable != last {
+                let _ = writeln!(stdout, "{}", lines.join("\n"));
+                last = stable;
+            }
+        }
+        let _ = stdout.flush();
+    }
+}
