@@ -126,8 +126,9 @@ pub struct CmdbStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["entry"]))]
     pub allocations: Vec<CmdbAllocationRecord>,
-    /// `Valid` (patterns expand) and `Exhausted`, `Duplicates` (two entries share an IP), with
-    /// transition times.
+    /// `Valid` (patterns expand; the expansion error otherwise), `Exhausted` (no free entry),
+    /// `Duplicates` (two entries share an IP, naming them) and, while a deletion waits for the
+    /// machines holding entries, `Deleting` (reason `InUse`), with transition times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,

@@ -191,7 +191,9 @@ pub struct HardwareProfileStatus {
     /// Number of bound machines.
     #[serde(default)]
     pub bound_count: i32,
-    /// `Valid` (rules parse) and `Full` (maxMachines reached), with transition times.
+    /// `Valid` (rules parse; the parse error otherwise), `Full` (maxMachines reached) and,
+    /// while a deletion waits for its bound machines, `Deleting` (reason `InUse`, naming
+    /// them), with transition times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,

@@ -315,7 +315,8 @@ fn default_menu_timeout() -> i32 {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineStatus {
-    /// Where the machine is in its lifecycle.
+    /// Where the machine is in its lifecycle. Written by the operator (the boot services set
+    /// `Registered` on auto-registered machines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<MachinePhase>,
     /// What the boot services serve the machine at its next network boot.
@@ -352,7 +353,11 @@ pub struct MachineStatus {
     /// Why the machine is in phase Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<MachineFailure>,
-    /// `Ready`, `Matched`, `Allocated`, `Provisioned`… with their transition times.
+    /// `Ready` (false with the phase as reason until the machine serves), `Matched` (bound to a
+    /// profile, or why not: `AwaitingHardwareReport`, `NoProfileMatched`, `ProfileNotFound`,
+    /// `ProfileFull`, `ProfileInvalid`, `ProfileMismatch`), `Allocated` (a CMDB entry reserved,
+    /// `NoCmdb`, or why not: `CmdbExhausted`, `NoEntryMatched`, `CmdbNotFound`,
+    /// `CmdbInvalid`), `Provisioned`, with their transition times. Written by the operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,
