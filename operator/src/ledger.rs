@@ -199,10 +199,10 @@ impl<B: Book> Writer<B> {
         let failed = |message: String| LedgerError::Api { kind, name: self.name.clone(), message };
         let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() };
         for _ in 0..CONFLICTS_MAX {
-            let object = match self.cached.take() {
-                Some(object) => object,
+            let (object, fresh) = match self.cached.take() {
+                Some(object) => (object, false),
                 None => match self.api.get(&self.name).await {
-                    Ok(object) => object,
+                    Ok(object) => (object, true),
                     Err(kube::Error::Api(e)) if e.code == 404 => {
                         return Err(LedgerError::NotFound { kind, name: self.name.clone() });
                     }
@@ -212,6 +212,11 @@ impl<B: Book> Writer<B> {
             let now = Time(jiff::Timestamp::now());
             let (changed, outcomes) = self.book.apply(&object, requests, &now);
             let Some(changed) = changed else {
+                if !fresh {
+                    // Nothing to write means no write to refuse a stale copy: decide again on
+                    // a fresh read (a deletion, a spec change, entries freed by someone else).
+                    continue;
+                }
                 self.cached = Some(object);
                 return Ok(outcomes);
             };
