@@ -209,8 +209,12 @@ fn an_unknown_machine_boots_through_proxy_dhcp_beside_dnsmasq() {
     assert_eq!(vm.wait_report(BOOT).unwrap(), ReportOutcome::Reported("204".into()));
 
     machinist.wait_for_step(NAME, "HardwareReport");
+    // Registered by the boot services, sent to discovery by the operator; with no
+    // HardwareProfile at all it waits there, saying so.
+    let unmatched = "--for=jsonpath={.status.conditions[?(@.type==\"Matched\")].reason}=NoProfileMatched";
+    machinist.kubectl(&["wait", &format!("machine/{NAME}"), unmatched, "--timeout", KUBECTL_TIMEOUT], None);
     let machine = machinist.machine(NAME);
-    assert_eq!(machine["status"]["phase"], "Registered");
+    assert_eq!(machine["status"]["phase"], "Inspecting");
     assert_eq!(machine["metadata"]["labels"]["machinist.dev/auto-registered"], "true");
     assert!(!report_items(&machine).is_empty());
     // The address came from dnsmasq, the boot options from us.

@@ -504,6 +504,19 @@ impl MachineSource for ClusterMachines {
             self.register_now(mac).await
         })
     }
+
+    fn token<'a>(&'a self, machine: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let known = self.machine(machine)?;
+            match self.ensure_token(&known).await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    tracing::warn!(machine, %error, "no agent token for the script");
+                    None
+                }
+            }
+        })
+    }
 }
 
 impl Directory for ClusterMachines {

@@ -49,6 +49,12 @@ pub trait MachineSource: Send + Sync + 'static {
     fn register(&self, mac: MacAddr) -> BoxFuture<'_, Result<BootRecord, RegisterError>> {
         Box::pin(std::future::ready(Err(RegisterError::Disabled(mac))))
     }
+
+    /// The machine's token when [`lookup`](Self::lookup) had none yet (its Secret is being
+    /// created, or not yet seen): read or created through the API. The default has none.
+    fn token<'a>(&'a self, _machine: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(std::future::ready(None))
+    }
 }
 
 /// An unknown MAC that could not be registered.

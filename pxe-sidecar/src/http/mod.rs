@@ -403,6 +403,13 @@ async fn script(
             Err(error) => tracing::warn!(%mac, %error, "failed to register an unknown machine"),
         }
     }
+    // The machine's token Secret may not be in the cache yet (created a moment ago by the DHCP
+    // path's registration or the token keeper): without it the agent could not report.
+    if let Some(known) = record.as_mut().filter(|r| r.token.is_empty())
+        && let Some(token) = state.source.token(&known.name).await
+    {
+        known.token = token;
+    }
     let script = script_for(&state.settings, mac, record.as_ref(), query.role.as_deref());
     state.counters.bump(&state.counters.scripts);
     match ipxe::render(&script) {
