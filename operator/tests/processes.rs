@@ -28,6 +28,8 @@ struct Operator {
 }
 
 impl Operator {
+    /// Starts a replica. Its lease lasts 10 s: shorter ones get lost on a loaded 2-core machine
+    /// (renewals queue behind hundreds of writes), and every loss restarts the controllers.
     fn spawn(fleet: &Fleet, identity: &str) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let metrics = format!("127.0.0.1:{port}");
@@ -36,7 +38,7 @@ impl Operator {
         let log = std::fs::File::create(logs.join(format!("{identity}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_machinist-operator"))
             .args(["--kubeconfig", fleet.kubeconfig.to_str().unwrap(), "--namespace", "default"])
-            .args(["--metrics-listen", &metrics, "--identity", identity, "--lease-duration-seconds", "2"])
+            .args(["--metrics-listen", &metrics, "--identity", identity, "--lease-duration-seconds", "10"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
