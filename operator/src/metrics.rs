@@ -91,8 +91,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("machinist_operator");
         let reconciles = Family::<ControllerLabel, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
+        // 0.5 ms to 4.4 min.
         let durations = Family::<ControllerLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.000_5, 2.0, 16))) as fn() -> Histogram,
+            (|| Histogram::new(exponential_buckets(0.000_5, 2.0, 20))) as fn() -> Histogram,
         );
         let machines = Family::<PhaseLabel, Gauge>::default();
         let ledger_writes = Family::<KindLabel, Counter>::default();

@@ -162,6 +162,9 @@ pub struct Context {
     recorder: Recorder,
     backoff: Backoff,
     compiled: Mutex<HashMap<String, (Option<i64>, Compiled)>>,
+    /// Per profile or Cmdb: the generation and room last seen, to wake waiting machines only
+    /// when either moved the right way (not on every batch write).
+    room: Mutex<HashMap<String, (Option<i64>, i64)>>,
 }
 
 /// A profile's rules, parsed, or why they do not parse.
@@ -202,6 +205,7 @@ impl Context {
             wake: caches.wake,
             backoff: Backoff::default(),
             compiled: Mutex::new(HashMap::new()),
+            room: Mutex::new(HashMap::new()),
         }
     }
 
@@ -223,6 +227,12 @@ impl Context {
             bound: profile.status.as_ref().map(|s| s.bound_machines.clone()).unwrap_or_default(),
             deleting: profile.metadata.deletion_timestamp.is_some(),
         }
+    }
+
+    /// Whether machines waiting on object `key` are worth waking: it is new, its spec changed,
+    /// or it has more room (free slots or entries) than when last seen. Records what it saw.
+    pub fn room_grew(&self, key: &str, generation: Option<i64>, room: i64) -> bool {
+        room_grew(&mut self.room.lock().unwrap_or_else(std::sync::PoisonError::into_inner), key, generation, room)
     }
 
     /// A profile's rules, parsed once per generation.
@@ -257,6 +267,16 @@ impl Context {
             }
         }
     }
+}
+
+/// [`Context::room_grew`], pure.
+fn room_grew(seen: &mut HashMap<String, (Option<i64>, i64)>, key: &str, generation: Option<i64>, room: i64) -> bool {
+    let grew = match seen.get(key) {
+        None => true,
+        Some((before, was)) => *before != generation || room > *was,
+    };
+    seen.insert(key.to_owned(), (generation, room));
+    grew
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -317,6 +337,17 @@ mod tests {
         assert!((Duration::from_secs(150)..=Duration::from_secs(300)).contains(&ceiling), "{ceiling:?}");
         backoff.succeeded("a");
         assert!(backoff.failed("a") <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn waiting_machines_are_woken_only_when_room_grows_or_the_spec_changes() {
+        let mut seen = HashMap::new();
+        assert!(room_grew(&mut seen, "p", Some(1), 5), "new");
+        assert!(!room_grew(&mut seen, "p", Some(1), 4), "a slot taken");
+        assert!(!room_grew(&mut seen, "p", Some(1), 4), "unchanged");
+        assert!(room_grew(&mut seen, "p", Some(1), 5), "a slot freed");
+        assert!(room_grew(&mut seen, "p", Some(2), 5), "spec changed");
+        assert!(room_grew(&mut seen, "q", Some(2), 0), "another object is new");
     }
 
     #[test]

@@ -88,7 +88,10 @@ async fn refresh_profile(ctx: Arc<Context>, event: FinalizerEvent<HardwareProfil
         let bound = profile.status.as_ref().map_or(0, |s| s.bound_machines.len());
         let full =
             profile.spec.max_machines.is_some_and(|max| i64::try_from(bound).unwrap_or(i64::MAX) >= i64::from(max));
-        if !full && invalid.is_none() && !deleting {
+        let room =
+            profile.spec.max_machines.map_or(i64::MAX, |max| i64::from(max) - i64::try_from(bound).unwrap_or(i64::MAX));
+        let grew = ctx.room_grew(&format!("HardwareProfile/{namespace}/{name}"), profile.metadata.generation, room);
+        if grew && !full && invalid.is_none() && !deleting {
             for machine in waiting_for_profile(&ctx, &namespace) {
                 let _ = ctx.wake.send(machine); // the Machine controller stopped: nothing to wake
             }
@@ -183,7 +186,9 @@ async fn refresh_cmdb(ctx: Arc<Context>, event: FinalizerEvent<Cmdb>) -> Result<
             });
         }
         ctx.publish(&fresh, &transitions, "Validate").await;
-        if fresh_status.free > 0 && !deleting {
+        let grew =
+            ctx.room_grew(&format!("Cmdb/{namespace}/{name}"), fresh.metadata.generation, i64::from(fresh_status.free));
+        if grew && fresh_status.free > 0 && !deleting {
             for machine in waiting_for_entry(&ctx, &namespace) {
                 let _ = ctx.wake.send(machine); // the Machine controller stopped: nothing to wake
             }
