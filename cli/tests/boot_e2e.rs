@@ -228,6 +228,20 @@ fn an_unknown_machine_boots_through_proxy_dhcp_beside_dnsmasq() {
 }
 
 /// The static agent `scripts/agent` builds (`MACHINIST_AGENT` overrides).
+/// The static agent, or `None` (after saying why) when the test should skip; a panic when it
+/// is missing under `MACHINIST_E2E=require`.
+fn need_static_agent() -> Option<PathBuf> {
+    let agent = static_agent();
+    if agent.is_none() {
+        let why = "no static agent: run scripts/agent (scripts/test does) or set MACHINIST_AGENT";
+        match machinist_e2e::prereq::Mode::from_env().unwrap() {
+            machinist_e2e::prereq::Mode::Require => panic!("{why}"),
+            _ => eprintln!("skipping: {why}"),
+        }
+    }
+    agent
+}
+
 fn static_agent() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("MACHINIST_AGENT") {
         return Some(PathBuf::from(path));
@@ -247,15 +261,8 @@ fn the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated()
     {
         return;
     }
-    let Some(agent) = static_agent() else {
-        let why = "no static agent: run scripts/agent (scripts/test does) or set MACHINIST_AGENT";
-        match machinist_e2e::prereq::Mode::from_env().unwrap() {
-            machinist_e2e::prereq::Mode::Require => panic!("{why}"),
-            _ => {
-                eprintln!("skipping: {why}");
-                return;
-            }
-        }
+    let Some(agent) = need_static_agent() else {
+        return;
     };
     const BOOT_MAC: &str = "52:54:00:e2:e1:03";
     const SECOND_MAC: &str = "52:54:00:e2:e1:13";
@@ -371,15 +378,8 @@ fn the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c() {
     if !need_boot_lab("the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c", &["kill"]).unwrap() {
         return;
     }
-    let Some(agent) = static_agent() else {
-        let why = "no static agent: run scripts/agent (scripts/test does) or set MACHINIST_AGENT";
-        match machinist_e2e::prereq::Mode::from_env().unwrap() {
-            machinist_e2e::prereq::Mode::Require => panic!("{why}"),
-            _ => {
-                eprintln!("skipping: {why}");
-                return;
-            }
-        }
+    let Some(agent) = need_static_agent() else {
+        return;
     };
     let home = tempfile::tempdir().unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");

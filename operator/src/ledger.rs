@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
-use machinist_crds::{Cmdb, HardwareProfile};
+use machinist_crds::{Cmdb, CmdbStatus, HardwareProfile, HardwareProfileStatus};
 use machinist_matching::{Entry, GenerateError, expand_cmdb};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,7 +29,7 @@ const BATCH_MAX: usize = 1024;
 const CONFLICTS_MAX: u32 = 64;
 
 /// A request that could not be carried out.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum LedgerError {
     /// The object does not exist.
     #[error("{kind} {name} does not exist")]
@@ -178,14 +178,14 @@ impl<B: Book> Writer<B> {
                 Err(error) => {
                     let gone = matches!(error, LedgerError::NotFound { .. });
                     for reply in replies {
-                        let _ = reply.send(Err(clone_error(&error)));
+                        let _ = reply.send(Err(error.clone()));
                     }
                     if gone {
                         // Fail whatever else was queued, then end: a new writer starts if the
                         // object is created again.
                         requests.close();
                         while let Some((_, reply)) = requests.recv().await {
-                            let _ = reply.send(Err(clone_error(&error)));
+                            let _ = reply.send(Err(error.clone()));
                         }
                         return;
                     }
@@ -240,17 +240,6 @@ impl<B: Book> Writer<B> {
     }
 }
 
-fn clone_error(error: &LedgerError) -> LedgerError {
-    match error {
-        LedgerError::NotFound { kind, name } => LedgerError::NotFound { kind, name: name.clone() },
-        LedgerError::Api { kind, name, message } => {
-            LedgerError::Api { kind, name: name.clone(), message: message.clone() }
-        }
-        LedgerError::Contended { kind, name } => LedgerError::Contended { kind, name: name.clone() },
-        LedgerError::Stopped => LedgerError::Stopped,
-    }
-}
-
 /// A request on a HardwareProfile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProfileRequest {
@@ -261,12 +250,12 @@ pub enum ProfileRequest {
 }
 
 /// What became of a [`ProfileRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ProfileOutcome {
     /// Of a slot request.
     Slot(SlotOutcome),
-    /// Refreshed.
-    Refreshed,
+    /// Refreshed: the status as written (or found unchanged).
+    Refreshed(Box<HardwareProfileStatus>),
 }
 
 /// HardwareProfile statuses: bound machines under `maxMachines`.
@@ -297,15 +286,17 @@ impl Book for ProfileBook {
             })
             .collect();
         let mut slot_outcomes = binding::apply_slots(&mut bound, object.spec.max_machines, &slots).into_iter();
+        let deleting = object.meta().deletion_timestamp.is_some();
+        let status = binding::profile_status(&object.spec, &prior, bound, object.meta().generation, deleting, now);
         let outcomes = requests
             .iter()
             .map(|r| match r {
-                ProfileRequest::Slot(_) => slot_outcomes.next().map_or(ProfileOutcome::Refreshed, ProfileOutcome::Slot),
-                ProfileRequest::Refresh => ProfileOutcome::Refreshed,
+                ProfileRequest::Slot(_) => slot_outcomes
+                    .next()
+                    .map_or_else(|| ProfileOutcome::Refreshed(Box::new(status.clone())), ProfileOutcome::Slot),
+                ProfileRequest::Refresh => ProfileOutcome::Refreshed(Box::new(status.clone())),
             })
             .collect();
-        let deleting = object.meta().deletion_timestamp.is_some();
-        let status = binding::profile_status(&object.spec, &prior, bound, object.meta().generation, deleting, now);
         if object.status.as_ref() == Some(&status) {
             return (None, outcomes);
         }
@@ -325,12 +316,12 @@ pub enum CmdbRequest {
 }
 
 /// What became of a [`CmdbRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CmdbOutcome {
     /// Of an entry request.
     Entry(EntryOutcome),
-    /// Refreshed.
-    Refreshed,
+    /// Refreshed: the status as written (or found unchanged).
+    Refreshed(Box<CmdbStatus>),
 }
 
 /// Cmdb statuses: who holds which entry. Expanded entries are kept per generation: a
@@ -379,15 +370,17 @@ impl Book for CmdbBook {
             })
             .collect();
         let mut entry_outcomes = binding::apply_entries(entries, &mut allocations, &entry_requests).into_iter();
+        let deleting = object.meta().deletion_timestamp.is_some();
+        let status = binding::cmdb_status(entries, &prior, allocations, object.meta().generation, deleting, now);
         let outcomes = requests
             .iter()
             .map(|r| match r {
-                CmdbRequest::Entry(_) => entry_outcomes.next().map_or(CmdbOutcome::Refreshed, CmdbOutcome::Entry),
-                CmdbRequest::Refresh => CmdbOutcome::Refreshed,
+                CmdbRequest::Entry(_) => entry_outcomes
+                    .next()
+                    .map_or_else(|| CmdbOutcome::Refreshed(Box::new(status.clone())), CmdbOutcome::Entry),
+                CmdbRequest::Refresh => CmdbOutcome::Refreshed(Box::new(status.clone())),
             })
             .collect();
-        let deleting = object.meta().deletion_timestamp.is_some();
-        let status = binding::cmdb_status(entries, &prior, allocations, object.meta().generation, deleting, now);
         if object.status.as_ref() == Some(&status) {
             return (None, outcomes);
         }

@@ -13,7 +13,7 @@
 //! | `machinist_operator_leader` | gauge | 1 while this replica leads |
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -70,7 +70,6 @@ pub struct Metrics {
     ledger_conflicts: Family<KindLabel, Counter>,
     leader: Gauge,
     state: AtomicU8,
-    healthy: AtomicBool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,7 +122,6 @@ impl Metrics {
             ledger_conflicts,
             leader,
             state: AtomicU8::new(State::Starting as u8),
-            healthy: AtomicBool::new(true),
         }
     }
 
@@ -181,16 +179,6 @@ impl Metrics {
         }
         text
     }
-
-    /// Whether the process is healthy (`/healthz`).
-    pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Marks the process unhealthy (a controller stopped unexpectedly).
-    pub fn set_unhealthy(&self) {
-        self.healthy.store(false, Ordering::Relaxed);
-    }
 }
 
 /// Records a reconcile's duration when dropped.
@@ -216,7 +204,6 @@ pub fn router(metrics: Arc<Metrics>, refresh: Arc<dyn Fn() + Send + Sync>) -> ax
     use axum::http::{StatusCode, header};
     use axum::routing::get;
     let scrape = metrics.clone();
-    let health = metrics.clone();
     axum::Router::new()
         .route(
             "/metrics",
@@ -229,19 +216,8 @@ pub fn router(metrics: Arc<Metrics>, refresh: Arc<dyn Fn() + Send + Sync>) -> ax
                 }
             }),
         )
-        .route(
-            "/healthz",
-            get(move || {
-                let healthy = health.healthy();
-                async move {
-                    if healthy {
-                        (StatusCode::OK, "ok\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "a controller stopped\n")
-                    }
-                }
-            }),
-        )
+        // Alive as long as it answers.
+        .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {

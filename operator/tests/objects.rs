@@ -15,16 +15,10 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
+use machinist_operator::conditions::find as cond;
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(60);
-
-fn cond<'a>(
-    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_objects_get_conditions_and_are_passed_over() {

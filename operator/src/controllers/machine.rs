@@ -211,12 +211,10 @@ async fn bind(
             }
             Ok(_) | Err(LedgerError::NotFound { .. }) => {
                 // Full (or gone) since the cache saw it: choose again without it.
-                if !found_full.insert(profile) {
-                    return Err(Error::NotCached {
-                        kind: "HardwareProfile",
-                        name: pinned.unwrap_or_default().to_owned(),
-                    });
+                if found_full.contains(&profile) {
+                    return Err(Error::NotCached { kind: "HardwareProfile", name: profile });
                 }
+                found_full.insert(profile);
             }
             Err(error) => return Err(error.into()),
         }

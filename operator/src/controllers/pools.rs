@@ -14,7 +14,7 @@ use super::machine::{waiting_for_entry, waiting_for_profile};
 use super::{Context, Error, error_policy, succeeded};
 use crate::binding::{EntryRequest, SlotRequest};
 use crate::conditions;
-use crate::ledger::{CmdbRequest, ProfileRequest};
+use crate::ledger::{CmdbOutcome, CmdbRequest, ProfileOutcome, ProfileRequest};
 use crate::lifecycle::Transition;
 
 /// Finalizer of HardwareProfiles: deletion waits until no machine is bound.
@@ -64,7 +64,6 @@ async fn refresh_profile(ctx: Arc<Context>, event: FinalizerEvent<HardwareProfil
     };
     let namespace = profile.namespace().unwrap_or_default();
     let name = profile.name_any();
-    let api: Api<HardwareProfile> = Api::namespaced(ctx.client.clone(), &namespace);
     {
         let listed = profile.status.as_ref().map(|s| s.bound_machines.clone()).unwrap_or_default();
         let mut requests: Vec<ProfileRequest> = vanished(&ctx, &namespace, &listed)
@@ -73,8 +72,11 @@ async fn refresh_profile(ctx: Arc<Context>, event: FinalizerEvent<HardwareProfil
             .map(|m| ProfileRequest::Slot(SlotRequest::Unbind(m)))
             .collect();
         requests.push(ProfileRequest::Refresh);
+        let mut refreshed = None;
         for request in requests {
-            ctx.profile_ledger.submit(&namespace, &name, request).await?;
+            if let ProfileOutcome::Refreshed(status) = ctx.profile_ledger.submit(&namespace, &name, request).await? {
+                refreshed = Some(status);
+            }
         }
         let invalid = ctx.compiled(&profile).as_ref().as_ref().err().map(ToString::to_string);
         let was_invalid =
@@ -98,13 +100,7 @@ async fn refresh_profile(ctx: Arc<Context>, event: FinalizerEvent<HardwareProfil
         }
         if deleting {
             // Let go only once the ledger's fresh copy has no machine left.
-            let fresh = api.get_status(&name).await.map_err(|source| Error::Api {
-                action: "read",
-                kind: "HardwareProfile",
-                name: name.clone(),
-                source,
-            })?;
-            let users = fresh.status.map_or(0, |s| s.bound_machines.len());
+            let users = refreshed.map_or(0, |s| s.bound_machines.len());
             if users > 0 {
                 return Err(Error::InUse { kind: "HardwareProfile", name: name.clone(), users });
             }
@@ -140,7 +136,6 @@ async fn refresh_cmdb(ctx: Arc<Context>, event: FinalizerEvent<Cmdb>) -> Result<
     };
     let namespace = cmdb.namespace().unwrap_or_default();
     let name = cmdb.name_any();
-    let api: Api<Cmdb> = Api::namespaced(ctx.client.clone(), &namespace);
     {
         let listed: Vec<String> =
             cmdb.status.as_ref().map(|s| s.allocations.iter().map(|r| r.machine.clone()).collect()).unwrap_or_default();
@@ -150,20 +145,17 @@ async fn refresh_cmdb(ctx: Arc<Context>, event: FinalizerEvent<Cmdb>) -> Result<
             .map(|m| CmdbRequest::Entry(EntryRequest::Release(m)))
             .collect();
         requests.push(CmdbRequest::Refresh);
+        let mut refreshed = None;
         for request in requests {
-            ctx.cmdb_ledger.submit(&namespace, &name, request).await?;
+            if let CmdbOutcome::Refreshed(status) = ctx.cmdb_ledger.submit(&namespace, &name, request).await? {
+                refreshed = Some(status);
+            }
         }
         let status = cmdb.status.clone().unwrap_or_default();
         let valid_before = conditions::find(&status.conditions, "Valid").map(|c| c.status.clone());
         let duplicates_before = conditions::is_true(&status.conditions, "Duplicates");
         // The status just refreshed, to compare conditions with what they were.
-        let fresh = api.get_status(&name).await.map_err(|source| Error::Api {
-            action: "read",
-            kind: "Cmdb",
-            name: name.clone(),
-            source,
-        })?;
-        let fresh_status = fresh.status.clone().unwrap_or_default();
+        let fresh_status = refreshed.map(|s| *s).unwrap_or_default();
         let mut transitions = Vec::new();
         if let Some(valid) = conditions::find(&fresh_status.conditions, "Valid")
             && valid.status == "False"
@@ -185,9 +177,9 @@ async fn refresh_cmdb(ctx: Arc<Context>, event: FinalizerEvent<Cmdb>) -> Result<
                 warning: true,
             });
         }
-        ctx.publish(&fresh, &transitions, "Validate").await;
+        ctx.publish(cmdb.as_ref(), &transitions, "Validate").await;
         let grew =
-            ctx.room_grew(&format!("Cmdb/{namespace}/{name}"), fresh.metadata.generation, i64::from(fresh_status.free));
+            ctx.room_grew(&format!("Cmdb/{namespace}/{name}"), cmdb.metadata.generation, i64::from(fresh_status.free));
         if grew && fresh_status.free > 0 && !deleting {
             for machine in waiting_for_entry(&ctx, &namespace) {
                 let _ = ctx.wake.send(machine); // the Machine controller stopped: nothing to wake
