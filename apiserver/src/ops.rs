@@ -15,8 +15,8 @@ use crate::registry::{Builtin, Resource};
 use crate::state::Api;
 use crate::store::{ObjectKey, Precondition, StoreError, revision_of};
 
-/// How many times a patch is retried when the object changes underneath it.
-const PATCH_RETRIES: usize = 8;
+/// How many times a patch or delete is retried when the object changes underneath it.
+const RACED_WRITE_RETRIES: usize = 8;
 
 /// What a request is about.
 #[derive(Clone, Debug)]
@@ -108,6 +108,29 @@ pub enum Deleted {
     Gone(Value),
     /// Marked for deletion; waiting for finalizers.
     Pending(Value),
+}
+
+/// Why one round of a delete did not finish.
+enum DeleteError {
+    /// The object changed between the read and the write: read it again.
+    Raced,
+    /// The answer to give the client.
+    Api(ApiError),
+}
+
+impl DeleteError {
+    fn from_store(request: &Request, name: &str, error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { .. } => Self::Raced,
+            other => Self::Api(store_error(request, name, other)),
+        }
+    }
+}
+
+impl From<ApiError> for DeleteError {
+    fn from(error: ApiError) -> Self {
+        Self::Api(error)
+    }
 }
 
 fn store_error(request: &Request, name: &str, error: StoreError) -> ApiError {
@@ -528,7 +551,7 @@ impl Api {
     /// carries a resourceVersion).
     pub fn patch(&self, request: &Request, patch: Patch) -> Result<Written, ApiError> {
         let name = request.name.clone().unwrap_or_default();
-        for _ in 0..PATCH_RETRIES {
+        for _ in 0..RACED_WRITE_RETRIES {
             let current = self.store.get(&request.resource.storage, &request.key(&name));
             let result = match (&patch, current) {
                 (Patch::Apply { config, force }, None) if !request.is_status() => {
@@ -612,12 +635,27 @@ impl Api {
         self.replace(request, current, patched, precondition, track)
     }
 
-    /// Deletes an object, or marks it for deletion while finalizers remain.
+    /// Deletes an object, or marks it for deletion while finalizers remain. Like the
+    /// Kubernetes apiserver, a delete is tried again when the object changes between its read
+    /// and its write (a controller's status write must not fail a `kubectl delete`); only the
+    /// caller's own preconditions give a conflict.
     pub fn delete(&self, request: &Request, options: &DeleteOptions) -> Result<Deleted, ApiError> {
         let name = request.name.clone().unwrap_or_default();
-        let key = request.key(&name);
+        for _ in 0..RACED_WRITE_RETRIES {
+            match self.try_delete(request, &name, options) {
+                Err(DeleteError::Raced) => continue,
+                Err(DeleteError::Api(error)) => return Err(error),
+                Ok(deleted) => return Ok(deleted),
+            }
+        }
+        Err(ApiError::conflict(request.group(), request.plural(), &name))
+    }
+
+    /// One read-decide-write round of [`Self::delete`].
+    fn try_delete(&self, request: &Request, name: &str, options: &DeleteOptions) -> Result<Deleted, DeleteError> {
+        let key = request.key(name);
         let resource = Arc::clone(&request.resource);
-        let current = self.store.get(&resource.storage, &key).ok_or_else(|| request.not_found(&name))?;
+        let current = self.store.get(&resource.storage, &key).ok_or_else(|| request.not_found(name))?;
         let preconditions =
             [("UID", "uid", &options.uid), ("ResourceVersion", "resourceVersion", &options.resource_version)];
         for (label, field, wanted) in preconditions {
@@ -627,7 +665,9 @@ impl Api {
             {
                 let message =
                     format!("Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}");
-                return Err(ApiError::conflict_with(request.group(), request.plural(), &name, message, Vec::new()));
+                return Err(
+                    ApiError::conflict_with(request.group(), request.plural(), name, message, Vec::new()).into()
+                );
             }
         }
         let mut finalizers = meta::finalizers(&current);
@@ -640,7 +680,8 @@ impl Api {
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "unknown propagationPolicy {other:?}: expected Foreground, Background or Orphan"
-                )));
+                ))
+                .into());
             }
         }
         let namespace_finalizers = resource.builtin == Some(Builtin::Namespace);
@@ -649,12 +690,12 @@ impl Api {
                 return Ok(Deleted::Gone(present(&resource, &request.version, &current)));
             }
             if resource.builtin == Some(Builtin::CustomResourceDefinition) {
-                self.delete_custom_resources(&current).map_err(|e| store_error(request, &name, e))?;
+                self.delete_custom_resources(&current).map_err(|e| store_error(request, name, e))?;
             }
             let gone = self
                 .store
                 .delete(&resource.storage, &key, Precondition::Revision(revision_of(&current)))
-                .map_err(|e| store_error(request, &name, e))?;
+                .map_err(|e| DeleteError::from_store(request, name, e))?;
             if resource.builtin == Some(Builtin::CustomResourceDefinition) {
                 self.refresh_registry();
             }
@@ -679,7 +720,7 @@ impl Api {
         let stored = self
             .store
             .put(&resource.storage, marked, Precondition::Revision(revision_of(&current)))
-            .map_err(|e| store_error(request, &name, e))?;
+            .map_err(|e| DeleteError::from_store(request, name, e))?;
         Ok(Deleted::Pending(present(&resource, &request.version, &stored)))
     }
 

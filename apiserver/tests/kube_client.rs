@@ -321,3 +321,64 @@ async fn owners_take_their_dependents_and_namespaces_their_contents() {
     assert!(maps.get_opt("bystander").await.unwrap().is_none());
     server.stop().await;
 }
+
+/// A delete that races a writer is retried inside the server, as Kubernetes does: only the
+/// caller's own preconditions give a 409. (A controller writing status while a user deletes
+/// must not fail the delete; CI once saw exactly that.)
+#[tokio::test]
+async fn deletes_racing_writers_succeed_and_preconditions_still_conflict() {
+    let server = TestServer::start().await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    let names: Vec<String> = (0..20).map(|i| format!("raced-{i}")).collect();
+    for name in &names {
+        let mut map = config_map(name);
+        map.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+        maps.create(&PostParams::default(), &map).await.unwrap();
+    }
+    // Writers rewrite every object as fast as they can while the deletes go on; each write is
+    // a replace under the resourceVersion it read, so every write bumps the revision.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writes = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|name| {
+            let (maps, stop, writes) = (maps.clone(), Arc::clone(&stop), Arc::clone(&writes));
+            tokio::spawn(async move {
+                for round in 0..2_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let patch = json!({"data": {"round": round.to_string()}});
+                    if maps.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.is_ok() {
+                        writes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for name in &names {
+        for _ in 0..5 {
+            maps.delete(name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete {name}: {e}"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(writes.load(Ordering::Relaxed) > 0, "the writers wrote while the deletes ran");
+    for name in &names {
+        assert!(maps.get(name).await.unwrap().metadata.deletion_timestamp.is_some(), "{name} is marked");
+    }
+
+    // A stale resourceVersion precondition is the caller's own: that one conflicts.
+    let current = maps.get("raced-0").await.unwrap();
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { resource_version: Some("1".into()), uid: current.uid() }),
+        ..DeleteParams::default()
+    };
+    let kube::Error::Api(status) = maps.delete("raced-0", &stale).await.unwrap_err() else {
+        panic!("not an API error")
+    };
+    assert_eq!(status.code, 409, "{status:?}");
+}
