@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -72,6 +72,26 @@ pub struct Change {
     pub object: Arc<Value>,
     /// The object before the change.
     pub previous: Option<Arc<Value>>,
+    /// `object` as JSON, encoded by the first watcher that sends it as stored and shared by
+    /// the others (a status write watched by five clients is serialised once, not five times).
+    encoded: OnceLock<Vec<u8>>,
+}
+
+impl Change {
+    fn new(
+        revision: u64,
+        kind: ChangeKind,
+        resource: ResourceKey,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) -> Self {
+        Self { revision, kind, resource, object, previous, encoded: OnceLock::new() }
+    }
+
+    /// `object` as JSON, encoded once.
+    pub fn encoded(&self) -> &[u8] {
+        self.encoded.get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default())
+    }
 }
 
 /// What a write requires of the current object.
@@ -285,10 +305,7 @@ impl Store {
         transaction.commit()?;
         let object = Arc::new(object);
         let kind = if previous.is_some() { ChangeKind::Modified } else { ChangeKind::Added };
-        self.publish(
-            Change { revision, kind, resource: resource.clone(), object: Arc::clone(&object), previous },
-            key,
-        )?;
+        self.publish(Change::new(revision, kind, resource.clone(), Arc::clone(&object), previous), key)?;
         drop(db);
         Ok(object)
     }
@@ -319,13 +336,7 @@ impl Store {
         }
         let gone = Arc::new(gone);
         self.publish(
-            Change {
-                revision,
-                kind: ChangeKind::Deleted,
-                resource: resource.clone(),
-                object: Arc::clone(&gone),
-                previous: Some(previous),
-            },
+            Change::new(revision, ChangeKind::Deleted, resource.clone(), Arc::clone(&gone), Some(previous)),
             key.clone(),
         )?;
         drop(db);

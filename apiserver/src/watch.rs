@@ -28,6 +28,8 @@ struct Filter {
     fields: FieldSelector,
     /// Send each object as a one-row Table (`kubectl get -w`).
     table: Option<Include>,
+    /// The `apiVersion` the client asked for.
+    api_version: String,
 }
 
 impl Filter {
@@ -43,14 +45,36 @@ impl Filter {
                 || self.fields.matches(&present(&self.request.resource, &self.request.version, object)))
     }
 
-    fn event(&self, change: &Change) -> Option<Value> {
+    /// The watch event line for `change`, if this watch selects it.
+    fn event(&self, change: &Change) -> Option<Bytes> {
         if change.resource != self.request.resource.storage {
             return None;
         }
         let was = change.previous.as_deref().is_some_and(|p| self.selects(p));
         let is = self.selects(&change.object);
         let kind = event_type(change.kind, was, is)?;
-        Some(self.event_of(kind, &change.object))
+        if self.sends_as_stored(&change.object) {
+            // The usual case: the change's one encoding, shared with every other watcher.
+            let encoded = change.encoded();
+            let mut text = Vec::with_capacity(encoded.len() + 32);
+            text.extend_from_slice(b"{\"type\":\"");
+            text.extend_from_slice(kind.as_bytes());
+            text.extend_from_slice(b"\",\"object\":");
+            text.extend_from_slice(encoded);
+            text.extend_from_slice(b"}\n");
+            return Some(Bytes::from(text));
+        }
+        Some(line(&self.event_of(kind, &change.object)))
+    }
+
+    /// Whether the client sees `object` exactly as stored (no Table, no other version or
+    /// events.k8s.io view), so that it can be sent without a copy.
+    fn sends_as_stored(&self, object: &Value) -> bool {
+        let resource = &self.request.resource;
+        self.table.is_none()
+            && resource.builtin != Some(crate::registry::Builtin::EventsV1)
+            && object.get("apiVersion").and_then(Value::as_str) == Some(self.api_version.as_str())
+            && object.get("kind").and_then(Value::as_str) == Some(resource.kind.as_str())
     }
 
     fn event_of(&self, kind: &str, object: &Value) -> Value {
@@ -110,7 +134,8 @@ pub async fn watch(
         Some(Ok(seconds)) => Duration::from_secs(seconds),
         Some(Err(_)) => return Err(ApiError::bad_request("timeoutSeconds must be an integer")),
     };
-    let filter = Arc::new(Filter { request: request.clone(), labels, fields, table });
+    let api_version = resource.api_version(&request.version);
+    let filter = Arc::new(Filter { request: request.clone(), labels, fields, table, api_version });
     let store = Arc::clone(&server.api.store);
 
     // Initial state: without a resourceVersion (or with sendInitialEvents), every selected
@@ -138,10 +163,11 @@ pub async fn watch(
     };
     let shutdown = server.shutdown.clone();
     tokio::spawn(async move {
-        let send = |value: Value| {
+        let send_line = |line: Bytes| {
             let sender = sender.clone();
-            async move { sender.send(line(&value)).await.is_ok() }
+            async move { sender.send(line).await.is_ok() }
         };
+        let send = |value: Value| send_line(line(&value));
         for event in initial {
             if !send(event).await {
                 return;
@@ -154,7 +180,7 @@ pub async fn watch(
         for change in backlog {
             last = change.revision;
             if let Some(event) = filter.event(&change)
-                && !send(event).await
+                && !send_line(event).await
             {
                 return;
             }
@@ -175,7 +201,7 @@ pub async fn watch(
                     Ok(change) => {
                         if change.revision <= last { continue; }
                         last = change.revision;
-                        if let Some(event) = filter.event(&change) && !send(event).await {
+                        if let Some(event) = filter.event(&change) && !send_line(event).await {
                             return;
                         }
                     }

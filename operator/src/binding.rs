@@ -400,10 +400,28 @@ pub struct ProfileView {
     pub name: String,
     /// Its rules, parsed (or why they do not parse).
     pub compiled: std::sync::Arc<Result<machinist_matching::CompiledProfile, RulesError>>,
-    /// `status.boundMachines` as last seen.
-    pub bound: Vec<String>,
+    /// How many machines other than the one choosing are bound, as last seen.
+    pub others: usize,
+    /// Whether the machine choosing is among them (a slot it may have to give back).
+    pub holds: bool,
     /// Being deleted: takes no new machine.
     pub deleting: bool,
+}
+
+impl ProfileView {
+    /// The view `machine` has of a profile whose `status.boundMachines` is `bound` (counted,
+    /// not copied: a profile of a large fleet lists thousands).
+    pub fn new(
+        name: String,
+        compiled: std::sync::Arc<Result<machinist_matching::CompiledProfile, RulesError>>,
+        bound: &[String],
+        machine: &str,
+        deleting: bool,
+    ) -> Self {
+        let holds = bound.iter().any(|m| m == machine);
+        let others = bound.iter().filter(|m| m.as_str() != machine).count();
+        Self { name, compiled, others, holds, deleting }
+    }
 }
 
 /// The profile chosen for a machine, or why none was.
@@ -430,13 +448,12 @@ pub enum Selected {
     PinnedFull,
 }
 
-/// Chooses `machine`'s profile for its reported `items`: only `pinned` if set, else every valid
-/// profile not being deleted, in priority order. A profile's count leaves the machine itself
-/// out (it may hold its slot already); profiles in `found_full` (refused by the ledger in this
-/// reconcile, fresher than the view) count as full.
+/// Chooses a machine's profile for its reported `items` among the machine's views of them: only
+/// `pinned` if set, else every valid profile not being deleted, in priority order. A profile's
+/// count leaves the machine itself out (it may hold its slot already); profiles in `found_full`
+/// (refused by the ledger in this reconcile, fresher than the view) count as full.
 pub fn choose_profile(
     items: &[machinist_crds::Quad],
-    machine: &str,
     profiles: &[ProfileView],
     pinned: Option<&str>,
     found_full: &std::collections::HashSet<String>,
@@ -453,8 +470,7 @@ pub fn choose_profile(
         .iter()
         .filter_map(|p| {
             let compiled = p.compiled.as_ref().as_ref().ok()?;
-            let others = p.bound.iter().filter(|m| m.as_str() != machine).count();
-            let mut bound = i32::try_from(others).unwrap_or(i32::MAX);
+            let mut bound = i32::try_from(p.others).unwrap_or(i32::MAX);
             if found_full.contains(&p.name) {
                 bound = bound.max(compiled.max_machines.unwrap_or(i32::MAX));
             }
@@ -488,12 +504,8 @@ mod selection_tests {
         let spec: HardwareProfileSpec =
             serde_json::from_value(serde_json::json!({"priority": priority, "maxMachines": max, "match": rules}))
                 .unwrap_or_else(|e| unreachable!("{e}"));
-        ProfileView {
-            name: name.into(),
-            compiled: Arc::new(CompiledProfile::new(name, &spec)),
-            bound: bound.iter().map(|s| (*s).to_owned()).collect(),
-            deleting: false,
-        }
+        let bound: Vec<String> = bound.iter().map(|s| (*s).to_owned()).collect();
+        ProfileView::new(name.into(), Arc::new(CompiledProfile::new(name, &spec)), &bound, "m", false)
     }
 
     fn items() -> Vec<Quad> {
@@ -507,7 +519,7 @@ mod selection_tests {
             profile("any", 2, None, serde_json::json!([["disk", "$disk", "size", "gt(10)"]]), &[]),
         ];
         let Selected::Profile { name, captures, mismatches } =
-            choose_profile(&items(), "m", &profiles, None, &HashSet::new())
+            choose_profile(&items(), &profiles, None, &HashSet::new())
         else {
             unreachable!()
         };
@@ -520,9 +532,9 @@ mod selection_tests {
     #[test]
     fn a_machine_holding_its_slot_is_not_counted_against_it() {
         let profiles = [profile("small", 1, Some(1), serde_json::json!([]), &["m"])];
-        assert!(matches!(choose_profile(&items(), "m", &profiles, None, &HashSet::new()), Selected::Profile { .. }));
+        assert!(matches!(choose_profile(&items(), &profiles, None, &HashSet::new()), Selected::Profile { .. }));
         let full = HashSet::from(["small".to_owned()]);
-        assert!(matches!(choose_profile(&items(), "m", &profiles, None, &full), Selected::NoneMatched(_)));
+        assert!(matches!(choose_profile(&items(), &profiles, None, &full), Selected::NoneMatched(_)));
     }
 
     #[test]
@@ -534,12 +546,12 @@ mod selection_tests {
         ];
         let none = HashSet::new();
         assert!(
-            matches!(choose_profile(&items(), "m", &profiles, Some("hp"), &none), Selected::PinnedMismatch(m) if m.rule == Some(0))
+            matches!(choose_profile(&items(), &profiles, Some("hp"), &none), Selected::PinnedMismatch(m) if m.rule == Some(0))
         );
-        assert_eq!(choose_profile(&items(), "m", &profiles, Some("vm"), &none), Selected::PinnedFull);
-        assert_eq!(choose_profile(&items(), "m", &profiles, Some("bad"), &none), Selected::PinnedInvalid);
-        assert_eq!(choose_profile(&items(), "m", &profiles, Some("nope"), &none), Selected::PinnedMissing);
-        let Selected::NoneMatched(mismatches) = choose_profile(&items(), "m", &profiles, None, &none) else {
+        assert_eq!(choose_profile(&items(), &profiles, Some("vm"), &none), Selected::PinnedFull);
+        assert_eq!(choose_profile(&items(), &profiles, Some("bad"), &none), Selected::PinnedInvalid);
+        assert_eq!(choose_profile(&items(), &profiles, Some("nope"), &none), Selected::PinnedMissing);
+        let Selected::NoneMatched(mismatches) = choose_profile(&items(), &profiles, None, &none) else {
             unreachable!()
         };
         assert_eq!(

@@ -18,6 +18,7 @@
 pub mod binding;
 pub mod conditions;
 pub mod controllers;
+pub mod events;
 pub mod leader;
 pub mod ledger;
 pub mod lifecycle;

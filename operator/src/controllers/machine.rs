@@ -103,7 +103,7 @@ async fn apply(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
     if changed {
         write_status(&current, ctx).await?;
     }
-    ctx.publish(machine, &transitions, "Reconcile").await;
+    ctx.publish(machine, &transitions, "Reconcile");
     Ok(Action::await_change())
 }
 
@@ -117,7 +117,7 @@ async fn cleanup(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
         if let Err(error) = write_status(&current, ctx).await {
             tracing::debug!(machine = %machine.name_any(), %error, "could not show Deprovisioning");
         }
-        ctx.publish(machine, &change.transitions, "Deprovision").await;
+        ctx.publish(machine, &change.transitions, "Deprovision");
     }
     release(machine, ctx).await?;
     Ok(Action::await_change())
@@ -165,8 +165,8 @@ async fn bind(
     let items = fresh.status.and_then(|s| s.hardware).map(|h| h.items).unwrap_or_default();
     let mut found_full: HashSet<String> = HashSet::new();
     loop {
-        let views = ctx.profile_views(&namespace);
-        let selected = binding::choose_profile(&items, &name, &views, pinned, &found_full);
+        let views = ctx.profile_views(&namespace, &name);
+        let selected = binding::choose_profile(&items, &views, pinned, &found_full);
         let (profile, captures, mismatches) = match selected {
             Selected::Profile { name, captures, mismatches } => (name, captures, mismatches),
             Selected::NoneMatched(mismatches) => {
@@ -194,8 +194,7 @@ async fn bind(
         };
         // A slot left in another profile by an earlier attempt (a crash between claim and
         // status write, a changed priority) goes back first.
-        let stale: Vec<&str> =
-            views.iter().filter(|v| v.name != profile && v.bound.contains(&name)).map(|v| v.name.as_str()).collect();
+        let stale: Vec<&str> = views.iter().filter(|v| v.name != profile && v.holds).map(|v| v.name.as_str()).collect();
         unbind_from(&namespace, &name, stale, ctx).await?;
         let request = ProfileRequest::Slot(SlotRequest::Bind(name.clone()));
         match ctx.profile_ledger.submit(&namespace, &profile, request).await {

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use machinist_crds::{Cmdb, HardwareProfile, Machine};
@@ -24,6 +23,7 @@ use machinist_matching::{CompiledProfile, RulesError};
 use tokio::sync::mpsc;
 
 use crate::binding::ProfileView;
+use crate::events::{Notice, Publisher};
 use crate::ledger::{CmdbBook, Ledger, LedgerError, ProfileBook};
 use crate::lifecycle::Transition;
 use crate::metrics::Metrics;
@@ -159,7 +159,7 @@ pub struct Context {
     pub cmdbs: Store<Cmdb>,
     /// Machines to reconcile again (a profile or Cmdb they wait for changed).
     pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
-    recorder: Recorder,
+    events: Publisher,
     backoff: Backoff,
     compiled: Mutex<HashMap<String, (Option<i64>, Compiled)>>,
     /// Per profile or Cmdb: the generation and room last seen, to wake waiting machines only
@@ -192,11 +192,10 @@ pub struct Caches {
 impl Context {
     /// A context over `caches`.
     pub fn new(client: Client, metrics: Arc<Metrics>, caches: Caches, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
         Self {
             profile_ledger: Ledger::new(client.clone(), ProfileBook, metrics.clone()),
             cmdb_ledger: Ledger::new(client.clone(), CmdbBook::default(), metrics.clone()),
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::start(client.clone(), FIELD_MANAGER, instance),
             client,
             metrics,
             machines: caches.machines,
@@ -209,24 +208,23 @@ impl Context {
         }
     }
 
-    /// The profiles of `namespace` as selection sees them (rules parsed once per generation).
-    pub fn profile_views(&self, namespace: &str) -> Vec<ProfileView> {
+    /// The profiles of `namespace` as `machine`'s selection sees them (rules parsed once per
+    /// generation).
+    pub fn profile_views(&self, namespace: &str, machine: &str) -> Vec<ProfileView> {
         self.profiles
             .state()
             .iter()
             .filter(|p| p.namespace().as_deref() == Some(namespace))
-            .map(|p| self.profile_view(p))
+            .map(|profile| {
+                ProfileView::new(
+                    profile.name_any(),
+                    self.compiled(profile),
+                    profile.status.as_ref().map_or(&[], |s| s.bound_machines.as_slice()),
+                    machine,
+                    profile.metadata.deletion_timestamp.is_some(),
+                )
+            })
             .collect()
-    }
-
-    /// One profile as selection sees it.
-    pub fn profile_view(&self, profile: &HardwareProfile) -> ProfileView {
-        ProfileView {
-            name: profile.name_any(),
-            compiled: self.compiled(profile),
-            bound: profile.status.as_ref().map(|s| s.bound_machines.clone()).unwrap_or_default(),
-            deleting: profile.metadata.deletion_timestamp.is_some(),
-        }
     }
 
     /// Whether machines waiting on object `key` are worth waking: it is new, its spec changed,
@@ -251,20 +249,17 @@ impl Context {
         compiled
     }
 
-    /// Publishes Events for transitions (a failure to publish is logged, not fatal).
-    pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, transitions: &[Transition], action: &str) {
+    /// Publishes Events for transitions (queued: written in the background, see [`crate::events`]).
+    pub fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, transitions: &[Transition], action: &str) {
         let reference = object.object_ref(&());
         for transition in transitions {
-            let event = Event {
-                type_: if transition.warning { EventType::Warning } else { EventType::Normal },
+            let notice = Notice {
+                warning: transition.warning,
                 reason: transition.reason.clone(),
-                note: Some(truncate(&transition.message, 1024)),
+                note: truncate(&transition.message, 1024),
                 action: action.to_owned(),
-                secondary: None,
             };
-            if let Err(error) = self.recorder.publish(&event, &reference).await {
-                tracing::warn!(object = %reference.name.as_deref().unwrap_or_default(), reason = %transition.reason, %error, "failed to publish an Event");
-            }
+            self.events.publish(&reference, notice);
         }
     }
 }

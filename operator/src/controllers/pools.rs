@@ -85,7 +85,7 @@ async fn refresh_profile(ctx: Arc<Context>, event: FinalizerEvent<HardwareProfil
             && was_invalid != Some(true)
         {
             let transition = Transition { reason: "InvalidRules".into(), message: message.clone(), warning: true };
-            ctx.publish(profile.as_ref(), &[transition], "Validate").await;
+            ctx.publish(profile.as_ref(), &[transition], "Validate");
         }
         let bound = profile.status.as_ref().map_or(0, |s| s.bound_machines.len());
         let full =
@@ -177,7 +177,7 @@ async fn refresh_cmdb(ctx: Arc<Context>, event: FinalizerEvent<Cmdb>) -> Result<
                 warning: true,
             });
         }
-        ctx.publish(cmdb.as_ref(), &transitions, "Validate").await;
+        ctx.publish(cmdb.as_ref(), &transitions, "Validate");
         let grew =
             ctx.room_grew(&format!("Cmdb/{namespace}/{name}"), cmdb.metadata.generation, i64::from(fresh_status.free));
         if grew && fresh_status.free > 0 && !deleting {

@@ -42,8 +42,7 @@ pub async fn reconcile(role: Arc<Role>, ctx: Arc<Context>) -> Result<Action, Err
             .map_err(|source| Error::Api { action: "write the status of", kind: "Role", name: name.clone(), source })?;
     }
     if became_invalid {
-        ctx.publish(role.as_ref(), &[Transition { reason: "InvalidRole".into(), message, warning: true }], "Validate")
-            .await;
+        ctx.publish(role.as_ref(), &[Transition { reason: "InvalidRole".into(), message, warning: true }], "Validate");
     }
     succeeded("role", role.as_ref(), &ctx);
     Ok(Action::await_change())
