@@ -28,7 +28,7 @@ pub fn track_update(
 ) {
     let api_version = resource.api_version(version);
     let manager = ssa::Manager { name: manager, api_version: &api_version, subresource };
-    *new = ssa::update(old, new, manager, &types(resource, version), &meta::now());
+    *new = ssa::update_owned(old, std::mem::take(new), manager, &types(resource, version), &meta::now());
 }
 
 /// Merges an applied configuration into the live object.

@@ -110,36 +110,80 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The object without `metadata` and `status`: what `generation` counts changes of.
-pub fn spec_part(object: &Value) -> Value {
-    let mut copy = object.clone();
-    if let Some(map) = copy.as_object_mut() {
-        map.remove("metadata");
-        map.remove("status");
-        map.remove("apiVersion");
-        map.remove("kind");
-    }
-    copy
+/// Whether two objects have the same spec part: everything but metadata, status, apiVersion
+/// and kind (what bumps `metadata.generation`). Compared in place: status can be megabytes.
+pub fn same_spec(a: &Value, b: &Value) -> bool {
+    const OUTSIDE: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
+    same_fields_except(a, b, &OUTSIDE)
 }
 
-/// The object as compared for "did anything change": without resourceVersion and without the
-/// times of managedFields entries.
-pub fn comparable(object: &Value) -> Value {
-    let mut copy = object.clone();
-    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
-            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
-                entry.remove("time");
-            }
-        }
+/// Whether an update changes anything: the objects compared without resourceVersion and
+/// without the times of managedFields entries. Compared in place, without copies.
+pub fn same_content(a: &Value, b: &Value) -> bool {
+    if !same_fields_except(a, b, &["metadata"]) {
+        return false;
     }
-    copy
+    let (Some(meta_a), Some(meta_b)) = (a.get("metadata"), b.get("metadata")) else {
+        return a.get("metadata") == b.get("metadata");
+    };
+    if !same_fields_except(meta_a, meta_b, &["resourceVersion", "managedFields"]) {
+        return false;
+    }
+    fn entries(meta: &Value) -> &[Value] {
+        meta.get("managedFields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    }
+    let (entries_a, entries_b) = (entries(meta_a), entries(meta_b));
+    // Present-but-not-an-array lists compare as values.
+    if meta_a.get("managedFields").is_some_and(|m| !m.is_array())
+        || meta_b.get("managedFields").is_some_and(|m| !m.is_array())
+    {
+        return meta_a.get("managedFields") == meta_b.get("managedFields");
+    }
+    entries_a.len() == entries_b.len()
+        && entries_a.iter().zip(entries_b).all(|(x, y)| match (x.as_object(), y.as_object()) {
+            (Some(_), Some(_)) => same_fields_except(x, y, &["time"]),
+            _ => x == y,
+        })
+}
+
+/// Whether `a` and `b` are objects with equal fields, `skipped` aside (non-objects: equal).
+fn same_fields_except(a: &Value, b: &Value, skipped: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+    let kept = |map: &serde_json::Map<String, Value>| map.keys().filter(|key| !skipped.contains(&key.as_str())).count();
+    kept(a) == kept(b)
+        && a.iter().filter(|(key, _)| !skipped.contains(&key.as_str())).all(|(key, value)| b.get(key) == Some(value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_and_spec_comparisons_skip_what_they_should() {
+        let base = serde_json::json!({
+            "apiVersion": "v1", "kind": "K", "spec": {"a": 1}, "status": {"s": 1},
+            "metadata": {"name": "n", "resourceVersion": "1", "managedFields": [{"manager": "m", "time": "t1"}]},
+        });
+        let mut other = base.clone();
+        other["metadata"]["resourceVersion"] = "2".into();
+        other["metadata"]["managedFields"][0]["time"] = "t2".into();
+        assert!(same_content(&base, &other), "resourceVersion and managedFields times do not count");
+        other["metadata"]["managedFields"][0]["manager"] = "x".into();
+        assert!(!same_content(&base, &other), "a manager does");
+        let mut labelled = base.clone();
+        labelled["metadata"]["labels"] = serde_json::json!({"a": "b"});
+        assert!(!same_content(&base, &labelled));
+        let mut restatused = base.clone();
+        restatused["status"]["s"] = 2.into();
+        assert!(!same_content(&base, &restatused));
+        assert!(same_spec(&base, &restatused) && same_spec(&base, &labelled), "status and metadata are not spec");
+        let mut respecced = base.clone();
+        respecced["spec"]["a"] = 2.into();
+        assert!(!same_spec(&base, &respecced));
+        let mut extra = base.clone();
+        extra["data"] = serde_json::json!({"k": "v"});
+        assert!(!same_spec(&base, &extra) && !same_spec(&extra, &base), "a field on one side only counts");
+    }
 
     #[test]
     fn names_and_keys() {

@@ -110,6 +110,16 @@ pub enum Deleted {
     Pending(Value),
 }
 
+/// A copy of `object` without its status (copied only to be replaced: it can be megabytes).
+fn without_status(object: &Value) -> Value {
+    match object.as_object() {
+        Some(map) => {
+            Value::Object(map.iter().filter(|(key, _)| *key != "status").map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        None => object.clone(),
+    }
+}
+
 /// Why one round of a delete did not finish.
 enum DeleteError {
     /// The object changed between the read and the write: read it again.
@@ -420,9 +430,9 @@ impl Api {
         if request.is_status() {
             // The status subresource changes status only (and, for an apply, who owns it:
             // the apply already computed the managedFields).
-            let status = object.get("status").cloned();
+            let status = object.as_object_mut().and_then(|map| map.remove("status"));
             let applied_fields = (!track).then(|| object.pointer("/metadata/managedFields").cloned()).flatten();
-            object = current.clone();
+            object = without_status(current);
             if let (Some(fields), Some(meta)) = (applied_fields, meta_mut(&mut object)) {
                 meta.insert("managedFields".into(), fields);
             }
@@ -443,7 +453,8 @@ impl Api {
                 None => map.remove("status"),
             };
         }
-        let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        let no_meta = serde_json::Map::new();
+        let current_meta = current.get("metadata").and_then(Value::as_object).unwrap_or(&no_meta);
         let meta = meta_mut(&mut object).ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
         for immutable in [
             "name",
@@ -479,7 +490,7 @@ impl Api {
                 ));
             }
         }
-        if meta::spec_part(&object) != meta::spec_part(current) && current_meta.contains_key("generation") {
+        if !meta::same_spec(&object, current) && current_meta.contains_key("generation") {
             let generation = current_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             if let Some(meta) = meta_mut(&mut object) {
                 meta.insert("generation".into(), json!(generation));
@@ -497,7 +508,7 @@ impl Api {
                 request.subresource.as_deref(),
             );
         }
-        if meta::comparable(&object) == meta::comparable(current) {
+        if meta::same_content(&object, current) {
             // Nothing changed: no new revision, no watch event (controllers rely on this to settle).
             return Ok(Written { object: present(&resource, &request.version, current), warnings, created: false });
         }

@@ -305,7 +305,10 @@ impl Store {
         transaction.commit()?;
         let object = Arc::new(object);
         let kind = if previous.is_some() { ChangeKind::Modified } else { ChangeKind::Added };
-        self.publish(Change::new(revision, kind, resource.clone(), Arc::clone(&object), previous), key)?;
+        let change = Change::new(revision, kind, resource.clone(), Arc::clone(&object), previous);
+        // The stored text is the watchers' encoding too.
+        let _ = change.encoded.set(data.into_bytes());
+        self.publish(change, key)?;
         drop(db);
         Ok(object)
     }

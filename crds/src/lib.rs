@@ -6,6 +6,7 @@
 
 pub mod cmdb;
 pub mod common;
+pub mod events;
 pub mod generated;
 pub mod hardware_profile;
 pub mod load_balancer_backend;

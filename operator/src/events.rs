@@ -11,28 +11,15 @@
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
+pub use machinist_crds::events::Notice;
 use tokio::sync::mpsc;
 
 /// Events waiting to be written; beyond this they are dropped.
 const QUEUE: usize = 4096;
 /// Events written at once.
 const IN_FLIGHT: usize = 16;
-
-/// What happened to an object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notice {
-    /// A Warning rather than a Normal Event.
-    pub warning: bool,
-    /// PascalCase reason.
-    pub reason: String,
-    /// Human-readable note.
-    pub note: String,
-    /// What the controller was doing (`Reconcile`, `Deprovision`).
-    pub action: String,
-}
 
 /// Queues Events for the background writer.
 #[derive(Clone, Debug)]
@@ -53,7 +40,8 @@ impl Publisher {
 
     /// Queues an Event about `regarding`.
     pub fn publish(&self, regarding: &ObjectReference, notice: Notice) {
-        let event = event(regarding, notice, &self.controller, &self.instance, jiff::Timestamp::now());
+        let event =
+            machinist_crds::events::event(regarding, notice, &self.controller, &self.instance, jiff::Timestamp::now());
         if let Err(mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event)) =
             self.queue.try_send(event)
         {
@@ -63,27 +51,6 @@ impl Publisher {
                 "Event dropped: too many waiting to be written"
             );
         }
-    }
-}
-
-/// The Event, named as client-go names them (`<object>.<nanoseconds in hex>`).
-fn event(regarding: &ObjectReference, notice: Notice, controller: &str, instance: &str, now: jiff::Timestamp) -> Event {
-    let object = regarding.name.clone().unwrap_or_else(|| controller.to_owned());
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{object}.{:x}", now.as_nanosecond())),
-            namespace: regarding.namespace.clone(),
-            ..ObjectMeta::default()
-        },
-        action: Some(notice.action),
-        reason: Some(notice.reason),
-        note: Some(notice.note),
-        type_: Some(if notice.warning { "Warning" } else { "Normal" }.to_owned()),
-        event_time: Some(MicroTime(now)),
-        regarding: Some(regarding.clone()),
-        reporting_controller: Some(controller.to_owned()),
-        reporting_instance: Some(instance.to_owned()),
-        ..Event::default()
     }
 }
 
@@ -105,34 +72,4 @@ async fn write(client: Client, mut events: mpsc::Receiver<Event>) {
             }
         })
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_name_their_object_and_reporter() {
-        let regarding = ObjectReference {
-            kind: Some("Machine".into()),
-            name: Some("m-1".into()),
-            namespace: Some("lab".into()),
-            ..ObjectReference::default()
-        };
-        let now = jiff::Timestamp::from_nanosecond(0x1234).unwrap_or_else(|e| unreachable!("{e}"));
-        let notice = Notice {
-            warning: true,
-            reason: "CmdbExhausted".into(),
-            note: "pool is exhausted".into(),
-            action: "Reconcile".into(),
-        };
-        let event = event(&regarding, notice, "machinist-operator", "replica-a", now);
-        assert_eq!(event.metadata.name.as_deref(), Some("m-1.1234"));
-        assert_eq!(event.metadata.namespace.as_deref(), Some("lab"));
-        assert_eq!(event.type_.as_deref(), Some("Warning"));
-        assert_eq!(event.reason.as_deref(), Some("CmdbExhausted"));
-        assert_eq!(event.regarding, Some(regarding));
-        assert_eq!(event.reporting_controller.as_deref(), Some("machinist-operator"));
-        assert_eq!(event.reporting_instance.as_deref(), Some("replica-a"));
-    }
 }

@@ -24,13 +24,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use machinist_boot_dhcp::{BootPolicy, Directory, MachineBoot, NetworkSettings};
+use machinist_crds::events::{self, Notice};
 use machinist_crds::machine::{BootTarget, BootTimeline};
 use machinist_crds::{Cmdb, Machine};
 use serde_json::json;
@@ -203,7 +204,8 @@ struct Inner {
     namespace: String,
     auto_register: bool,
     registrations: mpsc::Sender<MacAddr>,
-    recorder: Recorder,
+    /// Who writes the boot timeline's Events (`reportingController`, `reportingInstance`).
+    reporter: (String, String),
     /// Bumped after each Machine or Cmdb event reached the caches.
     changes: tokio::sync::watch::Receiver<u64>,
 }
@@ -307,10 +309,8 @@ impl ClusterMachines {
         if !matches!(tokio::time::timeout(WAIT, ready).await, Ok(true)) {
             return Err(ClusterError::NotReady { namespace: namespace.to_owned(), seconds: WAIT.as_secs() });
         }
-        let reporter = Reporter {
-            controller: "machinist-boot".into(),
-            instance: std::env::var("POD_NAME").ok().or_else(|| hostname().ok()),
-        };
+        let controller = "machinist-boot".to_owned();
+        let instance = std::env::var("POD_NAME").ok().or_else(|| hostname().ok()).unwrap_or_else(|| controller.clone());
         let (registrations, queue) = mpsc::channel(1024);
         let cluster = Self {
             inner: Arc::new(Inner {
@@ -318,7 +318,7 @@ impl ClusterMachines {
                 index,
                 cmdbs,
                 secrets,
-                recorder: Recorder::new(client.clone(), reporter),
+                reporter: (controller, instance),
                 client,
                 namespace: namespace.to_owned(),
                 auto_register,
@@ -638,17 +638,21 @@ impl TimelineSink for ClusterMachines {
             };
             let reference: ObjectReference = object.object_ref(&());
             let warning = steps.iter().any(|s| s.warning);
-            let event = Event {
-                type_: if warning { EventType::Warning } else { EventType::Normal },
+            let notice = Notice {
+                warning,
                 reason: if warning { "BootProblem".into() } else { "BootProgress".into() },
-                note: Some(event_note(steps)),
+                note: event_note(steps),
                 action: "Boot".into(),
-                secondary: None,
             };
-            self.inner
-                .recorder
-                .publish(&event, &reference)
+            // One Event per flushed batch of steps (kube's Recorder would fold them into a
+            // series that keeps the first batch's note, and scans its cache on every publish).
+            let (controller, instance) = &self.inner.reporter;
+            let event = events::event(&reference, notice, controller, instance, jiff::Timestamp::now());
+            let namespace = reference.namespace.as_deref().unwrap_or(&self.inner.namespace);
+            Api::<K8sEvent>::namespaced(self.inner.client.clone(), namespace)
+                .create(&PostParams::default(), &event)
                 .await
+                .map(drop)
                 .map_err(|e| TimelineError { machine: machine.to_owned(), reason: e.to_string() })
         })
     }

@@ -100,7 +100,7 @@ pub use lastapplied::LAST_APPLIED_ANNOTATION;
 pub use managers::{ANCIENT_CHANGES, MAX_UPDATE_MANAGERS, ManagedFieldsError, Operation};
 pub use typed::TypeError;
 pub use typeinfo::{SchemaError, TypeInfo};
-pub use update::{UpdateError, try_update, update};
+pub use update::{UpdateError, try_update, update, update_owned};
 
 /// Objects, schemas and `fieldsV1` documents nested deeper than this are refused (well above
 /// the 128 levels `serde_json` parses).

@@ -267,11 +267,41 @@ impl Comparison {
 pub(crate) fn compare(lhs: &Value, rhs: &Value, ty: &Ty) -> Result<Comparison, TypeError> {
     let mut cmp = Comparison::default();
     let mut path = Vec::new();
-    compare_walk(Some(lhs), Some(rhs), ty, &mut path, &mut cmp)?;
+    let walk = Walk { skip_equal: false, skip_managed_fields: false };
+    compare_walk(walk, Some(lhs), Some(rhs), ty, &mut path, &mut cmp)?;
     Ok(cmp)
 }
 
+/// [`compare`] for tracking an update: `metadata.managedFields` is left out on both sides, and
+/// subtrees equal on both sides are not walked (a status of thousands of list items with a few
+/// new ones costs one equality check per item, not a field set).
+pub(crate) fn compare_without_managed_fields(lhs: &Value, rhs: &Value, ty: &Ty) -> Result<Comparison, TypeError> {
+    let mut cmp = Comparison::default();
+    let mut path = Vec::new();
+    let walk = Walk { skip_equal: true, skip_managed_fields: true };
+    compare_walk(walk, Some(lhs), Some(rhs), ty, &mut path, &mut cmp)?;
+    Ok(cmp)
+}
+
+/// How a comparison walks.
+#[derive(Clone, Copy)]
+struct Walk {
+    /// Equal subtrees hold no change: do not descend into them.
+    skip_equal: bool,
+    /// Leave `metadata.managedFields` out.
+    skip_managed_fields: bool,
+}
+
+impl Walk {
+    fn skips(self, path: &[PathElement], key: &str) -> bool {
+        self.skip_managed_fields
+            && key == "managedFields"
+            && matches!(path, [PathElement::Field(first)] if first == "metadata")
+    }
+}
+
 fn compare_walk(
+    walk: Walk,
     lhs: Option<&Value>,
     rhs: Option<&Value>,
     ty: &Ty,
@@ -279,6 +309,13 @@ fn compare_walk(
     cmp: &mut Comparison,
 ) -> Result<(), TypeError> {
     check_depth(path)?;
+    if walk.skip_equal
+        && let (Some(l), Some(r)) = (lhs, rhs)
+        && (l.is_object() || l.is_array())
+        && l == r
+    {
+        return Ok(());
+    }
     match pair_shape(ty, lhs, rhs) {
         Shape::Leaf => {
             match (lhs, rhs) {
@@ -294,19 +331,22 @@ fn compare_walk(
             let lm = lhs.and_then(Value::as_object).unwrap_or(&empty);
             let rm = rhs.and_then(Value::as_object).unwrap_or(&empty);
             for (key, lv) in lm {
+                if walk.skips(path, key) {
+                    continue;
+                }
                 path.push(PathElement::Field(key.clone()));
-                compare_walk(Some(lv), rm.get(key), m.field_ty(key), path, cmp)?;
+                compare_walk(walk, Some(lv), rm.get(key), m.field_ty(key), path, cmp)?;
                 path.pop();
             }
             for (key, rv) in rm {
-                if !lm.contains_key(key) {
+                if !lm.contains_key(key) && !walk.skips(path, key) {
                     path.push(PathElement::Field(key.clone()));
-                    compare_walk(None, Some(rv), m.field_ty(key), path, cmp)?;
+                    compare_walk(walk, None, Some(rv), m.field_ty(key), path, cmp)?;
                     path.pop();
                 }
             }
         }
-        Shape::List(l) => compare_list(l, list_items(lhs), list_items(rhs), path, cmp)?,
+        Shape::List(l) => compare_list(walk, l, list_items(lhs), list_items(rhs), path, cmp)?,
     }
     if lhs.is_none() {
         cmp.added.insert(path);
@@ -317,6 +357,7 @@ fn compare_walk(
 }
 
 fn compare_list(
+    walk: Walk,
     l: &ListTy,
     lhs: &[Value],
     rhs: &[Value],
@@ -349,7 +390,7 @@ fn compare_list(
         path.push(pe);
         match (ls.len(), rs.len()) {
             (0..=1, 0..=1) => {
-                compare_walk(ls.first().copied(), rs.first().copied(), &l.elem, path, cmp)?;
+                compare_walk(walk, ls.first().copied(), rs.first().copied(), &l.elem, path, cmp)?;
             }
             (2.., 2..) => {
                 let same = ls.len() == rs.len() && ls.iter().zip(rs).all(|(a, b)| values_equal(a, b));
@@ -359,13 +400,13 @@ fn compare_list(
             }
             (2.., _) => {
                 if let Some(r) = rs.first() {
-                    compare_walk(None, Some(r), &l.elem, path, cmp)?;
+                    compare_walk(walk, None, Some(r), &l.elem, path, cmp)?;
                 }
                 cmp.removed.insert(path);
             }
             (_, _) => {
                 if let Some(lv) = ls.first() {
-                    compare_walk(Some(lv), None, &l.elem, path, cmp)?;
+                    compare_walk(walk, Some(lv), None, &l.elem, path, cmp)?;
                 }
                 cmp.added.insert(path);
             }
@@ -573,6 +614,28 @@ mod tests {
         );
         assert_eq!(fieldsv1::encode(&cmp.removed), json!({"f:spec": {"f:tags": {"v:\"a\"": {}}}}));
         assert!(compare(&old, &old, &root(&t)).unwrap().is_same());
+    }
+
+    #[test]
+    fn update_comparisons_leave_out_managed_fields_and_agree_otherwise() {
+        let t = types();
+        let old = json!({
+            "metadata": {"name": "w", "managedFields": [{"manager": "m"}], "labels": {"a": "1"}},
+            "spec": {"replicas": 1, "tags": ["a", "c"], "template": {"x": "1"}}
+        });
+        let new = json!({
+            "metadata": {"name": "w", "labels": {"a": "2"}},
+            "spec": {"replicas": 1, "tags": ["b", "c"], "template": {"x": "1"}}
+        });
+        let fast = compare_without_managed_fields(&old, &new, &root(&t)).unwrap();
+        let mut stripped = old.clone();
+        stripped["metadata"].as_object_mut().unwrap().remove("managedFields");
+        let full = compare(&stripped, &new, &root(&t)).unwrap();
+        for (a, b) in [(&fast.added, &full.added), (&fast.modified, &full.modified), (&fast.removed, &full.removed)] {
+            assert_eq!(fieldsv1::encode(a), fieldsv1::encode(b));
+        }
+        assert_eq!(fieldsv1::encode(&fast.modified), json!({"f:metadata": {"f:labels": {"f:a": {}}}}));
+        assert!(compare_without_managed_fields(&old, &old, &root(&t)).unwrap().is_same());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::Manager;
 use crate::managers::{MAX_UPDATE_MANAGERS, Managed, ManagedFieldsError, ManagerId, Operation};
 use crate::scope::{Scope, strip_meta};
-use crate::typed::{TypeError, compare};
+use crate::typed::{TypeError, compare_without_managed_fields};
 use crate::typeinfo::{Ty, TypeInfo};
 
 /// Why ownership could not be tracked for a write.
@@ -28,10 +28,15 @@ pub enum UpdateError {
 ///
 /// `old` is the stored object (`None` on create). See [`try_update`].
 pub fn update(old: Option<&Value>, new: &Value, manager: Manager<'_>, types: &TypeInfo, now: &str) -> Value {
-    match try_update(old, new, manager, types, now) {
+    update_owned(old, new.clone(), manager, types, now)
+}
+
+/// [`update`] of a `new` the caller gives up: no copy of it is made (an API server's write of a
+/// large object should not copy it to track it).
+pub fn update_owned(old: Option<&Value>, new: Value, manager: Manager<'_>, types: &TypeInfo, now: &str) -> Value {
+    match track(old, new, manager, types, now) {
         Ok(v) => v,
-        Err(_) => {
-            let mut out = new.clone();
+        Err((_, mut out)) => {
             let previous = old.and_then(|o| o.pointer("/metadata/managedFields")).cloned();
             set_managed_fields(&mut out, previous);
             out
@@ -65,34 +70,45 @@ pub fn try_update(
     types: &TypeInfo,
     now: &str,
 ) -> Result<Value, UpdateError> {
+    track(old, new.clone(), manager, types, now).map_err(|(error, _)| error)
+}
+
+/// [`try_update`] on an owned `new`, given back (without `managedFields`) on failure.
+fn track(
+    old: Option<&Value>,
+    mut new: Value,
+    manager: Manager<'_>,
+    types: &TypeInfo,
+    now: &str,
+) -> Result<Value, (UpdateError, Value)> {
     if !new.is_object() {
-        return Err(UpdateError::NotAnObject);
+        return Err((UpdateError::NotAnObject, new));
     }
     let ty = &types.root;
     let subresource = manager.subresource.unwrap_or("");
-    let mut managed = live_or_new_managed(old, new, !subresource.is_empty(), ty);
-
-    let mut new_obj = new.clone();
-    remove_managed_fields(&mut new_obj);
+    let mut managed = live_or_new_managed(old, &new, !subresource.is_empty(), ty);
+    remove_managed_fields(&mut new);
     if managed.is_empty() && old.is_some_and(|o| !uid(o).is_empty()) {
         // Not tracked so far: stays so until the next apply.
-        return Ok(new_obj);
+        return Ok(new);
     }
+    let created;
     let old_obj = match old {
-        Some(o) => {
-            let mut o = o.clone();
-            remove_managed_fields(&mut o);
-            o
+        Some(o) => o,
+        None => {
+            created = types.empty_object(&new);
+            &created
         }
-        None => types.empty_object(new),
     };
     let name = if manager.name.is_empty() { "unknown" } else { manager.name };
-    let api_version = api_version_of(manager, new);
+    let api_version = api_version_of(manager, &new);
     let id = ManagerId::new(name, Operation::Update, &api_version, subresource);
     let scope = Scope::of(types, manager.subresource);
-    record_update(&old_obj, &new_obj, &mut managed, &id, scope, ty, now)?;
-    set_managed_fields(&mut new_obj, managed.encode());
-    Ok(new_obj)
+    if let Err(error) = record_update(old_obj, &new, &mut managed, &id, scope, ty, now) {
+        return Err((error.into(), new));
+    }
+    set_managed_fields(&mut new, managed.encode());
+    Ok(new)
 }
 
 /// The core of an update (also used to attribute existing fields before a first apply):
@@ -106,7 +122,8 @@ pub(crate) fn record_update(
     ty: &Ty,
     now: &str,
 ) -> Result<(), TypeError> {
-    let cmp = scope.filter_comparison(compare(old, new, ty)?);
+    // The old object's managedFields are not part of it (the new one has none by now).
+    let cmp = scope.filter_comparison(compare_without_managed_fields(old, new, ty)?);
     let changed = cmp.added.union(&cmp.modified);
     for owned in managed.entries.values_mut() {
         owned.set = owned.set.difference(&changed).difference(&cmp.removed);
