@@ -122,9 +122,11 @@ pub struct CmdbStatus {
     #[serde(default)]
     pub free: i32,
     /// Entries allocated, one per machine. This list is the source of truth: it is written
-    /// under optimistic concurrency so that no entry is ever given to two machines.
+    /// whole by one writer (the operator's ledger), under optimistic concurrency, so that no
+    /// entry is ever given to two machines. Atomic: with thousands of records, per-record field
+    /// ownership would cost more than the write itself, and there is only one owner.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["entry"]))]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub allocations: Vec<CmdbAllocationRecord>,
     /// `Valid` (patterns expand; the expansion error otherwise), `Exhausted` (no free entry),
     /// `Duplicates` (two entries share an IP, naming them) and, while a deletion waits for the

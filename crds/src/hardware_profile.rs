@@ -184,9 +184,10 @@ pub enum AddressMode {
 #[serde(rename_all = "camelCase")]
 pub struct HardwareProfileStatus {
     /// Machines bound to the profile. This list is what `maxMachines` is checked against, under
-    /// optimistic concurrency, so that it is never exceeded.
+    /// optimistic concurrency, so that it is never exceeded. Written whole by one writer (the
+    /// operator's ledger), hence atomic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub bound_machines: Vec<String>,
     /// Number of bound machines.
     #[serde(default)]
