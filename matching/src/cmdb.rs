@@ -9,7 +9,7 @@
 //! record keeps the machine's variables, so that the entry "holds" them as eDeploy's does.
 //! Unlike eDeploy, an entry held by another machine is never given out a second time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use machinist_crds::cmdb::CmdbAllocationRecord;
 
@@ -69,63 +69,7 @@ pub fn choose_entry(
     machine: &str,
     captures: &Captures,
 ) -> Result<Choice, AllocationError> {
-    let held: HashMap<usize, &CmdbAllocationRecord> = allocations
-        .iter()
-        .filter_map(|r| usize::try_from(r.entry).ok().filter(|e| *e < entries.len()).map(|e| (e, r)))
-        .collect();
-    let forced = !captures.selectors.is_empty();
-    let wanted = if forced { &captures.selectors } else { &captures.variables };
-    // What eDeploy's entry would hold: the entry, overwritten by its holder's variables.
-    let value = |i: usize, key: &str| -> Option<&str> {
-        held.get(&i).and_then(|r| r.variables.get(key)).or_else(|| entries[i].get(key)).map(String::as_str)
-    };
-    let includes = |i: usize| wanted.iter().all(|(k, v)| value(i, k) == Some(v.as_str()));
-    let held_by_other = |i: usize| held.get(&i).is_some_and(|r| r.machine != machine);
-    let choose = |i: usize, reused: bool| {
-        let mut variables: BTreeMap<String, String> = entries[i].clone();
-        if let Some(r) = held.get(&i).filter(|r| r.machine == machine) {
-            variables.extend(r.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        variables.extend(captures.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
-        variables.remove(USED);
-        Choice {
-            entry: i,
-            variables,
-            record: CmdbAllocationRecord {
-                entry: i32::try_from(i).unwrap_or(i32::MAX),
-                machine: machine.to_owned(),
-                variables: captures.variables.clone(),
-            },
-            reused,
-        }
-    };
-
-    // The machine's own entry, if it still fits its `$$` variables.
-    if let Some((&i, _)) = held.iter().filter(|(_, r)| r.machine == machine).min_by_key(|(i, _)| **i)
-        && (!forced || includes(i))
-    {
-        return Ok(choose(i, true));
-    }
-    // eDeploy's first pass: an entry already holding the machine's variables. With no variable
-    // at all every entry would qualify (eDeploy hands entry 0 to every such machine): skip.
-    if !wanted.is_empty()
-        && let Some(i) = (0..entries.len()).find(|&i| !held_by_other(i) && includes(i))
-    {
-        return Ok(choose(i, false));
-    }
-    if forced {
-        let held_by = (0..entries.len())
-            .filter(|&i| held_by_other(i) && includes(i))
-            .filter_map(|i| held.get(&i).map(|r| (i, r.machine.clone())))
-            .collect();
-        let selectors = wanted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
-        return Err(AllocationError::NoEntryMatched { selectors, held_by });
-    }
-    // eDeploy's second pass: the first entry nobody uses.
-    (0..entries.len())
-        .find(|&i| !held.contains_key(&i) && !entries[i].contains_key(USED))
-        .map(|i| choose(i, false))
-        .ok_or(AllocationError::Exhausted { total: entries.len() })
+    Holdings::new(entries.len(), allocations).choose(entries, machine, captures)
 }
 
 /// [`choose_entry`], then the allocations with the machine's records replaced by the new one
@@ -136,16 +80,139 @@ pub fn allocate(
     machine: &str,
     captures: &Captures,
 ) -> Result<(Vec<CmdbAllocationRecord>, Choice), AllocationError> {
-    let choice = choose_entry(entries, allocations, machine, captures)?;
-    let mut next = release(allocations, machine);
-    next.push(choice.record.clone());
-    next.sort_by_key(|r| r.entry);
-    Ok((next, choice))
+    let mut holdings = Holdings::new(entries.len(), allocations);
+    let choice = holdings.allocate(entries, machine, captures)?;
+    Ok((holdings.into_records(), choice))
 }
 
 /// The allocations without `machine`'s (on deprovision).
 pub fn release(allocations: &[CmdbAllocationRecord], machine: &str) -> Vec<CmdbAllocationRecord> {
     allocations.iter().filter(|r| r.machine != machine).cloned().collect()
+}
+
+/// A Cmdb's allocations, indexed by entry and by machine, for a batch of decisions: each
+/// [`Holdings::allocate`] or [`Holdings::release`] costs what one decision needs, not a copy of
+/// every record (a Cmdb of 10,000 entries takes batches of hundreds of requests).
+#[derive(Clone, Debug, Default)]
+pub struct Holdings {
+    by_entry: HashMap<usize, CmdbAllocationRecord>,
+    by_machine: HashMap<String, BTreeSet<usize>>,
+    /// Records naming no entry of the current expansion (the Cmdb shrank): kept as they are.
+    stray: Vec<CmdbAllocationRecord>,
+}
+
+impl Holdings {
+    /// The allocations of a Cmdb of `total` entries.
+    pub fn new(total: usize, allocations: &[CmdbAllocationRecord]) -> Self {
+        let mut holdings = Self::default();
+        for record in allocations {
+            match usize::try_from(record.entry).ok().filter(|e| *e < total) {
+                Some(entry) => {
+                    holdings.by_machine.entry(record.machine.clone()).or_default().insert(entry);
+                    // Two records of one entry (a status edited by hand): the last holds it,
+                    // the other is kept as it is.
+                    if let Some(earlier) = holdings.by_entry.insert(entry, record.clone()) {
+                        if let Some(own) = holdings.by_machine.get_mut(&earlier.machine)
+                            && earlier.machine != record.machine
+                        {
+                            own.remove(&entry);
+                        }
+                        holdings.stray.push(earlier);
+                    }
+                }
+                None => holdings.stray.push(record.clone()),
+            }
+        }
+        holdings
+    }
+
+    /// [`choose_entry`] over these holdings.
+    pub fn choose(&self, entries: &[Entry], machine: &str, captures: &Captures) -> Result<Choice, AllocationError> {
+        let held = &self.by_entry;
+        let forced = !captures.selectors.is_empty();
+        let wanted = if forced { &captures.selectors } else { &captures.variables };
+        // What eDeploy's entry would hold: the entry, overwritten by its holder's variables.
+        let value = |i: usize, key: &str| -> Option<&str> {
+            held.get(&i).and_then(|r| r.variables.get(key)).or_else(|| entries[i].get(key)).map(String::as_str)
+        };
+        let includes = |i: usize| wanted.iter().all(|(k, v)| value(i, k) == Some(v.as_str()));
+        let held_by_other = |i: usize| held.get(&i).is_some_and(|r| r.machine != machine);
+        let choose = |i: usize, reused: bool| {
+            let mut variables: BTreeMap<String, String> = entries[i].clone();
+            if let Some(r) = held.get(&i).filter(|r| r.machine == machine) {
+                variables.extend(r.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            variables.extend(captures.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+            variables.remove(USED);
+            Choice {
+                entry: i,
+                variables,
+                record: CmdbAllocationRecord {
+                    entry: i32::try_from(i).unwrap_or(i32::MAX),
+                    machine: machine.to_owned(),
+                    variables: captures.variables.clone(),
+                },
+                reused,
+            }
+        };
+
+        // The machine's own entry, if it still fits its `$$` variables.
+        if let Some(&i) = self.by_machine.get(machine).and_then(|own| own.first())
+            && (!forced || includes(i))
+        {
+            return Ok(choose(i, true));
+        }
+        // eDeploy's first pass: an entry already holding the machine's variables. With no
+        // variable at all every entry would qualify (eDeploy hands entry 0 to every such
+        // machine): skip.
+        if !wanted.is_empty()
+            && let Some(i) = (0..entries.len()).find(|&i| !held_by_other(i) && includes(i))
+        {
+            return Ok(choose(i, false));
+        }
+        if forced {
+            let held_by = (0..entries.len())
+                .filter(|&i| held_by_other(i) && includes(i))
+                .filter_map(|i| held.get(&i).map(|r| (i, r.machine.clone())))
+                .collect();
+            let selectors = wanted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+            return Err(AllocationError::NoEntryMatched { selectors, held_by });
+        }
+        // eDeploy's second pass: the first entry nobody uses.
+        (0..entries.len())
+            .find(|&i| !held.contains_key(&i) && !entries[i].contains_key(USED))
+            .map(|i| choose(i, false))
+            .ok_or(AllocationError::Exhausted { total: entries.len() })
+    }
+
+    /// Chooses `machine`'s entry and records it in place of whatever the machine held.
+    pub fn allocate(
+        &mut self,
+        entries: &[Entry],
+        machine: &str,
+        captures: &Captures,
+    ) -> Result<Choice, AllocationError> {
+        let choice = self.choose(entries, machine, captures)?;
+        self.release(machine);
+        self.by_machine.entry(machine.to_owned()).or_default().insert(choice.entry);
+        self.by_entry.insert(choice.entry, choice.record.clone());
+        Ok(choice)
+    }
+
+    /// Gives back every entry `machine` holds.
+    pub fn release(&mut self, machine: &str) {
+        for entry in self.by_machine.remove(machine).unwrap_or_default() {
+            self.by_entry.remove(&entry);
+        }
+        self.stray.retain(|r| r.machine != machine);
+    }
+
+    /// The records, ordered by entry (what the Cmdb's `status.allocations` holds).
+    pub fn into_records(self) -> Vec<CmdbAllocationRecord> {
+        let mut records: Vec<CmdbAllocationRecord> = self.by_entry.into_values().chain(self.stray).collect();
+        records.sort_by_key(|r| r.entry);
+        records
+    }
 }
 
 /// Entries neither held nor marked `used` (the Cmdb's `status.free`).
@@ -170,6 +237,38 @@ pub fn duplicates(entries: &[Entry], key: &str) -> Vec<(String, Vec<usize>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holdings_decide_a_batch_as_one_allocate_after_another() {
+        let entries: Vec<Entry> = (0..6).map(|i| map(&[("ip", &format!("10.0.0.{i}"))])).collect();
+        let captures = Captures::default();
+        let mut one_by_one =
+            vec![CmdbAllocationRecord { entry: 9, machine: "gone".into(), variables: BTreeMap::new() }];
+        let mut holdings = Holdings::new(entries.len(), &one_by_one);
+        for machine in ["a", "b", "a", "c"] {
+            let (next, expected) = allocate(&entries, &one_by_one, machine, &captures).unwrap();
+            one_by_one = next;
+            assert_eq!(holdings.allocate(&entries, machine, &captures).unwrap(), expected);
+        }
+        one_by_one = release(&one_by_one, "b");
+        holdings.release("b");
+        let (next, expected) = allocate(&entries, &one_by_one, "d", &captures).unwrap();
+        assert_eq!(holdings.allocate(&entries, "d", &captures).unwrap(), expected);
+        assert_eq!(expected.entry, 1, "b's entry is the first free one again");
+        assert_eq!(holdings.into_records(), next, "same records, stray one kept, in entry order");
+    }
+
+    #[test]
+    fn a_doubly_held_entry_keeps_both_records_and_the_last_holds_it() {
+        let entries: Vec<Entry> = (0..3).map(|i| map(&[("ip", &format!("10.0.0.{i}"))])).collect();
+        let record =
+            |machine: &str| CmdbAllocationRecord { entry: 0, machine: machine.into(), variables: BTreeMap::new() };
+        let holdings = Holdings::new(entries.len(), &[record("x"), record("y")]);
+        let choice = holdings.choose(&entries, "x", &Captures::default()).unwrap();
+        assert_eq!(choice.entry, 1, "x's record was overwritten: x gets a free entry");
+        assert_eq!(holdings.choose(&entries, "y", &Captures::default()).unwrap().entry, 0);
+        assert_eq!(holdings.into_records().len(), 2);
+    }
     use crate::generate::{expand, expand_cmdb};
     use machinist_crds::cmdb::GenerateBlock;
 

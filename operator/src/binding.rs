@@ -11,8 +11,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use machinist_crds::cmdb::CmdbAllocationRecord;
 use machinist_crds::{CmdbStatus, HardwareProfileSpec, HardwareProfileStatus};
-use machinist_matching::cmdb::{duplicates, free_count};
-use machinist_matching::{AllocationError, Captures, Choice, Entry, GenerateError, RuleSet, RulesError, allocate};
+use machinist_matching::cmdb::{Holdings, duplicates, free_count};
+use machinist_matching::{AllocationError, Captures, Choice, Entry, GenerateError, RuleSet, RulesError};
 
 use crate::conditions::{self, Desired};
 
@@ -169,31 +169,33 @@ pub enum EntryOutcome {
     Released,
 }
 
-/// Applies entry requests in order to `allocations` over the expanded `entries`.
+/// Applies entry requests in order to `allocations` over the expanded `entries` (indexed once
+/// per batch: one request costs one decision, not a copy of every record).
 pub fn apply_entries(
     entries: Result<&[Entry], &GenerateError>,
     allocations: &mut Vec<CmdbAllocationRecord>,
     requests: &[EntryRequest],
 ) -> Vec<EntryOutcome> {
-    requests
+    let total = entries.map_or(0, <[Entry]>::len);
+    let mut holdings = Holdings::new(total, allocations);
+    let outcomes = requests
         .iter()
         .map(|request| match request {
             EntryRequest::Release(machine) => {
-                allocations.retain(|record| &record.machine != machine);
+                holdings.release(machine);
                 EntryOutcome::Released
             }
             EntryRequest::Allocate { machine, captures } => match entries {
                 Err(error) => EntryOutcome::Invalid(error.to_string()),
-                Ok(entries) => match allocate(entries, allocations, machine, captures) {
-                    Ok((next, choice)) => {
-                        *allocations = next;
-                        EntryOutcome::Allocated(choice)
-                    }
+                Ok(entries) => match holdings.allocate(entries, machine, captures) {
+                    Ok(choice) => EntryOutcome::Allocated(choice),
                     Err(error) => EntryOutcome::Refused(error),
                 },
             },
         })
-        .collect()
+        .collect();
+    *allocations = holdings.into_records();
+    outcomes
 }
 
 /// A Cmdb's status around its allocations: `total`, `free`, `Valid`, `Exhausted`, `Duplicates`
