@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,22 +29,43 @@ struct Operator {
 }
 
 impl Operator {
-    /// Starts a replica. Its lease lasts 10 s: shorter ones get lost on a loaded 2-core machine
-    /// (renewals queue behind hundreds of writes), and every loss restarts the controllers.
-    fn spawn(fleet: &Fleet, identity: &str) -> Operator {
+    /// Starts a replica and waits (on its log, not a timer) until its metrics port listens. Its
+    /// lease lasts 10 s: shorter ones get lost on a loaded 2-core machine (renewals queue behind
+    /// hundreds of writes), and every loss restarts the controllers.
+    async fn spawn(fleet: &Fleet, identity: &str) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let metrics = format!("127.0.0.1:{port}");
         // MACHINIST_TEST_LOGS=dir keeps the operators' logs after the test.
         let logs = std::env::var_os("MACHINIST_TEST_LOGS").map_or_else(|| fleet.dir.path().to_path_buf(), Into::into);
-        let log = std::fs::File::create(logs.join(format!("{identity}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_machinist-operator"))
+        let mut log = std::fs::File::create(logs.join(format!("{identity}.log"))).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_machinist-operator"))
             .args(["--kubeconfig", fleet.kubeconfig.to_str().unwrap(), "--namespace", "default"])
             .args(["--metrics-listen", &metrics, "--identity", identity, "--lease-duration-seconds", "10"])
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // A thread copies the log to its file and says when the port is bound.
+        let stderr = child.stderr.take().unwrap();
+        let (bound, listening) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut bound = Some(bound);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("metrics, healthz and readyz listening")
+                    && let Some(bound) = bound.take()
+                {
+                    let _ = bound.send(());
+                }
+                let _ = writeln!(log, "{line}");
+            }
+        });
+        match tokio::time::timeout(Duration::from_secs(60), listening).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("{identity} exited before listening on {metrics}"),
+            Err(_) => panic!("{identity} did not listen on {metrics} within 60 s"),
+        }
         Operator { child, metrics, identity: identity.to_owned() }
     }
 
@@ -54,17 +76,13 @@ impl Operator {
     }
 
     async fn get(&self, path: &str) -> String {
-        for _ in 0..100 {
-            if let Ok(mut stream) = tokio::net::TcpStream::connect(&self.metrics).await {
-                stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-                let mut reply = String::new();
-                stream.read_to_string(&mut reply).await.unwrap();
-                return reply;
-            }
-            // The process is still starting: its port is not bound yet.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{} never answered on {}", self.identity, self.metrics);
+        let mut stream = tokio::net::TcpStream::connect(&self.metrics)
+            .await
+            .unwrap_or_else(|e| panic!("{} does not answer on {}: {e}", self.identity, self.metrics));
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        reply
     }
 }
 
@@ -130,7 +148,7 @@ async fn sigkill_at_random_points_of_a_500_machine_run_loses_and_duplicates_noth
     fleet.apply_cmdb("pool-b", 2, 400).await;
     fleet.apply_profile("small", 1, Some(50), json!([["system", "product", "vendor", "QEMU"]]), Some("pool-a")).await;
     fleet.apply_profile("big", 2, None, json!([["disk", "$disk", "size", "gt(1)"]]), Some("pool-b")).await;
-    let mut operator = Operator::spawn(&fleet, "first");
+    let mut operator = Operator::spawn(&fleet, "first").await;
     let names = fleet.create_machines("m", 0x300, 500).await;
     let reports = {
         let items = qemu_items();
@@ -147,7 +165,7 @@ async fn sigkill_at_random_points_of_a_500_machine_run_loses_and_duplicates_noth
                 ms.iter().filter(|m| m.status.as_ref().is_some_and(|s| s.profile.is_some())).count() >= *point
             })
             .await;
-            std::mem::replace(&mut operator, Operator::spawn(&fleet, &format!("restart-{i}"))).kill();
+            std::mem::replace(&mut operator, Operator::spawn(&fleet, &format!("restart-{i}")).await).kill();
         }
     };
     tokio::join!(reports, kills);
@@ -177,8 +195,8 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
     let fleet = Fleet::start().await;
     fleet.apply_cmdb("pool", 1, 100).await;
     fleet.apply_profile("vm", 1, None, json!([]), Some("pool")).await;
-    let a = Operator::spawn(&fleet, "replica-a");
-    let b = Operator::spawn(&fleet, "replica-b");
+    let a = Operator::spawn(&fleet, "replica-a").await;
+    let b = Operator::spawn(&fleet, "replica-b").await;
     let leases: Api<Lease> = Api::default_namespaced(fleet.client.clone());
     let held = wait_for(&leases, WITHIN, "a leader", |ls: &[Arc<Lease>]| {
         ls.iter().any(|l| {
