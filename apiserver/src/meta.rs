@@ -129,16 +129,14 @@ pub fn same_content(a: &Value, b: &Value) -> bool {
     if !same_fields_except(meta_a, meta_b, &["resourceVersion", "managedFields"]) {
         return false;
     }
-    fn entries(meta: &Value) -> &[Value] {
-        meta.get("managedFields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
-    }
-    let (entries_a, entries_b) = (entries(meta_a), entries(meta_b));
-    // Present-but-not-an-array lists compare as values.
-    if meta_a.get("managedFields").is_some_and(|m| !m.is_array())
-        || meta_b.get("managedFields").is_some_and(|m| !m.is_array())
-    {
-        return meta_a.get("managedFields") == meta_b.get("managedFields");
-    }
+    let (fields_a, fields_b) = (meta_a.get("managedFields"), meta_b.get("managedFields"));
+    let (Some(entries_a), Some(entries_b)) = (
+        fields_a.map_or(Some(&[][..]), |f| f.as_array().map(Vec::as_slice)),
+        fields_b.map_or(Some(&[][..]), |f| f.as_array().map(Vec::as_slice)),
+    ) else {
+        // Present but not a list: compared as values.
+        return fields_a == fields_b;
+    };
     entries_a.len() == entries_b.len()
         && entries_a.iter().zip(entries_b).all(|(x, y)| match (x.as_object(), y.as_object()) {
             (Some(_), Some(_)) => same_fields_except(x, y, &["time"]),

@@ -104,23 +104,29 @@ pub struct Holdings {
 impl Holdings {
     /// The allocations of a Cmdb of `total` entries.
     pub fn new(total: usize, allocations: &[CmdbAllocationRecord]) -> Self {
+        Self::from_records(total, allocations.to_vec())
+    }
+
+    /// [`Holdings::new`] taking the records rather than copying them.
+    pub fn from_records(total: usize, allocations: Vec<CmdbAllocationRecord>) -> Self {
         let mut holdings = Self::default();
         for record in allocations {
             match usize::try_from(record.entry).ok().filter(|e| *e < total) {
                 Some(entry) => {
                     holdings.by_machine.entry(record.machine.clone()).or_default().insert(entry);
+                    let machine = record.machine.clone();
                     // Two records of one entry (a status edited by hand): the last holds it,
                     // the other is kept as it is.
-                    if let Some(earlier) = holdings.by_entry.insert(entry, record.clone()) {
+                    if let Some(earlier) = holdings.by_entry.insert(entry, record) {
                         if let Some(own) = holdings.by_machine.get_mut(&earlier.machine)
-                            && earlier.machine != record.machine
+                            && earlier.machine != machine
                         {
                             own.remove(&entry);
                         }
                         holdings.stray.push(earlier);
                     }
                 }
-                None => holdings.stray.push(record.clone()),
+                None => holdings.stray.push(record),
             }
         }
         holdings

@@ -177,7 +177,7 @@ pub fn apply_entries(
     requests: &[EntryRequest],
 ) -> Vec<EntryOutcome> {
     let total = entries.map_or(0, <[Entry]>::len);
-    let mut holdings = Holdings::new(total, allocations);
+    let mut holdings = Holdings::from_records(total, std::mem::take(allocations));
     let outcomes = requests
         .iter()
         .map(|request| match request {

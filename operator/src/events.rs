@@ -42,15 +42,16 @@ impl Publisher {
     pub fn publish(&self, regarding: &ObjectReference, notice: Notice) {
         let event =
             machinist_crds::events::event(regarding, notice, &self.controller, &self.instance, jiff::Timestamp::now());
-        if let Err(mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event)) =
-            self.queue.try_send(event)
-        {
-            tracing::warn!(
-                object = regarding.name.as_deref().unwrap_or_default(),
-                reason = event.reason.as_deref().unwrap_or_default(),
-                "Event dropped: too many waiting to be written"
-            );
-        }
+        let (event, why) = match self.queue.try_send(event) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(event)) => (event, "too many waiting to be written"),
+            Err(mpsc::error::TrySendError::Closed(event)) => (event, "the writer stopped"),
+        };
+        tracing::warn!(
+            object = regarding.name.as_deref().unwrap_or_default(),
+            reason = event.reason.as_deref().unwrap_or_default(),
+            "Event dropped: {why}"
+        );
     }
 }
 

@@ -265,21 +265,19 @@ impl Comparison {
 /// Compares two versions of an object, as structured-merge-diff's `Compare`. Duplicate list
 /// items are tolerated.
 pub(crate) fn compare(lhs: &Value, rhs: &Value, ty: &Ty) -> Result<Comparison, TypeError> {
-    let mut cmp = Comparison::default();
-    let mut path = Vec::new();
-    let walk = Walk { skip_equal: false, skip_managed_fields: false };
-    compare_walk(walk, Some(lhs), Some(rhs), ty, &mut path, &mut cmp)?;
-    Ok(cmp)
+    compare_as(Walk { skip_equal: false, skip_managed_fields: false }, lhs, rhs, ty)
 }
 
 /// [`compare`] for tracking an update: `metadata.managedFields` is left out on both sides, and
 /// subtrees equal on both sides are not walked (a status of thousands of list items with a few
 /// new ones costs one equality check per item, not a field set).
 pub(crate) fn compare_without_managed_fields(lhs: &Value, rhs: &Value, ty: &Ty) -> Result<Comparison, TypeError> {
+    compare_as(Walk { skip_equal: true, skip_managed_fields: true }, lhs, rhs, ty)
+}
+
+fn compare_as(walk: Walk, lhs: &Value, rhs: &Value, ty: &Ty) -> Result<Comparison, TypeError> {
     let mut cmp = Comparison::default();
-    let mut path = Vec::new();
-    let walk = Walk { skip_equal: true, skip_managed_fields: true };
-    compare_walk(walk, Some(lhs), Some(rhs), ty, &mut path, &mut cmp)?;
+    compare_walk(walk, Some(lhs), Some(rhs), ty, &mut Vec::new(), &mut cmp)?;
     Ok(cmp)
 }
 
