@@ -1,7 +1,6 @@
 //! The inventory as `hardware-detect` items: `[class, type, name, value]`.
 
-use machinist_crds::Quad;
-use machinist_crds::common::ITEM_ELEMENT_MAX_LENGTH;
+use machinist_agent_protocol::report::{ITEM_ELEMENT_MAX_LENGTH, Quad};
 
 use crate::inventory::{Inventory, NicKind, system};
 
@@ -186,7 +185,7 @@ fn network_items(items: &mut Items, inventory: &Inventory) {
         items.push_some("network", name, "driver", nic.driver.as_deref());
         items.push_some("network", name, "duplex", nic.duplex.as_deref());
         if let Some(mbps) = nic.speed_mbps {
-            items.push("network", name, "speed", crate::inventory::net::lshw_speed(mbps));
+            items.push("network", name, "speed", machinist_agent_protocol::speed::format(mbps));
             items.push("network", name, "size", (u64::from(mbps) * 1_000_000).to_string());
         }
         items.push_some("network", name, "serial", nic.hardware_mac());

@@ -1,17 +1,20 @@
 //! machinist's RAM-disk agent (`machinist-agent`): hardware inventory, report, install.
 //!
-//! The binary ([`cmdline`] → [`network`] → inventory → [`sidecar`] with [`backoff`], its log
-//! kept by [`logbuf`]) runs in the discovery RAM disk. This library takes the inventory. [`Inventory::collect`] reads sysfs and procfs under a
+//! The binary (the kernel command line → [`network`] → inventory → [`sidecar`] with
+//! [`backoff`], its log kept by [`logbuf`]) runs in the discovery RAM disk. What it reads from
+//! the command line and sends to the boot services is the contract of
+//! [`machinist_agent_protocol`]; the boot services digest its items into the typed summary
+//! (`machinist_agent_protocol::summary`).
+//!
+//! This library takes the inventory. [`Inventory::collect`] reads sysfs and procfs under a
 //! root directory (`/` on a machine, a fixture tree in tests) and feeds pure parsers, one
 //! module per concept under [`inventory`]; [`to_items`] turns the result into eDeploy
 //! `hardware-detect` items `[class, type, name, value]`, spelled as hardware-detect spells them
-//! where both report the same fact; [`summarize`] digests items — ours or the real
-//! hardware-detect's — into the typed [`HardwareSummary`](machinist_crds::machine::HardwareSummary).
+//! where both report the same fact.
 //!
 //! ```no_run
 //! let inventory = machinist_agent::Inventory::collect(std::path::Path::new("/"))?;
 //! let items = machinist_agent::to_items(&inventory);
-//! let summary = machinist_agent::summarize(&items);
 //! # Ok::<(), machinist_agent::inventory::Error>(())
 //! ```
 //!
@@ -61,17 +64,14 @@
 //! (no loop, ram, zram, dm, md, mmcblk; hidden NVMe multipath paths neither). Network items are
 //! for interfaces backed by a device: bonds, bridges, VLANs and software interfaces are in
 //! [`Inventory::nics`] but not in the items, as lshw leaves them out. Every element is cut to
-//! [`ITEM_ELEMENT_MAX_LENGTH`](machinist_crds::common::ITEM_ELEMENT_MAX_LENGTH) bytes.
+//! [`ITEM_ELEMENT_MAX_LENGTH`](machinist_agent_protocol::report::ITEM_ELEMENT_MAX_LENGTH) bytes.
 
 pub mod backoff;
-pub mod cmdline;
 pub mod inventory;
 mod items;
 pub mod logbuf;
 pub mod network;
 pub mod sidecar;
-mod summary;
 
 pub use inventory::Inventory;
 pub use items::to_items;
-pub use summary::summarize;

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use machinist_agent::backoff::Backoff;
-use machinist_agent::cmdline::{self, Args, OnSuccess};
 use machinist_agent::logbuf::LogBuffer;
 use machinist_agent::network;
 use machinist_agent::sidecar::Sidecar;
+use machinist_agent_protocol::cmdline::{self, Args, OnSuccess};
+use machinist_agent_protocol::progress::Level;
+use machinist_agent_protocol::report::Report;
 
 /// machinist's RAM-disk agent.
 #[derive(Debug, Parser)]
@@ -38,6 +40,8 @@ struct Options {
 
 /// Bytes of log kept for upload.
 const LOG_KEEP: usize = 256 * 1024;
+// What is kept must fit one upload with the boot services' default limit.
+const _: () = assert!(LOG_KEEP <= machinist_agent_protocol::log::DEFAULT_BODY_LIMIT);
 
 fn main() -> ExitCode {
     let log = LogBuffer::new(LOG_KEEP);
@@ -66,7 +70,9 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             tracing::error!("{error:#}");
-            let _ = sidecar.progress("failed", &format!("{error:#}").chars().take(200).collect::<String>(), "error");
+            if let Err(progress) = sidecar.progress("failed", &format!("{error:#}"), Level::Error) {
+                tracing::warn!(%progress, "failed to report the failure as progress");
+            }
             if let Err(upload) = sidecar.upload_log(&log.text()) {
                 tracing::error!(%upload, "failed to upload the log");
             }
@@ -85,9 +91,11 @@ fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<()> {
     let inventory = machinist_agent::Inventory::collect(&options.root).context("failed to take the inventory")?;
     let items = machinist_agent::to_items(&inventory);
     tracing::info!(items = items.len(), disks = inventory.disks.len(), nics = inventory.nics.len(), "inventory taken");
-    let _ = sidecar.progress("inventory", &format!("{} items", items.len()), "info");
+    if let Err(error) = sidecar.progress("inventory", &format!("{} items", items.len()), Level::Info) {
+        tracing::warn!(%error, "failed to report progress");
+    }
     sidecar
-        .report(&items, |attempt, why| tracing::warn!(attempt, %why, "report not delivered; retrying"))
+        .report(&Report { items }, |attempt, why| tracing::warn!(attempt, %why, "report not delivered; retrying"))
         .context("failed to deliver the hardware report")?;
     tracing::info!("hardware report delivered");
     Ok(())

@@ -1,14 +1,16 @@
-//! Talking to the boot services: the hardware report, progress steps and the log, each a POST
-//! with the machine's bearer token, retried with jittered backoff while the boot services are
-//! unreachable or answer 5xx/408/429; any other refusal (401 wrong token, 400, 413) is final.
+//! Talking to the boot services: the hardware report, progress steps and the log (the messages
+//! of [`machinist_agent_protocol`]), each a POST with the machine's bearer token, retried with
+//! jittered backoff while the boot services are unreachable or answer 5xx/408/429; any other
+//! refusal (401 wrong token, 400, 413) is final.
 
 use std::time::Duration;
 
-use machinist_crds::common::Quad;
-use serde::Serialize;
+use machinist_agent_protocol::Endpoint;
+use machinist_agent_protocol::cmdline::Args;
+use machinist_agent_protocol::progress::{Level, Progress};
+use machinist_agent_protocol::report::Report;
 
 use crate::backoff::{Backoff, random_fraction};
-use crate::cmdline::Args;
 
 /// A POST that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -65,18 +67,6 @@ pub struct Sidecar {
     http: ureq::Agent,
 }
 
-#[derive(Serialize)]
-struct Report<'a> {
-    items: &'a [Quad],
-}
-
-#[derive(Serialize)]
-struct Progress<'a> {
-    step: &'a str,
-    message: &'a str,
-    level: &'a str,
-}
-
 impl Sidecar {
     /// The boot services of `args`, retrying as `backoff` says.
     pub fn new(args: &Args, backoff: Backoff) -> Self {
@@ -89,34 +79,31 @@ impl Sidecar {
     }
 
     /// Sends the hardware report; `on_retry(attempt, why)` is told about each failed attempt.
-    pub fn report(&self, items: &[Quad], on_retry: impl FnMut(u32, &str)) -> Result<(), SendError> {
-        let body = serde_json::to_vec(&Report { items }).unwrap_or_default();
-        self.post("report", "application/json", &body, self.backoff, on_retry)
+    pub fn report(&self, report: &Report, on_retry: impl FnMut(u32, &str)) -> Result<(), SendError> {
+        self.post(Endpoint::Report, &report.to_body(), self.backoff, on_retry)
     }
 
-    /// Reports a step (`level`: info, warning or error). Tried a few times only: progress is
-    /// informative, and the agent must not stall on it.
-    pub fn progress(&self, step: &str, message: &str, level: &str) -> Result<(), SendError> {
-        let body = serde_json::to_vec(&Progress { step, message, level }).unwrap_or_default();
+    /// Reports a step; a message longer than the boot services take is cut. Tried a few times
+    /// only: progress is informative, and the agent must not stall on it.
+    pub fn progress(&self, step: &str, message: &str, level: Level) -> Result<(), SendError> {
         let quick = Backoff { attempts: 3, ..self.backoff };
-        self.post("progress", "application/json", &body, quick, |_, _| {})
+        self.post(Endpoint::Progress, &Progress::new(step, message, level).to_body(), quick, |_, _| {})
     }
 
     /// Uploads the agent's log (appended to the Machine's log ConfigMap).
     pub fn upload_log(&self, text: &str) -> Result<(), SendError> {
         let quick = Backoff { attempts: 5, ..self.backoff };
-        self.post("log", "text/plain; charset=utf-8", text.as_bytes(), quick, |_, _| {})
+        self.post(Endpoint::Log, text.as_bytes(), quick, |_, _| {})
     }
 
     fn post(
         &self,
-        what: &str,
-        content_type: &str,
+        endpoint: Endpoint,
         body: &[u8],
         backoff: Backoff,
         mut on_retry: impl FnMut(u32, &str),
     ) -> Result<(), SendError> {
-        let url = format!("{}/machines/{}/{what}", self.base, self.machine);
+        let url = format!("{}{}", self.base, endpoint.path(&self.machine));
         let mut last = String::new();
         for attempt in 0..backoff.attempts.max(1) {
             if attempt > 0 {
@@ -126,7 +113,7 @@ impl Sidecar {
                 .http
                 .post(&url)
                 .header("Authorization", &format!("Bearer {}", self.token))
-                .header("Content-Type", content_type)
+                .header("Content-Type", endpoint.content_type())
                 .send(body);
             let why = match sent {
                 Ok(mut response) => match outcome(response.status().as_u16()) {

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use machinist_agent::inventory::{NicKind, Transport};
-use machinist_agent::{Inventory, summarize, to_items};
-use machinist_crds::Quad;
-use machinist_crds::machine::{DiskSummary, NicSummary};
+use machinist_agent::{Inventory, to_items};
+use machinist_agent_protocol::report::Quad;
+use machinist_agent_protocol::summary::{DiskSummary, NicSummary, summarize};
 
 fn fixture(shape: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(shape)

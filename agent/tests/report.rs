@@ -9,11 +9,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use machinist_agent::backoff::Backoff;
-use machinist_agent::cmdline::{Args, Mode, OnSuccess};
 use machinist_agent::sidecar::{SendError, Sidecar};
+use machinist_agent_protocol::cmdline::{Args, Mode, OnSuccess};
+use machinist_agent_protocol::progress::Level;
+use machinist_agent_protocol::report::{Quad, Report};
 use machinist_boot::http::{self, HttpConfig, RamDisk};
 use machinist_boot::machines::{BootRecord, InMemoryMachines};
-use machinist_crds::common::Quad;
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "agent-token";
@@ -27,6 +28,7 @@ fn args(address: SocketAddr, token: &str) -> Args {
         mode: Mode::Discovery,
         on_success: OnSuccess::Halt,
         debug: false,
+        role: None,
     }
 }
 
@@ -92,10 +94,11 @@ fn the_report_log_and_progress_arrive_and_a_wrong_token_is_final() {
     let address = listener.local_addr().unwrap();
     let services = BootServices::start(listener);
     let items = vec![Quad::new("system", "product", "name", "QEMU"), Quad::new("cpu", "logical", "number", "2")];
+    let report = Report { items: items.clone() };
 
     let sidecar = Sidecar::new(&args(address, TOKEN), quick());
-    sidecar.report(&items, |_, why| panic!("retried: {why}")).unwrap();
-    sidecar.progress("inventory", "2 items", "info").unwrap();
+    sidecar.report(&report, |_, why| panic!("retried: {why}")).unwrap();
+    sidecar.progress("inventory", "2 items", Level::Info).unwrap();
     sidecar.upload_log("agent log line\n").unwrap();
     let reports = services.machines.reports();
     assert_eq!(reports.len(), 1);
@@ -104,7 +107,7 @@ fn the_report_log_and_progress_arrive_and_a_wrong_token_is_final() {
 
     let mut retries = 0;
     let wrong = Sidecar::new(&args(address, "wrong"), quick());
-    match wrong.report(&items, |_, _| retries += 1) {
+    match wrong.report(&report, |_, _| retries += 1) {
         Err(SendError::Refused { status: 401, .. }) => {}
         other => panic!("expected a final 401, got {other:?}"),
     }
@@ -121,9 +124,9 @@ fn boot_services_that_are_down_at_first_are_waited_for() {
     let (failed, first_failure) = mpsc::channel();
     let agent = std::thread::spawn(move || {
         let sidecar = Sidecar::new(&args(address, TOKEN), quick());
-        let items = vec![Quad::new("system", "product", "name", "QEMU")];
+        let report = Report { items: vec![Quad::new("system", "product", "name", "QEMU")] };
         let mut failures = 0;
-        let result = sidecar.report(&items, |_, _| {
+        let result = sidecar.report(&report, |_, _| {
             failures += 1;
             let _ = failed.send(());
         });
@@ -139,7 +142,7 @@ fn boot_services_that_are_down_at_first_are_waited_for() {
     // Gone for good: the agent gives up after its attempts, saying why.
     drop(services);
     let sidecar = Sidecar::new(&args(address, TOKEN), Backoff { attempts: 3, ..quick() });
-    match sidecar.report(&[Quad::new("a", "b", "c", "d")], |_, _| {}) {
+    match sidecar.report(&Report { items: vec![Quad::new("a", "b", "c", "d")] }, |_, _| {}) {
         Err(SendError::GaveUp { attempts: 3, .. }) => {}
         other => panic!("expected to give up, got {other:?}"),
     }

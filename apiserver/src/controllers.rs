@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::FieldValidation;
-use crate::meta::{self, meta_str};
-use crate::ops::{DeleteOptions, Patch, Request};
-use crate::registry::{Builtin, Resource};
-use crate::state::Api;
+use crate::semantics::meta::{self, meta_str};
+use crate::semantics::ops::{DeleteOptions, Patch};
+use crate::semantics::registry::{Builtin, Registry, Resource};
+use crate::semantics::request::{FieldValidation, Request};
+use crate::semantics::state::Api;
 use crate::store::{ChangeKind, ObjectKey, Precondition, ResourceKey, revision_of};
 
 /// How often the controllers look at everything, besides reacting to changes.
@@ -156,7 +156,7 @@ fn remove_finalizer(api: &Api, resource: &Arc<Resource>, object: &Value, finaliz
 }
 
 /// Deletes everything in a terminating namespace; once it is empty, removes the namespace.
-fn finish_namespace(api: &Api, registry: &crate::registry::Registry, namespace: &Value) {
+fn finish_namespace(api: &Api, registry: &Registry, namespace: &Value) {
     let name = meta_str(namespace, "name").unwrap_or_default();
     let mut remaining = 0usize;
     let mut seen = HashSet::new();

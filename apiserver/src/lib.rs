@@ -1,47 +1,41 @@
-//! machinist's embedded control plane: a single-node server of the Kubernetes API for the
-//! machinist kinds and the core objects controllers need (Namespaces, Secrets, ConfigMaps,
-//! Events, Leases, CustomResourceDefinitions), persisted in SQLite, over HTTPS with a bearer
-//! token. `machinist up` runs it; kubectl, kube-rs and other Kubernetes clients talk to it
-//! through the kubeconfig it writes.
+//! An embedded control plane: a single-node server of the Kubernetes API for the custom
+//! resources its caller installs and the core objects controllers need (Namespaces, Secrets,
+//! ConfigMaps, Events, Leases, CustomResourceDefinitions), persisted in SQLite, over HTTPS with
+//! a bearer token. It knows no kind of its caller's: [`Config::crds`] says which CRDs to
+//! install at start (`machinist up` hands it the machinist CRDs). kubectl, kube-rs and other
+//! Kubernetes clients talk to it through the kubeconfig it writes.
 //!
-//! Layers: [`store`] (durable objects, revisions, change history) → [`ops`] (Kubernetes
-//! semantics, no HTTP) → [`http`] (routing, discovery, lists, [`watch`]es). [`controllers`]
-//! finish namespace deletions and collect garbage with the same operations clients use.
+//! Layers, each using only those before it (`tests/layers.rs` checks this, and that the
+//! modules of one layer form no cycle):
+//!
+//! 1. [`store`]: durable objects, revisions and the change history watches read.
+//! 2. [`semantics`]: the Kubernetes API's rules without HTTP — served resources, requests,
+//!    writes, admission against schemas, managedFields and server-side apply, selectors,
+//!    errors as `Status` objects.
+//! 3. [`controllers`]: the server's own controllers (namespace deletion, garbage collection),
+//!    using the same operations clients use.
+//! 4. [`http`]: authentication, routing, discovery, OpenAPI, lists, watches, Tables.
+//! 5. This crate root and [`home`] (certificates, token, kubeconfig): start and stop.
 
-pub mod admission;
-pub mod builtins;
 pub mod controllers;
-pub mod discovery;
-pub mod errors;
-pub mod fields;
 pub mod home;
 pub mod http;
-pub mod meta;
-pub mod openapi;
-pub mod ops;
-pub mod patch;
-pub mod path;
-pub mod protobuf;
-pub mod registry;
-pub mod scale;
-pub mod selectors;
-pub mod state;
+pub mod semantics;
 pub mod store;
-pub mod table;
-pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::FieldValidation;
 use crate::home::Home;
-use crate::ops::{Patch, Request};
-use crate::state::{Api, Limits};
+use crate::semantics::ops::Patch;
+use crate::semantics::request::{FieldValidation, Request};
+use crate::semantics::state::{Api, Limits};
 use crate::store::Store;
 
 /// How to run the control plane.
@@ -55,16 +49,21 @@ pub struct Config {
     pub limits: Limits,
     /// Changes kept for watches to resume from.
     pub history: usize,
+    /// CustomResourceDefinitions installed at every start, by server-side apply: a changed one
+    /// is updated, an unchanged one writes nothing. Others can be created through the API.
+    pub crds: Vec<CustomResourceDefinition>,
 }
 
 impl Config {
-    /// Defaults for a home directory: 127.0.0.1:6443, 3 MiB bodies, 10,000 changes of history.
+    /// Defaults for a home directory: 127.0.0.1:6443, 3 MiB bodies, 10,000 changes of history,
+    /// no CRDs installed at start.
     pub fn new(home: impl Into<PathBuf>) -> Self {
         Self {
             home: home.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 6443)),
             limits: Limits::default(),
             history: 10_000,
+            crds: Vec::new(),
         }
     }
 }
@@ -127,7 +126,7 @@ impl Running {
 }
 
 /// Starts the control plane: prepares the home directory, opens the database, creates the
-/// default namespaces and the machinist CRDs, starts the controllers and serves HTTPS.
+/// default namespaces and applies [`Config::crds`], starts the controllers and serves HTTPS.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     // The ring provider: one TLS backend for server and clients, no C toolchain beyond cc.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -135,7 +134,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = Arc::new(Store::open(&home.database(), config.history)?);
     let api = Arc::new(Api::new(store, config.limits.clone()));
     let bootstrap_api = Arc::clone(&api);
-    tokio::task::spawn_blocking(move || bootstrap(&bootstrap_api))
+    let crds = config.crds;
+    tokio::task::spawn_blocking(move || bootstrap(&bootstrap_api, &crds))
         .await
         .map_err(|e| StartError::Bootstrap { what: "bootstrap objects".into(), message: e.to_string() })??;
 
@@ -153,9 +153,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .map_err(StartError::Tls)?;
 
     let shutdown = CancellationToken::new();
-    let server_state =
-        http::Server { api: Arc::clone(&api), token: Arc::from(material.token.as_str()), shutdown: shutdown.clone() };
-    let app = axum::Router::new().fallback(http::handle).with_state(server_state);
+    let server_state = http::server::Server::new(Arc::clone(&api), &material.token, shutdown.clone());
+    let app = axum::Router::new().fallback(http::router::handle).with_state(server_state);
     let handle = axum_server::Handle::new();
     let server = tokio::spawn({
         let handle = handle.clone();
@@ -181,9 +180,9 @@ fn system_request(api: &Api, group: &str, plural: &str, name: &str) -> Option<Re
     })
 }
 
-/// Default namespaces and the machinist CRDs, applied (server-side) so a newer binary updates
+/// Default namespaces, and the caller's CRDs applied (server-side) so a newer binary updates
 /// them and an unchanged one writes nothing.
-fn bootstrap(api: &Api) -> Result<(), StartError> {
+fn bootstrap(api: &Api, crds: &[CustomResourceDefinition]) -> Result<(), StartError> {
     let fail = |what: &str, message: String| StartError::Bootstrap { what: what.to_owned(), message };
     for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let request =
@@ -193,9 +192,9 @@ fn bootstrap(api: &Api) -> Result<(), StartError> {
             api.create(&Request { name: None, ..request }, object).map_err(|e| fail(namespace, e.message))?;
         }
     }
-    for crd in machinist_crds::all_crds() {
+    for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        let config: Value = serde_json::to_value(&crd).map_err(|e| fail(&name, e.to_string()))?;
+        let config: Value = serde_json::to_value(crd).map_err(|e| fail(&name, e.to_string()))?;
         let request = system_request(api, "apiextensions.k8s.io", "customresourcedefinitions", &name)
             .ok_or_else(|| fail("customresourcedefinitions", "not served".into()))?;
         api.patch(&request, Patch::Apply { config, force: true }).map_err(|e| fail(&name, e.message))?;

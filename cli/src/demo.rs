@@ -4,6 +4,9 @@
 //! their `generate()` CMDBs, the api/ui Roles), and N QEMU VMs that PXE-boot the RAM disk,
 //! report their hardware and are matched and allocated — with one line per machine in the
 //! terminal while `kubectl` sees the same. Stopping it stops the VMs and deletes the namespace.
+//!
+//! Everything it prints is for the person running it: what it set up, where to look, and how
+//! to stop it. The services' own logs stay at warnings unless `RUST_LOG` asks for more.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -18,11 +21,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
-use machinist_e2e::boot::{Lab, Vm, VmConfig};
+use machinist_lab::{BRIDGE, Lab, Vm, VmConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// Namespace the demo's objects live in.
+/// Kubernetes namespace the demo's objects live in.
 const NAMESPACE: &str = "edeploy";
 const BRIDGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 1);
 
@@ -49,19 +52,23 @@ pub async fn run(
     options: Options,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    check_prerequisites()?;
+    machinist_lab::host::check().context("the demo cannot run on this host")?;
     ensure_ramdisk(&options).await?;
     std::fs::create_dir_all(&options.work).with_context(|| format!("failed to create {}", options.work.display()))?;
 
     let lab = Lab::new(BRIDGE_ADDRESS).context("failed to create the demo's network namespace")?;
-    eprintln!("demo network: namespace {} with bridge br0 {BRIDGE_ADDRESS}/24", lab.name());
+    eprintln!(
+        "demo network: bridge {BRIDGE} with {BRIDGE_ADDRESS}/24, in network namespace {} (your own interfaces are \
+         not touched)",
+        lab.name()
+    );
 
     // The boot services run inside the namespace; they reach the API through a relay listening
     // on the namespace's loopback (same address, so the API's certificate still matches).
     let relay = lab
         .run_inside(|| std::net::TcpListener::bind("127.0.0.1:0"))
-        .context("failed to enter the demo namespace")?
-        .context("failed to listen in the demo namespace")?;
+        .context("failed to enter the demo's network namespace")?
+        .context("failed to listen in the demo's network namespace")?;
     let relay_port = relay.local_addr()?.port();
     relay.set_nonblocking(true)?;
     let relay = tokio::net::TcpListener::from_std(relay)?;
@@ -72,29 +79,40 @@ pub async fn run(
     std::fs::write(
         &boot_kubeconfig,
         text.replace(&format!("127.0.0.1:{}", api.port()), &format!("127.0.0.1:{relay_port}")),
-    )?;
+    )
+    .with_context(|| format!("failed to write {}", boot_kubeconfig.display()))?;
 
     let boot_config =
         machinist_boot::config::BootConfig::parse(&boot_yaml(&options), Path::new("demo boot configuration"))
             .context("the demo's boot configuration is invalid")?;
+    let dhcp_interfaces = boot_config.dhcp.interfaces.clone();
     let boot_stop = shutdown.child_token();
     let (bound, bound_rx) = tokio::sync::oneshot::channel();
+    let (done, mut done_rx) = tokio::sync::oneshot::channel::<Result<()>>();
     let boot_thread = {
         let stop = boot_stop.clone();
-        lab.spawn_thread(move || -> Result<()> {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            runtime.block_on(async move {
-                let client = machinist_boot::service::connect(Some(&boot_kubeconfig)).await?;
-                let running = machinist_boot::service::start(boot_config, client, stop).await?;
-                let _ = bound.send(running.bound.clone());
-                running.wait().await?;
-                Ok(())
-            })
+        lab.spawn_thread(move || {
+            let result = (|| -> Result<()> {
+                let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+                runtime.block_on(async move {
+                    let client = machinist_boot::service::connect(Some(&boot_kubeconfig)).await?;
+                    let running = machinist_boot::service::start(boot_config, client, stop).await?;
+                    // The demo waits for this before going on; it is only gone if the demo is.
+                    let _ = bound.send(running.bound.clone());
+                    running.wait().await?;
+                    Ok(())
+                })
+            })();
+            // Received below; gone only once the demo stopped waiting.
+            let _ = done.send(result);
         })
-        .context("failed to start the boot services in the demo namespace")?
+        .context("failed to start the boot services in the demo's network namespace")?
     };
-    let bound = bound_rx.await.map_err(|_| anyhow::anyhow!("the boot services did not start"))?;
-    eprintln!("boot services in the namespace: DHCP on br0, TFTP {:?}, HTTP {:?}", bound.tftp, bound.http);
+    let bound = match bound_rx.await {
+        Ok(bound) => bound,
+        Err(_) => return Err(boot_failure(done_rx.await).context("the boot services did not start")),
+    };
+    eprintln!("boot services are up: {}", crate::describe_boot_services(&dhcp_interfaces, &bound));
 
     apply_examples(&client, &options.examples).await?;
     let names = create_machines(&client, options.vms).await?;
@@ -102,7 +120,9 @@ pub async fn run(
     for (i, name) in names.iter().enumerate() {
         let disk = options.work.join(format!("{name}.raw"));
         // Sparse: 8 GiB as eDeploy's vm profile wants (`disk size gt(4)`), nothing written.
-        std::fs::File::create(&disk)?.set_len(8 << 30)?;
+        std::fs::File::create(&disk)
+            .and_then(|file| file.set_len(8 << 30))
+            .with_context(|| format!("failed to create the disk {}", disk.display()))?;
         let config = VmConfig {
             memory_mib: 1024,
             extra_args: vec!["-drive".into(), format!("file={},format=raw,if=virtio", disk.display())],
@@ -110,30 +130,47 @@ pub async fn run(
         };
         vms.push(Vm::start(&lab, config).with_context(|| format!("failed to start the VM of {name}"))?);
     }
-    eprintln!("{} VMs booting under QEMU (TCG); watch them with: kubectl -n {NAMESPACE} get machines -w", vms.len());
+    eprintln!(
+        "started {} (QEMU with an emulated CPU: expect about a minute until they are allocated)",
+        counted(vms.len(), "VM", "VMs")
+    );
+    eprintln!(
+        "watch them below, or from another shell with the KUBECONFIG above: kubectl -n {NAMESPACE} get machines -w"
+    );
+    eprintln!("Ctrl-C stops the demo: the VMs are stopped and the network namespace removed");
 
-    show_progress(&client, &names, shutdown.clone()).await;
+    let failed = tokio::select! {
+        () = show_progress(&client, &names, shutdown.clone()) => None,
+        done = &mut done_rx => match done {
+            // Ctrl-C stops them too: that is no failure.
+            Ok(Ok(())) if shutdown.is_cancelled() => None,
+            done => Some(boot_failure(done).context("the boot services stopped")),
+        },
+    };
     drop(vms); // kills the QEMU processes
     boot_stop.cancel();
-    let _ = tokio::task::spawn_blocking(move || boot_thread.join()).await;
+    match tokio::task::spawn_blocking(move || boot_thread.join()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(error = %error, "the boot services' thread failed"),
+        Err(error) => tracing::error!(error = %error, "failed to wait for the boot services' thread"),
+    }
     drop(lab); // deletes the namespace
-    eprintln!("demo stopped: VMs killed, namespace removed");
-    Ok(())
+    eprintln!("demo stopped: the VMs are stopped and the network namespace is removed");
+    failed.map_or(Ok(()), Err)
 }
 
-fn check_prerequisites() -> Result<()> {
-    if !machinist_e2e::prereq::is_root() {
-        bail!("the demo needs root (it creates a network namespace, a bridge and taps)");
+/// Why the boot services' thread ended, from what it sent (nothing: it panicked).
+fn boot_failure(done: Result<Result<()>, tokio::sync::oneshot::error::RecvError>) -> anyhow::Error {
+    match done {
+        Ok(Err(error)) => error,
+        Ok(Ok(())) => anyhow::anyhow!("they stopped without an error"),
+        Err(_) => anyhow::anyhow!("their thread ended without a result (it panicked)"),
     }
-    let missing = machinist_e2e::prereq::missing_programs(&["qemu-system-x86_64", "ip"]);
-    if !missing.is_empty() {
-        let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
-        bail!("the demo needs {}: run scripts/deps", names.join(", "));
-    }
-    if !Path::new("/usr/lib/ipxe/qemu").is_dir() {
-        bail!("the demo needs QEMU's iPXE ROMs (/usr/lib/ipxe/qemu, Debian package ipxe-qemu): run scripts/deps");
-    }
-    Ok(())
+}
+
+/// `1 VM`, `2 VMs`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 async fn ensure_ramdisk(options: &Options) -> Result<()> {
@@ -143,11 +180,15 @@ async fn ensure_ramdisk(options: &Options) -> Result<()> {
     }
     let Some(agent) = options.agent.clone() else {
         bail!(
-            "no RAM disk in {}: pass --agent \"$(scripts/agent)\" to build it (or build it with machinist ramdisk build)",
-            options.ramdisk.display()
+            "no RAM disk in {dir} yet: pass --agent \"$(scripts/agent)\" and the demo builds it (or build it with \
+             machinist ramdisk build --agent \"$(scripts/agent)\" --out {dir})",
+            dir = options.ramdisk.display()
         );
     };
-    eprintln!("building the RAM disk in {} (once)…", options.ramdisk.display());
+    eprintln!(
+        "building the RAM disk the VMs boot into, in {} (only the first time; it downloads a Debian kernel)…",
+        options.ramdisk.display()
+    );
     let out = options.ramdisk.clone();
     tokio::task::spawn_blocking(move || {
         let recipe = machinist_ramdisk::RamdiskRecipe::production(Some(agent));
@@ -162,7 +203,7 @@ fn boot_yaml(options: &Options) -> String {
     format!(
         "namespace: {NAMESPACE}\n\
          autoRegister: true\n\
-         dhcp:\n  interfaces: [br0]\n  serverAddress: {BRIDGE_ADDRESS}\n  \
+         dhcp:\n  interfaces: [{BRIDGE}]\n  serverAddress: {BRIDGE_ADDRESS}\n  \
          dynamicRange: {{start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: {BRIDGE_ADDRESS}}}\n  \
          boot: {{ipxeScriptUrl: machinist.ipxe}}\n\
          tftp:\n  listen: {BRIDGE_ADDRESS}:69\n  root: {tftp}\n  ipxeSource: /usr/lib/ipxe\n\
@@ -198,7 +239,7 @@ async fn apply_examples(client: &Client, examples: &Path) -> Result<()> {
     match namespaces.create(&PostParams::default(), &namespace).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e).context("failed to create the demo namespace"),
+        Err(e) => return Err(e).context(format!("failed to create the Kubernetes namespace {NAMESPACE}")),
     }
     let params = PatchParams::apply("machinist-demo").force();
     for file in ["edeploy/profiles.yaml", "edeploy/cmdbs.yaml", "api-vms/roles.yaml"] {
@@ -274,16 +315,23 @@ async fn show_progress(client: &Client, names: &[String], shutdown: Cancellation
         let mut rows: BTreeMap<String, [String; 6]> = BTreeMap::new();
         for machine in reader.state() {
             let status = machine.status.clone().unwrap_or_default();
-            let since = status.phase_transition_time.map(|t| now.duration_since(t.0).as_secs()).unwrap_or(0);
-            let phase = status.phase.map_or("-".to_owned(), |p| format!("{p:?}"));
+            // A transition time ahead of this clock counts as just now.
+            let since = status
+                .phase_transition_time
+                .and_then(|t| u64::try_from(now.duration_since(t.0).as_secs()).ok())
+                .unwrap_or(0);
+            // The phase as the API spells it (what kubectl shows).
+            let phase = status
+                .phase
+                .and_then(|p| serde_json::to_value(p).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "-".to_owned());
             let waiting = status
                 .conditions
                 .iter()
-                .find(|c| {
-                    c.status == "False"
-                        && matches!(c.reason.as_str(), "NoProfileMatched" | "CmdbExhausted" | "ProfileFull")
-                })
-                .map(|c| format!(" ({})", c.reason))
+                .filter(|c| c.status == "False")
+                .find_map(|c| waiting_for(&c.reason))
+                .map(|why| format!(" ({why})"))
                 .unwrap_or_default();
             rows.insert(
                 machine.name_any(),
@@ -293,7 +341,7 @@ async fn show_progress(client: &Client, names: &[String], shutdown: Cancellation
                     status.profile.unwrap_or_else(|| "-".into()),
                     status.ip.unwrap_or_else(|| "-".into()),
                     status.hostname.unwrap_or_else(|| "-".into()),
-                    format!("{since}s"),
+                    duration(since),
                 ],
             );
         }
@@ -329,5 +377,39 @@ async fn show_progress(client: &Client, names: &[String], shutdown: Cancellation
             }
         }
         let _ = stdout.flush();
+    }
+}
+
+/// What a machine waits for, in words, from a `False` condition's reason; `None` for reasons
+/// that are steps on the way, not a wait.
+fn waiting_for(reason: &str) -> Option<&'static str> {
+    match reason {
+        "NoProfileMatched" => Some("no profile matches"),
+        "ProfileFull" => Some("matching profile full"),
+        "CmdbExhausted" => Some("no free CMDB entry"),
+        _ => None,
+    }
+}
+
+/// `42s`, `3m05s`, `2h03m`.
+fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_and_durations_read_as_words() {
+        assert_eq!(waiting_for("CmdbExhausted"), Some("no free CMDB entry"));
+        assert_eq!(waiting_for("AwaitingHardwareReport"), None);
+        assert_eq!((duration(7), duration(185), duration(7384)), ("7s".into(), "3m05s".into(), "2h03m".into()));
+        assert_eq!(counted(1, "VM", "VMs"), "1 VM");
+        assert_eq!(counted(2, "VM", "VMs"), "2 VMs");
     }
 }

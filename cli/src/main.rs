@@ -200,7 +200,11 @@ fn up(
         .context("invalid boot services configuration")?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
-        let config = machinist_apiserver::Config { listen, ..machinist_apiserver::Config::new(&home) };
+        let config = machinist_apiserver::Config {
+            listen,
+            crds: machinist_crds::all_crds(),
+            ..machinist_apiserver::Config::new(&home)
+        };
         let running = machinist_apiserver::start(config)
             .await
             .with_context(|| format!("failed to start the control plane in {}", home.display()))?;
@@ -238,10 +242,11 @@ fn up(
         let boot = match boot_config {
             None => None,
             Some(boot_config) => {
+                let dhcp_interfaces = boot_config.dhcp.interfaces.clone();
                 let boot = machinist_boot::service::start(boot_config, client.clone(), shutdown.clone())
                     .await
                     .context("failed to start the boot services")?;
-                eprintln!("boot services are up: {:?}", boot.bound);
+                eprintln!("boot services are up: {}", describe_boot_services(&dhcp_interfaces, &boot.bound));
                 Some(boot)
             }
         };
@@ -306,6 +311,19 @@ fn up(
             None => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+/// Where the boot services answer, for people: `DHCP on br0, TFTP on 10.0.0.1:69, HTTP on
+/// http://10.0.0.1:8080, metrics on http://…/metrics`.
+fn describe_boot_services(dhcp_interfaces: &[String], bound: &machinist_boot::service::Bound) -> String {
+    let listeners =
+        (bound.tftp.is_some() || bound.http.is_some() || bound.metrics.is_some()).then(|| bound.to_string());
+    match (dhcp_interfaces.is_empty(), listeners) {
+        (true, None) => "none configured (no DHCP interface, TFTP or HTTP address)".to_owned(),
+        (true, Some(listeners)) => listeners,
+        (false, None) => format!("DHCP on {}", dhcp_interfaces.join(", ")),
+        (false, Some(listeners)) => format!("DHCP on {}, {listeners}", dhcp_interfaces.join(", ")),
+    }
 }
 
 fn ramdisk_build(agent: Option<PathBuf>, out: &Path, kernel_package: Option<String>) -> Result<ExitCode> {

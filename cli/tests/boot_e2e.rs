@@ -24,7 +24,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use machinist_e2e::boot::{
-    BootImages, Dnsmasq, DnsmasqOptions, Lab, Process, ReportOutcome, Vm, VmConfig, need_boot_lab,
+    BootImages, Dnsmasq, DnsmasqOptions, Lab, Process, ReportOutcome, TestRamdisk, Vm, VmConfig, need_boot_lab,
 };
 use serde_json::Value;
 
@@ -393,8 +393,9 @@ fn the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c() {
         .arg("--examples")
         .arg(&examples);
     let demo = Process::spawn("machinist up --demo", command, None).unwrap();
-    let line = demo.wait_for("demo network: namespace", START).unwrap();
-    let namespace = line.split_whitespace().nth(3).unwrap().to_owned();
+    let line = demo.wait_for("demo network:", START).unwrap();
+    let namespace = line.split("network namespace ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
+    let namespace = namespace.to_owned();
     assert!(std::fs::read_dir("/run/netns").unwrap().any(|e| e.unwrap().file_name() == namespace.as_str()));
     let row = demo
         .wait_until("vm-01 Allocated with host03", BOOT, |line| {

@@ -102,7 +102,7 @@ pub struct CmdbNetwork {
         ))
     )]
     pub dns_servers: Vec<String>,
-    /// DNS domain appended to hostnames (`example.org`).
+    /// DNS domain of the machines (`example.org`); the boot services' DHCP sends it (option 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),

@@ -27,8 +27,8 @@ pub struct RoleRef {
     /// Name of the Role object, in the same namespace (eDeploy's role, the seeds' `base`, `api`…).
     #[schemars(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63))]
     pub name: String,
-    /// Version the Role must have (its `spec.version`); the machine waits while the Role
-    /// carries another version. Absent: whatever version the Role has.
+    /// Version the Role must have (its `spec.version`); absent: whatever version the Role has.
+    /// Not acted on yet: nothing compares it with the Role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(VERSION_PATTERN), length(min = 1, max = 128))]
     pub version: Option<String>,

@@ -82,11 +82,13 @@ pub struct HardwareProfileSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdb_ref: Option<LocalObjectRef>,
 
-    /// Role the bound machines install, unless a Machine names its own.
+    /// Role the bound machines are to install, unless a Machine names its own; copied to their
+    /// `status.role`. Nothing installs it yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
 
-    /// Disk and network layout written by the installer (eDeploy's `.configure`, declared).
+    /// Disk and network layout for the installer to write (eDeploy's `.configure`, declared).
+    /// Not acted on yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install: Option<InstallLayout>,
 }

@@ -3,17 +3,27 @@
 //!
 //! Types only: no client, no controller logic. Every field carries a `///` doc, which becomes
 //! the schema description and what `kubectl explain` shows.
+//!
+//! Features: none for the types (and [`apply`], the server-side apply bodies built from them);
+//! `validation` for [`validation`] (objects checked as an API server checks them: JSON Schema,
+//! CEL rules); `manifests` for [`manifest`] (reading YAML manifests), [`generated`] and
+//! [`reference`] (the CRD files and reference documentation written from the types).
 
+pub mod apply;
 pub mod cmdb;
 pub mod common;
 pub mod events;
+#[cfg(feature = "manifests")]
 pub mod generated;
 pub mod hardware_profile;
 pub mod load_balancer_backend;
 pub mod machine;
+#[cfg(feature = "manifests")]
 pub mod manifest;
+#[cfg(feature = "manifests")]
 pub mod reference;
 pub mod role;
+#[cfg(feature = "validation")]
 pub mod validation;
 
 pub use cmdb::{Cmdb, CmdbSpec, CmdbStatus};

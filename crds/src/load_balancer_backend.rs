@@ -1,5 +1,5 @@
-//! `LoadBalancerBackend`: what the seeds did by hand in HAProxy, kept in line with the Ready
-//! machines a selector picks.
+//! `LoadBalancerBackend`: what the seeds did by hand in HAProxy, to be kept in line with the
+//! Ready machines a selector picks. No controller acts on it yet.
 
 // clippy reads the repeated `type_ = …` of several `printcolumn(…)` as one duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
@@ -14,7 +14,8 @@ use crate::common::Conditions;
 /// `host:port`, `:port` or `[v6]:port`, port 1–65535.
 pub const BIND_PATTERN: &str = r"^(\*|[0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)?:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
 
-/// A frontend and the Ready machines behind it.
+/// A frontend and the Ready machines to put behind it. Not acted on yet: no controller
+/// configures HAProxy.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "machinist.dev",
@@ -25,7 +26,7 @@ pub const BIND_PATTERN: &str = r"^(\*|[0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.
     shortname = "lbb",
     category = "machinist",
     derive = "PartialEq",
-    doc = "An HAProxy frontend and backend whose servers are the Ready machines a selector picks: new machines join, deprovisioned ones drain and leave.",
+    doc = "An HAProxy frontend and backend whose servers are to be the Ready machines a selector picks: new machines join, deprovisioned ones drain and leave. Not acted on yet: no controller configures HAProxy or writes the status.",
     printcolumn(
         name = "Frontend",
         type_ = "string",
@@ -49,20 +50,21 @@ pub const BIND_PATTERN: &str = r"^(\*|[0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerBackendSpec {
-    /// Where clients connect and how requests are spread.
+    /// Where clients are to connect and how requests are spread. Not acted on yet.
     pub frontend: Frontend,
-    /// Machines (same namespace) that serve this backend once Ready.
+    /// Machines (same namespace) to serve this backend once Ready. Not acted on yet.
     pub selector: LabelSelector,
-    /// Port the service listens on, on each machine.
+    /// Port the service listens on, on each machine. Not acted on yet.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// Health check HAProxy runs against each member.
+    /// Health check for HAProxy to run against each member. Not acted on yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
-    /// HAProxy statistics page (the seeds' stats on :9090).
+    /// HAProxy statistics page (the seeds' stats on :9090). Not acted on yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
-    /// Seconds a leaving member drains (no new connections, live ones finish) before removal.
+    /// Seconds a leaving member is to drain (no new connections, live ones finish) before
+    /// removal. Not acted on yet.
     #[serde(default = "default_drain_seconds")]
     #[schemars(range(min = 0, max = 86400))]
     pub drain_seconds: i32,
@@ -83,7 +85,7 @@ pub struct Frontend {
     #[serde(default)]
     pub mode: ProxyMode,
     /// Balancing algorithm. Only algorithms that allow servers to be added at run time are
-    /// offered, so members join without a reload.
+    /// offered, so that members can join without a reload.
     #[serde(default)]
     pub balance: Balance,
 }
@@ -185,25 +187,25 @@ fn default_stats_uri() -> String {
     "/".to_owned()
 }
 
-/// Observed state of a backend.
+/// Observed state of a backend. Not written yet: no controller acts on LoadBalancerBackends.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerBackendStatus {
-    /// Members and their state in HAProxy.
+    /// Members and their state in HAProxy. Not written yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["machine"]))]
     pub members: Vec<Member>,
-    /// Members taking traffic.
+    /// Members taking traffic. Not written yet.
     #[serde(default)]
     pub ready_members: i32,
-    /// Members selected (any state).
+    /// Members selected (any state). Not written yet.
     #[serde(default)]
     pub total_members: i32,
-    /// `Ready` (HAProxy configured and in line), with transition times.
+    /// `Ready` (HAProxy configured and in line), with transition times. Not written yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,
-    /// The `metadata.generation` this status was computed from.
+    /// The `metadata.generation` this status was computed from. Not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }

@@ -25,7 +25,7 @@ use crate::common::{
     shortname = "mach",
     category = "machinist",
     derive = "PartialEq",
-    doc = "A server or virtual machine that machinist inspects, matches to a hardware profile, installs with a role and adds to its load balancers.",
+    doc = "A server or virtual machine that machinist inspects, matches to a hardware profile and gives a CMDB entry. Installing its role, powering it and adding it to load balancers are not built yet.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
     printcolumn(
         name = "Profile",
@@ -49,7 +49,7 @@ use crate::common::{
         name = "Role",
         type_ = "string",
         json_path = ".status.role.name",
-        description = "Role installed or being installed"
+        description = "Role the machine is to install"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
@@ -77,14 +77,15 @@ use crate::common::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MachineSpec {
-    /// Network interfaces, identified by MAC address. The boot interface is the one with
-    /// `boot: true`, else the first. MAC addresses are unique (case-insensitively).
+    /// Network interfaces, identified by MAC address; the boot services answer DHCP and iPXE
+    /// script requests from any of them. MAC addresses are unique (case-insensitively).
     #[schemars(length(min = 1, max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["mac"]))]
     #[x_kube(validation = Rule::new("self.all(i, self.filter(j, j.mac.lowerAscii() == i.mac.lowerAscii()).size() == 1)").message("interface MAC addresses must be unique"))]
     #[x_kube(validation = Rule::new("self.filter(i, has(i.boot) && i.boot).size() <= 1").message("at most one interface may have boot: true"))]
     pub interfaces: Vec<MachineInterface>,
 
-    /// How the machine is created and powered: exactly one of `libvirt`, `bmc`, `manual`.
+    /// How the machine is created and powered: exactly one of `libvirt`, `bmc`, `manual`. No
+    /// provider is built yet: machinist neither creates nor powers machines, whichever is set.
     pub provider: Provider,
 
     /// Name of a HardwareProfile to bind to instead of matching. Its rules are still checked
@@ -93,26 +94,28 @@ pub struct MachineSpec {
     #[schemars(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63))]
     pub profile: Option<String>,
 
-    /// Role to install; overrides the role of the matched HardwareProfile.
+    /// Role to install; overrides the role of the matched HardwareProfile. Copied to
+    /// `status.role` when the machine is bound; nothing installs it yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
 
-    /// Whether the machine should be powered on. Setting it to false powers the machine off
-    /// without deprovisioning it.
+    /// Whether the machine should be powered on (false: off, without deprovisioning it). Not
+    /// acted on yet: no provider powers machines.
     #[serde(default = "default_true")]
     pub online: bool,
 
-    /// What the agent does once the installation succeeded (eDeploy's ONSUCCESS).
+    /// What the agent does once its work succeeded (eDeploy's ONSUCCESS): today, once the
+    /// hardware report is delivered.
     #[serde(default)]
     pub on_success: OnSuccess,
 
-    /// Verbose agent logs, an SSH server in the RAM disk and a shell on the console at the end
-    /// (eDeploy's DEBUG=1).
+    /// A shell on the console while the agent runs (`machinist.debug=1` on its kernel command
+    /// line; eDeploy's DEBUG=1).
     #[serde(default)]
     pub debug: bool,
 
-    /// Offer a boot menu of roles instead of installing straight away (the seeds' PXE menu:
-    /// base, ui, api… with a default after a timeout).
+    /// A boot menu of roles (the seeds' PXE menu: base, ui, api… with a default after a
+    /// timeout), served when `status.bootTarget` is `Menu`; no controller sets that target yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_menu: Option<BootMenu>,
 }
@@ -121,15 +124,16 @@ pub struct MachineSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineInterface {
-    /// MAC address, `aa:bb:cc:dd:ee:ff` (either case). DHCP, the boot script and the hardware
-    /// report are tied to the machine through it.
+    /// MAC address, `aa:bb:cc:dd:ee:ff` (either case). DHCP and the iPXE script find the machine
+    /// through it.
     #[schemars(pattern(MAC_PATTERN))]
     pub mac: String,
     /// Optional name for people (`eth0`, `ipmi`, `uplink`); not used to find the interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub name: Option<String>,
-    /// This interface PXE-boots; at most one interface may say so. Default: the first one.
+    /// The interface meant to PXE-boot; at most one interface may say so. Not acted on yet:
+    /// every listed interface is answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<bool>,
 }
@@ -139,10 +143,12 @@ pub struct MachineInterface {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.libvirt) ? 1 : 0) + (has(self.bmc) ? 1 : 0) + (has(self.manual) ? 1 : 0) == 1").message("exactly one of provider.libvirt, provider.bmc or provider.manual must be set"))]
 pub struct Provider {
-    /// A virtual machine that machinist defines, with its storage, on a libvirt host.
+    /// A virtual machine that machinist is to define, with its storage, on a libvirt host. Not
+    /// acted on yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub libvirt: Option<LibvirtProvider>,
-    /// A physical server powered through its baseboard management controller.
+    /// A physical server to be powered through its baseboard management controller. Not acted
+    /// on yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bmc: Option<BmcProvider>,
     /// A machine that people power on themselves; machinist only answers its network boot.
@@ -162,8 +168,8 @@ pub struct LibvirtProvider {
     #[schemars(length(min = 1, max = 1024))]
     #[x_kube(validation = Rule::new("self.contains('://')").message("host must be a libvirt URI such as qemu:///system"))]
     pub host: Option<String>,
-    /// Labels of the hypervisors (declared in the operator's configuration) this machine may be
-    /// placed on; the one with the most free memory is chosen, as the seeds' operators did by hand.
+    /// Labels of the hypervisors this machine may be placed on, instead of naming one in `host`.
+    /// Not acted on yet: there is no hypervisor list to choose from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selector: Option<BTreeMap<String, String>>,
     /// Storage pool that holds the disk (a `dir`, `logical` or Ceph `rbd` pool, e.g. `libvirt-ssd`).
@@ -253,18 +259,19 @@ pub enum BmcDriver {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct ManualProvider {}
 
-/// What the agent does after a successful installation.
+/// What the agent does once its work succeeded.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OnSuccess {
-    /// Reboot into the installed system.
+    /// Reboot.
     #[default]
     Reboot,
-    /// kexec straight into the installed kernel, skipping firmware.
+    /// kexec straight into the installed kernel, skipping firmware. Not built yet: nothing is
+    /// installed, so the agent reboots.
     Kexec,
     /// Power off.
     Halt,
-    /// Stay in the RAM disk with a console.
+    /// Stay in the RAM disk with a shell on the console.
     Console,
 }
 
@@ -298,7 +305,7 @@ pub struct BootMenu {
     #[schemars(length(min = 1, max = 32), inner(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63)))]
     #[x_kube(validation = Rule::new("self.all(r, self.filter(s, s == r).size() == 1)").message("bootMenu.roles must not repeat a role"))]
     pub roles: Vec<String>,
-    /// Role installed when nobody chooses before the timeout.
+    /// Role chosen when nobody chooses before the timeout.
     #[schemars(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63))]
     pub default: String,
     /// Seconds the menu waits for a choice.
@@ -316,10 +323,13 @@ fn default_menu_timeout() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct MachineStatus {
     /// Where the machine is in its lifecycle. Written by the operator (the boot services set
-    /// `Registered` on auto-registered machines).
+    /// `Registered` on auto-registered machines). `Provisioning`, `Provisioned` and `Ready` are
+    /// not reached yet: installing is not built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<MachinePhase>,
-    /// What the boot services serve the machine at its next network boot.
+    /// What the boot services serve the machine at its next network boot. The operator sets
+    /// `Discovery`, and `None` while the Machine is being deleted; in the RAM disk that `Install`
+    /// boots, the agent installs nothing yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_target: Option<BootTarget>,
     /// Hardware reported by the agent.
@@ -338,26 +348,30 @@ pub struct MachineStatus {
     /// The CMDB entry reserved for the machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation: Option<CmdbAllocation>,
-    /// Role installed, or being installed.
+    /// Role the machine is to install: `spec.role`, else its profile's. Set when it is bound;
+    /// nothing installs it yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
-    /// IPv4 address of the installed system.
+    /// IPv4 address: the `ip` variable of its CMDB entry. The boot services' DHCP (full mode)
+    /// gives the machine this address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// Hostname of the installed system.
+    /// Hostname: the `hostname` variable of its CMDB entry, sent by the boot services' DHCP (full
+    /// mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    /// What the provider knows of the machine.
+    /// What the provider knows of the machine. Not written yet: no provider is built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderStatus>,
     /// Why the machine is in phase Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<MachineFailure>,
-    /// `Ready` (false with the phase as reason until the machine serves), `Matched` (bound to a
-    /// profile, or why not: `AwaitingHardwareReport`, `NoProfileMatched`, `ProfileNotFound`,
-    /// `ProfileFull`, `ProfileInvalid`, `ProfileMismatch`), `Allocated` (a CMDB entry reserved,
-    /// `NoCmdb`, or why not: `CmdbExhausted`, `NoEntryMatched`, `CmdbNotFound`,
-    /// `CmdbInvalid`), `Provisioned`, with their transition times. Written by the operator.
+    /// `Ready` (False, its reason the phase: nothing makes a machine ready yet), `Matched`
+    /// (bound to a profile, or why not: `AwaitingHardwareReport`, `NoProfileMatched`,
+    /// `ProfileNotFound`, `ProfileFull`, `ProfileInvalid`, `ProfileMismatch`, `Rebinding`),
+    /// `Allocated` (a CMDB entry reserved, `NoCmdb`, or why not: `Allocating`, `CmdbExhausted`,
+    /// `NoEntryMatched`, `CmdbNotFound`, `CmdbInvalid`), with their transition times. Written
+    /// by the operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,
@@ -367,7 +381,8 @@ pub struct MachineStatus {
     /// When the machine last changed phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase_transition_time: Option<Time>,
-    /// When the installed system was first reported ready.
+    /// When the installed system was first reported ready. Not written yet: installing is not
+    /// built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned_time: Option<Time>,
     /// The latest network boot as the boot services saw it, step by step (the whole timeline
@@ -441,21 +456,21 @@ pub enum BootStepKind {
 pub enum MachinePhase {
     /// Known to machinist (created by a person or auto-registered from its first PXE request).
     Registered,
-    /// Booted into the discovery RAM disk; waiting for its hardware report.
+    /// Served the discovery RAM disk; waiting for its hardware report.
     Inspecting,
     /// Bound to a HardwareProfile; variables captured.
     Matched,
     /// A CMDB entry (address, hostname…) is reserved for it.
     Allocated,
-    /// The agent is installing the role.
+    /// The agent is installing the role. Not reached yet: installing is not built.
     Provisioning,
-    /// Installed; waiting for the installed system to report in.
+    /// Installed; waiting for the installed system to report in. Not reached yet.
     Provisioned,
-    /// The installed system reported in; load balancers may send it traffic.
+    /// The installed system reported in; load balancers may send it traffic. Not reached yet.
     Ready,
-    /// Being released: leaving load balancers, CMDB entry and profile slot freed, VM removed.
+    /// Being deleted: its CMDB entry and profile slot are given back before the Machine goes.
     Deprovisioning,
-    /// Stopped on an error; `status.failure` says why.
+    /// Stopped on an error; `status.failure` says why. A change to the spec inspects it again.
     Failed,
 }
 
@@ -464,15 +479,19 @@ pub enum MachinePhase {
 pub enum BootTarget {
     /// The discovery RAM disk, which reports the hardware.
     Discovery,
-    /// The RAM disk in install mode, with the install plan.
+    /// The RAM disk in install mode. Not acted on yet: the agent reports the hardware as in
+    /// discovery and installs nothing.
     Install,
     /// The boot menu of `spec.bootMenu`.
     Menu,
-    /// Boot from the local disk (iPXE `exit`): the machine is installed.
+    /// Boot from the local disk (iPXE `exit`), for an installed machine.
     LocalDisk,
-    /// Do not answer the machine at all.
+    /// Do not boot the machine: DHCP ignores it and its iPXE script only says why and exits.
     None,
 }
+
+/// Most items `status.hardware.items` holds, hence most a hardware report may carry.
+pub const HARDWARE_ITEMS_MAX: usize = 8192;
 
 /// The hardware a machine reported.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -481,7 +500,7 @@ pub struct HardwareInventory {
     /// Items in `hardware-detect`'s `[class, type, name, value]` format; HardwareProfile rules
     /// match against these.
     #[serde(default)]
-    #[schemars(length(max = 8192))]
+    #[schemars(length(max = HARDWARE_ITEMS_MAX))]
     pub items: Vec<Quad>,
     /// A typed digest of the items, for printer columns and people.
     #[serde(default)]
@@ -617,7 +636,8 @@ pub enum PowerState {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineFailure {
-    /// PascalCase cause (`NoProfileMatched`, `InstallFailed`, `ProviderError`…).
+    /// PascalCase cause. Today only `ProfileMismatch`: the hardware does not match the
+    /// HardwareProfile `spec.profile` pins.
     pub reason: String,
     /// What happened, for people.
     pub message: String,

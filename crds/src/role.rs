@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Conditions, VERSION_PATTERN};
 
-/// What a machine installs for this role, how, and how it upgrades from earlier versions.
+/// What a machine is to install for this role, how, and how it upgrades from earlier versions.
+/// The operator checks these settings (condition `Valid`); nothing installs them yet.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "machinist.dev",
@@ -21,7 +22,7 @@ use crate::common::{Conditions, VERSION_PATTERN};
     shortname = "role",
     category = "machinist",
     derive = "PartialEq",
-    doc = "A versioned software environment installed on machines: an image streamed to disk or a Debian installer run with a preseed, then cloud-init and a post-install script.",
+    doc = "A versioned software environment for machines: an image streamed to disk or a Debian installer run with a preseed, then cloud-init and a post-install script. The operator checks it (condition Valid); nothing installs it yet.",
     printcolumn(
         name = "Version",
         type_ = "string",
@@ -33,8 +34,7 @@ use crate::common::{Conditions, VERSION_PATTERN};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSpec {
-    /// Version machines install (eDeploy's `D7-F.1.0.0`, semver…). Machines that installed
-    /// another version upgrade through `upgrades`.
+    /// Version of the role (eDeploy's `D7-F.1.0.0`, semver…), what machines are to install.
     #[schemars(pattern(VERSION_PATTERN), length(min = 1, max = 128))]
     pub version: String,
 
@@ -43,26 +43,28 @@ pub struct RoleSpec {
     #[schemars(length(max = 1024))]
     pub description: Option<String>,
 
-    /// How the system is put on disk.
+    /// How the system is to be put on disk; checked (condition `Valid`), not acted on yet.
     pub install: RoleInstall,
 
-    /// cloud-init NoCloud seed written for the installed system. Templates (minijinja) over the
-    /// machine's variables: `{{ hostname }}`, `{{ ip }}`…
+    /// cloud-init NoCloud seed for the installed system. Templates (minijinja) over the
+    /// machine's variables: `{{ hostname }}`, `{{ ip }}`…; checked to parse, not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInit>,
 
-    /// Script run in the installed system's root (chroot) after installation (the seeds'
-    /// post-install script); a template over the machine's variables.
+    /// Script to run in the installed system's root (chroot) after installation (the seeds'
+    /// post-install script); a template over the machine's variables, checked to parse, not run
+    /// yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 262144))]
     pub post_install: Option<String>,
 
-    /// Kernel arguments added to the installed system's boot loader.
+    /// Kernel arguments for the installed system's boot loader. Not acted on yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub kernel_args: Vec<String>,
 
-    /// Versions this one can be upgraded from in place, and how (eDeploy's metadata tree).
+    /// Versions this one can be upgraded from in place, and how (eDeploy's metadata tree). Not
+    /// acted on yet; checked only for an upgrade from this version itself or two from one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["fromVersion"]))]
     pub upgrades: Vec<RoleUpgrade>,
@@ -75,7 +77,7 @@ pub struct RoleSpec {
 pub struct RoleInstall {
     /// Install method.
     pub method: InstallMethod,
-    /// Image streamed to the target disk by the agent (fast path).
+    /// Image for the agent to stream to the target disk (fast path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSource>,
     /// Debian installer booted with a preseed (the seeds' path).
@@ -99,7 +101,8 @@ pub struct ImageSource {
     /// Where the agent downloads it (HTTP or HTTPS).
     #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
     pub url: String,
-    /// SHA-256 of the file as downloaded; the agent refuses an image that differs.
+    /// SHA-256 of the file as downloaded, for the agent to check. Not acted on yet: no image is
+    /// downloaded.
     #[schemars(regex(pattern = r"^[a-f0-9]{64}$"))]
     pub sha256: String,
     /// Image format.
@@ -146,10 +149,11 @@ pub struct DebianInstaller {
     /// Installer initrd (`debian-installer/amd64/initrd.gz`).
     #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
     pub initrd_url: String,
-    /// Preseed file, a template over the machine's variables, served to the installer.
+    /// Preseed file for the installer, a template over the machine's variables; checked to
+    /// parse, not served yet.
     #[schemars(length(min = 1, max = 262144))]
     pub preseed: String,
-    /// Extra kernel arguments for the installer (`priority=critical` is always set).
+    /// Extra kernel arguments for the installer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub kernel_args: Vec<String>,
@@ -198,11 +202,12 @@ pub struct RoleUpgrade {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleStatus {
-    /// `Valid` (templates render, install settings consistent), with transition times.
+    /// `Valid` (templates parse, `install.method` names the one member set, no upgrade from
+    /// this version or two from one; reason `InvalidRole` otherwise), with transition times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,
-    /// Machines with this role installed, by version.
+    /// Machines with this role installed, by version. Not written yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub installed: Vec<InstalledVersion>,
     /// The `metadata.generation` this status was computed from.

@@ -1,5 +1,6 @@
-//! A QEMU network-boot fixture: a private network, a VM whose iPXE ROM boots from it, and a
-//! small Linux RAM disk that says on the serial console what it was booted with.
+//! A QEMU network-boot fixture for tests: [`machinist_lab`]'s network namespace and VMs (re-
+//! exported here), dnsmasq, and a small Linux RAM disk that says on the serial console what it
+//! was booted with.
 //!
 //! The pieces, each cleaned up in `Drop` (also when a test fails):
 //!
@@ -7,16 +8,18 @@
 //!   ([`BootImages::get`]). The RAM disk prints [`BOOTED`] with the `machinist.*` kernel
 //!   arguments, posts a hardware report when it was given `machinist.url` and
 //!   `machinist.token`, and powers off (see [the RAM disk's protocol](#the-ram-disks-protocol)).
-//! - [`Lab`]: a network namespace with a bridge `br0` (an IPv4 /24 address and an IPv6 ULA
-//!   for router advertisements), where taps for VMs are added. Commands run inside with
-//!   [`Lab::command`], Rust code (to bind sockets in it) with [`Lab::spawn_thread`] or
-//!   [`Lab::run_inside`].
-//! - [`Vm`]: `qemu-system-x86_64 -accel tcg` on a tap of the lab, booting from the network
-//!   (`-boot n`, QEMU's iPXE ROM), its serial console read line by line ([`Vm::wait_for`]).
+//! - [`Lab`] (from `machinist-lab`): a network namespace with a bridge `br0` (an IPv4 /24
+//!   address and an IPv6 ULA for router advertisements), where taps for VMs are added.
+//!   Commands run inside with [`Lab::command`], Rust code (to bind sockets in it) with
+//!   [`Lab::spawn_thread`] or [`Lab::run_inside`].
+//! - [`Vm`] (from `machinist-lab`): `qemu-system-x86_64 -accel tcg` on a tap of the lab,
+//!   booting from the network (`-boot n`, QEMU's iPXE ROM), its serial console read line by
+//!   line ([`Vm::wait_for`]); [`TestRamdisk`] reads this RAM disk's lines on it.
 //! - [`Dnsmasq`]: dnsmasq on `br0`, handing out addresses (optionally with an iPXE boot file)
 //!   and sending IPv6 router advertisements.
-//! - [`Process`]: any program started in the lab, its stdout and stderr kept as a transcript
-//!   and matched line by line with bounded waits.
+//! - [`Process`] (from `machinist-lab`): any program started in the lab, its stdout and stderr
+//!   kept as a transcript and matched line by line with bounded waits
+//!   ([`ECHO_VARIABLE`] copies them to the test's stderr as they arrive).
 //!
 //! Tests check their prerequisites with [`need_boot_lab`] first (root, QEMU, dnsmasq…: a skip
 //! or, under `MACHINIST_E2E=require`, a failure).
@@ -46,20 +49,16 @@
 //!    without url or token, `MACHINIST-E2E-REPORT-SKIPPED <reason>`. See [`ReportOutcome`].
 //! 3. `MACHINIST-E2E-POWEROFF`, then `poweroff -f`: QEMU exits (it runs with `-no-reboot`).
 
-use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use machinist_ramdisk::{Init, RamdiskRecipe};
 
 use crate::prereq;
 
+pub use machinist_lab::{BRIDGE, BRIDGE_IPV6, ECHO_VARIABLE, Lab, LabThread, Nic, Process, Vm, VmConfig};
 /// Printed by the RAM disk once booted: `MACHINIST-E2E-BOOTED machine=<m> mode=<mode> mac=<mac>`.
 pub const BOOTED: &str = "MACHINIST-E2E-BOOTED";
 /// Printed before the report is posted: `MACHINIST-E2E-REPORTING <url> <json body>`.
@@ -73,29 +72,17 @@ pub const REPORT_SKIPPED: &str = "MACHINIST-E2E-REPORT-SKIPPED";
 /// Printed just before `poweroff -f`.
 pub const POWEROFF: &str = "MACHINIST-E2E-POWEROFF";
 
-/// The programs a boot test needs besides root ([`need_boot_lab`] checks them).
-pub const PROGRAMS: &[&str] =
-    &["ip", "qemu-system-x86_64", "dnsmasq", "busybox", "gzip", "apt-get", "apt-cache", "dpkg"];
+/// The programs a boot test needs besides root and the lab's own
+/// ([`machinist_lab::host::PROGRAMS`]); [`need_boot_lab`] checks them all.
+pub const PROGRAMS: &[&str] = &["dnsmasq", "busybox", "gzip", "apt-get", "apt-cache", "dpkg"];
 
 /// Environment variable: where [`BootImages`] are cached (default
 /// `$CARGO_TARGET_DIR/machinist-e2e-boot`, else `<workspace>/target/machinist-e2e-boot`).
 pub const CACHE_VARIABLE: &str = "MACHINIST_E2E_BOOT_CACHE";
-/// Environment variable: when set (non-empty), every line a [`Process`] prints is also written to
-/// the test's stderr as it arrives, prefixed with the process's name.
-pub const ECHO_VARIABLE: &str = "MACHINIST_E2E_ECHO";
 
 /// Modules the RAM disk loads, with their dependencies, in this order (built-in ones, such as
 /// `af_packet`, skipped).
 const WANTED_MODULES: &[&str] = &["af_packet", "virtio_pci", "virtio_net", "e1000"];
-/// How many transcript lines errors show.
-const TAIL_LINES: usize = 40;
-
-/// The bridge every lab has.
-pub const BRIDGE: &str = "br0";
-/// The IPv6 address of `br0` (a ULA, so that dnsmasq can send router advertisements).
-pub const BRIDGE_IPV6: &str = "fd00:e2e::1";
-/// Prefix of lab namespace names: `me2e-<pid>-<n>`.
-const NETNS_PREFIX: &str = "me2e-";
 
 const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 # machinist-e2e RAM disk (e2e/src/boot.rs, built by machinist-ramdisk): prints what it was booted with,
@@ -206,34 +193,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A host command failed or is missing.
+    /// The lab (namespace, processes, VMs) failed.
     #[error(transparent)]
-    Host(#[from] machinist_ramdisk::Error),
-    /// Building the boot images or setting up the lab went wrong otherwise.
+    Lab(#[from] machinist_lab::Error),
+    /// Building the boot images went wrong, or the RAM disk printed something unexpected.
     #[error("{0}")]
     Setup(String),
-    /// A bounded wait ran out.
-    #[error("timed out after {timeout:?} waiting for {what} from {process}; last lines:\n{tail}")]
-    Timeout {
-        /// The process.
-        process: String,
-        /// What was awaited.
-        what: String,
-        /// The bound.
-        timeout: Duration,
-        /// The last lines of its transcript.
-        tail: String,
-    },
-    /// The process's output ended (it exited) before what was awaited appeared.
-    #[error("{process} ended its output before {what}; last lines:\n{tail}")]
-    Ended {
-        /// The process.
-        process: String,
-        /// What was awaited.
-        what: String,
-        /// The last lines of its transcript.
-        tail: String,
-    },
 }
 
 /// Results of this module.
@@ -244,25 +209,18 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-/// Runs a command to completion; its stdout, or an error with its stderr.
-fn run(command: &mut Command) -> Result<String> {
-    Ok(machinist_ramdisk::run::run(command)?)
-}
-
-fn ip(args: &[&str]) -> Result<String> {
-    run(Command::new("ip").args(args))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Prerequisites
 
 pub use prereq::is_root;
 
-/// Checks what a boot test needs: root and [`PROGRAMS`] plus `extra_programs`, against
-/// `MACHINIST_E2E` like [`prereq::need_programs`]: `Ok(true)` run, `Ok(false)` skip (the reason
-/// printed), `Err` fail (a prerequisite missing under `MACHINIST_E2E=require`).
+/// Checks what a boot test needs: root, the lab's programs ([`machinist_lab::host::PROGRAMS`]),
+/// [`PROGRAMS`] and `extra_programs`, against `MACHINIST_E2E` like [`prereq::need_programs`]:
+/// `Ok(true)` run, `Ok(false)` skip (the reason printed), `Err` fail (a prerequisite missing
+/// under `MACHINIST_E2E=require`).
 pub fn need_boot_lab(test: &str, extra_programs: &[&str]) -> Result<bool, String> {
-    let programs: Vec<&str> = PROGRAMS.iter().chain(extra_programs).copied().collect();
+    let programs: Vec<&str> =
+        machinist_lab::host::PROGRAMS.iter().chain(PROGRAMS).chain(extra_programs).copied().collect();
     prereq::need_root_and_programs(test, &programs)
 }
 
@@ -337,456 +295,29 @@ pub fn cache_root() -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lab
+// The RAM disk on a VM's console
 
-/// A network namespace with a bridge [`BRIDGE`] and taps for VMs; deleted when the last handle
-/// (the `Lab`, its clones, and the [`Vm`]s, [`Dnsmasq`]s and [`Process`]es started in it) is
-/// dropped, after those processes were killed.
-#[derive(Clone, Debug)]
-pub struct Lab {
-    inner: Arc<LabInner>,
-}
-
-#[derive(Debug)]
-struct LabInner {
-    name: String,
-    address: Ipv4Addr,
-    taps: AtomicU32,
-}
-
-impl Drop for LabInner {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.name]);
-    }
-}
-
-impl Lab {
-    /// A new namespace (a name unique to this process and call) with `lo` up and the bridge
-    /// [`BRIDGE`] up with `address`/24 and [`BRIDGE_IPV6`]/64. Also deletes namespaces left by
-    /// earlier test processes that were killed before they could clean up.
-    pub fn new(address: Ipv4Addr) -> Result<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        static SWEPT: OnceLock<()> = OnceLock::new();
-        SWEPT.get_or_init(remove_stale_namespaces);
-        let name = format!("{NETNS_PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        ip(&["netns", "add", &name])?;
-        let lab = Self { inner: Arc::new(LabInner { name, address, taps: AtomicU32::new(0) }) };
-        let ns = lab.name();
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        ip(&["-n", ns, "link", "add", BRIDGE, "type", "bridge"])?;
-        ip(&["-n", ns, "addr", "add", &format!("{address}/24"), "dev", BRIDGE])?;
-        ip(&["-n", ns, "-6", "addr", "add", &format!("{BRIDGE_IPV6}/64"), "dev", BRIDGE, "nodad"])?;
-        ip(&["-n", ns, "link", "set", BRIDGE, "up"])?;
-        Ok(lab)
-    }
-
-    /// The namespace's name (for `ip netns exec`, `ip -n`).
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// `/run/netns/<name>`, for `setns`.
-    pub fn netns_path(&self) -> PathBuf {
-        Path::new("/run/netns").join(self.name())
-    }
-
-    /// The bridge's IPv4 address.
-    pub fn address(&self) -> Ipv4Addr {
-        self.inner.address
-    }
-
-    /// The address `host` in the bridge's /24 (`10.x.0.<host>`).
-    pub fn host(&self, host: u8) -> Ipv4Addr {
-        let [a, b, c, _] = self.inner.address.octets();
-        Ipv4Addr::new(a, b, c, host)
-    }
-
-    /// A command that runs `program` inside the namespace (`ip netns exec <name> program`).
-    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", self.name()]).arg(program);
-        command
-    }
-
-    /// Runs `program args…` inside the namespace to completion: its stdout, or an error with
-    /// its stderr.
-    pub fn run<S: AsRef<OsStr>>(&self, program: &str, args: impl IntoIterator<Item = S>) -> Result<String> {
-        run(self.command(program).args(args))
-    }
-
-    /// A new tap (`tap<n>`) attached to the bridge and up; removed with the namespace.
-    pub fn add_tap(&self) -> Result<String> {
-        let tap = format!("tap{}", self.inner.taps.fetch_add(1, Ordering::Relaxed));
-        ip(&["-n", self.name(), "tuntap", "add", &tap, "mode", "tap"])?;
-        ip(&["-n", self.name(), "link", "set", &tap, "master", BRIDGE, "up"])?;
-        Ok(tap)
-    }
-
-    /// Starts `command` (built with [`command`](Self::command)) as a [`Process`] named `name`
-    /// that holds this lab.
-    pub fn spawn(&self, name: impl Into<String>, command: Command) -> Result<Process> {
-        Process::spawn(name, command, Some(self.clone()))
-    }
-
-    /// Runs `f` on a new thread that has entered the namespace (`setns`). Sockets created
-    /// there belong to the namespace and can be used from any thread afterwards; threads (and
-    /// so tokio runtimes) started from that thread are inside too. Errors when entering fails.
-    pub fn spawn_thread<T, F>(&self, f: F) -> Result<LabThread<T>>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        let handle = crate::netns::spawn_in(&self.netns_path(), f).map_err(Error::Setup)?;
-        Ok(LabThread { handle, lab: self.name().to_owned() })
-    }
-
-    /// Runs `f` inside the namespace (on a thread, see [`spawn_thread`](Self::spawn_thread))
-    /// and returns its result, e.g. a socket bound there.
-    pub fn run_inside<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        self.spawn_thread(f)?.join()
-    }
-}
-
-/// A thread running inside a [`Lab`] ([`Lab::spawn_thread`]).
-#[derive(Debug)]
-pub struct LabThread<T> {
-    handle: std::thread::JoinHandle<Option<T>>,
-    lab: String,
-}
-
-impl<T> LabThread<T> {
-    /// Waits for the thread; its result, or an error if it panicked.
-    pub fn join(self) -> Result<T> {
-        match self.handle.join() {
-            Ok(Some(value)) => Ok(value),
-            Ok(None) => Err(Error::Setup(format!("the thread did not enter {}", self.lab))),
-            Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(Error::Setup(format!("the thread inside {} panicked: {message}", self.lab)))
-            }
-        }
-    }
-
-    /// Whether the thread has finished.
-    pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
-    }
-}
-
-/// Deletes `me2e-<pid>-<n>` namespaces whose process is gone.
-fn remove_stale_namespaces() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(NETNS_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = ip(&["netns", "del", &name]);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes and their output
-
-/// A program started with its stdin on `/dev/null` and its stdout and stderr read line by
-/// line (lossy UTF-8, `\r` trimmed) into a transcript; killed and reaped in `Drop`.
-///
-/// [`wait_for`](Self::wait_for) and [`wait_until`](Self::wait_until) consume lines in order:
-/// each looks only at lines that arrived after the line the previous wait matched (all lines
-/// stay in the [`transcript`](Self::transcript)).
-#[derive(Debug)]
-pub struct Process {
-    name: String,
-    child: Mutex<Child>,
-    lines: Mutex<Receiver<String>>,
-    transcript: Arc<Mutex<Vec<String>>>,
-    started: Instant,
-    _lab: Option<Lab>,
-}
-
-impl Process {
-    /// Starts `command` (stdin null, stdout and stderr piped). `lab` is kept alive as long as
-    /// the process.
-    pub fn spawn(name: impl Into<String>, mut command: Command, lab: Option<Lab>) -> Result<Self> {
-        let name = name.into();
-        let started = Instant::now();
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io(format!("starting {name} (`{}`)", machinist_ramdisk::run::describe(&command))))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let transcript = Arc::new(Mutex::new(Vec::new()));
-        let echo = std::env::var_os(ECHO_VARIABLE).is_some_and(|v| !v.is_empty()).then(|| name.clone());
-        if let Some(stdout) = child.stdout.take() {
-            pump(stdout, tx.clone(), Arc::clone(&transcript), echo.clone());
-        }
-        if let Some(stderr) = child.stderr.take() {
-            pump(stderr, tx, Arc::clone(&transcript), echo);
-        }
-        Ok(Self { name, child: Mutex::new(child), lines: Mutex::new(rx), transcript, started, _lab: lab })
-    }
-
-    /// The name given at start.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The process id.
-    pub fn id(&self) -> u32 {
-        self.child.lock().unwrap_or_else(PoisonError::into_inner).id()
-    }
-
-    /// When it was started.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
-    /// Waits at most `timeout` for a line containing `pattern`; returns that line.
-    pub fn wait_for(&self, pattern: &str, timeout: Duration) -> Result<String> {
-        self.wait_until(&format!("{pattern:?}"), timeout, |line| line.contains(pattern))
-    }
-
-    /// Waits at most `timeout` for a line that `matches`; returns it. `what` names it in errors.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut matches: impl FnMut(&str) -> bool) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(remaining) {
-                Ok(line) if matches(&line) => return Ok(line),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(Error::Timeout {
-                        process: self.name.clone(),
-                        what: what.to_owned(),
-                        timeout,
-                        tail: self.tail(TAIL_LINES),
-                    });
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Ended {
-                        process: self.name.clone(),
-                        what: what.to_owned(),
-                        tail: self.tail(TAIL_LINES),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Waits at most `timeout` for the process to exit (its output ends first, then it is
-    /// reaped); returns how it ended.
-    pub fn wait_exit(&self, timeout: Duration) -> Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        {
-            let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-            loop {
-                match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(_) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
-                    Err(RecvTimeoutError::Timeout) => return Err(self.exit_timeout(timeout)),
-                }
-            }
-        }
-        // Output closed: the process is exiting. Reap it, still within the bound.
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(status) = child.try_wait().map_err(io(format!("waiting for {}", self.name)))? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(self.exit_timeout(timeout));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn exit_timeout(&self, timeout: Duration) -> Error {
-        Error::Timeout { process: self.name.clone(), what: "exit".into(), timeout, tail: self.tail(TAIL_LINES) }
-    }
-
-    /// Every line so far, stdout and stderr interleaved as they arrived.
-    pub fn transcript(&self) -> Vec<String> {
-        self.transcript.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The last `n` lines, joined.
-    pub fn tail(&self, n: usize) -> String {
-        let transcript = self.transcript.lock().unwrap_or_else(PoisonError::into_inner);
-        transcript[transcript.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// Kills (SIGKILL) and reaps the process; also done on drop.
-    pub fn kill(&self) {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(child.try_wait(), Ok(None)) {
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Reads `from` line by line into the channel and the transcript, on a thread that ends at EOF.
-fn pump(
-    from: impl Read + Send + 'static,
-    to: Sender<String>,
-    transcript: Arc<Mutex<Vec<String>>>,
-    echo: Option<String>,
-) {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(from);
-        let mut buffer = Vec::new();
-        loop {
-            buffer.clear();
-            match reader.read_until(b'\n', &mut buffer) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = String::from_utf8_lossy(&buffer).trim_end_matches(['\r', '\n']).to_owned();
-            if let Some(name) = &echo {
-                eprintln!("[{name}] {line}");
-            }
-            transcript.lock().unwrap_or_else(PoisonError::into_inner).push(line.clone());
-            // The receiver may be gone (the Process dropped): keep draining the pipe regardless.
-            let _ = to.send(line);
-        }
-    });
-}
-
-// ---------------------------------------------------------------------------------------------
-// VMs
-
-/// The emulated NIC. Its QEMU iPXE ROM boots it; the RAM disk has its Linux driver.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Nic {
-    /// `virtio-net-pci` (driver `virtio_net`): the fastest to boot (~1 s less than e1000 to
-    /// [`BOOTED`], and its link is up at once where e1000 takes ~3 s before DHCP).
-    #[default]
-    VirtioNet,
-    /// `e1000` (driver `e1000`).
-    E1000,
-}
-
-impl Nic {
-    /// QEMU's device name.
-    pub fn device(self) -> &'static str {
-        match self {
-            Self::VirtioNet => "virtio-net-pci",
-            Self::E1000 => "e1000",
-        }
-    }
-}
-
-/// How to start a [`Vm`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VmConfig {
-    /// The NIC's MAC address, `52:54:00:xx:xx:xx`.
-    pub mac: String,
-    /// The NIC model.
-    pub nic: Nic,
-    /// Memory in MiB (at least ~256 for the RAM disk).
-    pub memory_mib: u32,
-    /// Further QEMU arguments.
-    pub extra_args: Vec<String>,
-}
-
-impl VmConfig {
-    /// A virtio-net VM with 512 MiB and `mac`.
-    pub fn new(mac: impl Into<String>) -> Self {
-        Self { mac: mac.into(), nic: Nic::default(), memory_mib: 512, extra_args: Vec::new() }
-    }
-}
-
-/// A QEMU VM (TCG) on a new tap of a [`Lab`], booting from the network with QEMU's iPXE ROM;
-/// its serial console is the [`Process`] output (`-nographic`). Killed and reaped in `Drop`.
-#[derive(Debug)]
-pub struct Vm {
-    process: Process,
-    tap: String,
-    config: VmConfig,
-}
-
-impl Vm {
-    /// Adds a tap to `lab` and starts `qemu-system-x86_64 -accel tcg -m <mib> -nographic
-    /// -no-reboot -boot n -netdev tap,… -device <nic>,netdev=n0,mac=<mac>` in it.
-    pub fn start(lab: &Lab, config: VmConfig) -> Result<Self> {
-        let tap = lab.add_tap()?;
-        let mut command = lab.command("qemu-system-x86_64");
-        command
-            .args(["-accel", "tcg", "-m", &config.memory_mib.to_string(), "-nographic", "-no-reboot", "-boot", "n"])
-            .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
-            .args(["-device", &format!("{},netdev=n0,mac={}", config.nic.device(), config.mac)])
-            .args(&config.extra_args);
-        let process = lab.spawn(format!("vm {} ({}, {tap})", config.mac, lab.name()), command)?;
-        Ok(Self { process, tap, config })
-    }
-
-    /// The MAC address.
-    pub fn mac(&self) -> &str {
-        &self.config.mac
-    }
-
-    /// The tap it is on.
-    pub fn tap(&self) -> &str {
-        &self.tap
-    }
-
-    /// The QEMU process: transcript, [`Process::wait_until`], [`Process::wait_exit`].
-    pub fn process(&self) -> &Process {
-        &self.process
-    }
-
-    /// Time since QEMU was started.
-    pub fn elapsed(&self) -> Duration {
-        self.process.started().elapsed()
-    }
-
-    /// Waits at most `timeout` for a console line containing `pattern`; returns it, or an error
-    /// with the console's last lines. See [`Process`] for the order in which lines are consumed.
-    pub fn wait_for(&self, pattern: &str, timeout: Duration) -> Result<String> {
-        self.process.wait_for(pattern, timeout)
-    }
-
+/// This module's RAM disk's lines on a [`Vm`]'s console.
+pub trait TestRamdisk {
     /// Waits for the RAM disk's [`BOOTED`] line and parses it.
-    pub fn wait_booted(&self, timeout: Duration) -> Result<Booted> {
+    fn wait_booted(&self, timeout: Duration) -> Result<Booted>;
+
+    /// Waits for the RAM disk's report outcome ([`REPORTED`], [`REPORT_FAILED`] or
+    /// [`REPORT_SKIPPED`]).
+    fn wait_report(&self, timeout: Duration) -> Result<ReportOutcome>;
+}
+
+impl TestRamdisk for Vm {
+    fn wait_booted(&self, timeout: Duration) -> Result<Booted> {
         let line = self.wait_for(BOOTED, timeout)?;
         Booted::parse(&line).ok_or_else(|| Error::Setup(format!("malformed {BOOTED} line: {line:?}")))
     }
 
-    /// Waits for the RAM disk's report outcome ([`REPORTED`], [`REPORT_FAILED`] or
-    /// [`REPORT_SKIPPED`]).
-    pub fn wait_report(&self, timeout: Duration) -> Result<ReportOutcome> {
-        let line = self.process.wait_until("the report outcome", timeout, |l| ReportOutcome::parse(l).is_some())?;
+    fn wait_report(&self, timeout: Duration) -> Result<ReportOutcome> {
+        let line = self.process().wait_until("the report outcome", timeout, |l| ReportOutcome::parse(l).is_some())?;
         ReportOutcome::parse(&line).ok_or_else(|| Error::Setup(format!("malformed report line: {line:?}")))
     }
-
-    /// Waits for QEMU to exit (after the RAM disk's `poweroff -f`).
-    pub fn wait_exit(&self, timeout: Duration) -> Result<ExitStatus> {
-        self.process.wait_exit(timeout)
-    }
-
-    /// The console so far.
-    pub fn transcript(&self) -> Vec<String> {
-        self.process.transcript()
-    }
 }
-
 /// What the RAM disk printed on [`BOOTED`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Booted {
@@ -962,29 +493,30 @@ mod tests {
         assert_eq!(ReportOutcome::parse("MACHINIST-E2E-BOOTED machine="), None);
     }
 
+    /// The lab's namespace: its bridge address can be bound only inside, and it is deleted
+    /// with the last handle (a process started in it holds it).
     #[test]
-    fn process_lines_are_awaited_in_order_and_kept() -> Result<()> {
-        let mut command = Command::new("sh");
-        command.args(["-c", "echo one; echo two; printf 'three\\r\\n'; echo four >&2"]);
-        let process = Process::spawn("sh", command, None)?;
-        assert_eq!(process.wait_for("t", Duration::from_secs(10))?, "two");
-        assert_eq!(process.wait_for("t", Duration::from_secs(10))?, "three");
-        assert!(matches!(process.wait_for("one", Duration::from_secs(10)), Err(Error::Ended { .. })));
-        assert!(process.wait_exit(Duration::from_secs(10))?.success());
-        let mut transcript = process.transcript();
-        transcript.sort();
-        assert_eq!(transcript, ["four", "one", "three", "two"]);
-        Ok(())
-    }
+    fn a_lab_binds_inside_its_namespace_and_is_deleted_with_its_last_handle() -> Result<(), String> {
+        if !prereq::need_root_and_programs("a_lab_binds_inside_its_namespace", machinist_lab::host::PROGRAMS)? {
+            return Ok(());
+        }
+        let exists = |name: &str| Path::new("/run/netns").join(name).exists();
+        let lab = Lab::new(Ipv4Addr::new(10, 93, 0, 1)).map_err(|e| e.to_string())?;
+        let name = lab.name().to_owned();
+        assert!(name.starts_with(machinist_lab::NAMESPACE_PREFIX) && exists(&name), "{name}");
+        let address = lab.address();
+        assert!(std::net::UdpSocket::bind((address, 0)).is_err(), "{address} is on the host too");
+        let inside = lab.run_inside(move || std::net::UdpSocket::bind((address, 0)).map(|s| s.local_addr()));
+        assert!(matches!(inside, Ok(Ok(Ok(_)))), "{inside:?}");
+        assert!(lab.run("ip", ["link", "show", BRIDGE]).map_err(|e| e.to_string())?.contains("UP"));
 
-    #[test]
-    fn waits_are_bounded() -> Result<()> {
-        let mut command = Command::new("sleep");
+        let mut command = lab.command("sleep");
         command.arg("30");
-        let process = Process::spawn("sleep", command, None)?;
-        let started = Instant::now();
-        assert!(matches!(process.wait_for("never", Duration::from_millis(200)), Err(Error::Timeout { .. })));
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let sleeper = lab.spawn("sleep", command).map_err(|e| e.to_string())?;
+        drop(lab);
+        assert!(exists(&name), "deleted while a process in it runs");
+        drop(sleeper);
+        assert!(!exists(&name), "{name} left behind");
         Ok(())
     }
 }

@@ -5,10 +5,14 @@
 //! skips the test with a message; in CI (`MACHINIST_E2E=require`, set by `.ci/run`) a missing
 //! tool fails the test, so nothing is skipped silently.
 //!
-//! [`boot`] is the QEMU network-boot fixture: a network namespace with a bridge, dnsmasq, a
-//! VM booting from the network with QEMU's iPXE ROM, and a RAM disk that reports on the serial
-//! console what it was booted with. [`netns`] joins two namespaces with a veth pair.
+//! [`boot`] is the QEMU network-boot fixture: `machinist-lab`'s network namespace with a
+//! bridge and its VMs booting from the network with QEMU's iPXE ROM (the same ones `machinist
+//! up --demo` runs), dnsmasq, and a RAM disk that reports on the serial console what it was
+//! booted with. [`netns`] joins two namespaces with a veth pair. `cluster` (feature `cluster`)
+//! is the control plane and the boot services on loopback, for tests that need both.
 
 pub mod boot;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod netns;
 pub mod prereq;

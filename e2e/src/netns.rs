@@ -3,7 +3,6 @@
 //! `Drop` (also when the test panics).
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::JoinHandle;
@@ -98,32 +97,12 @@ impl Drop for VethPair {
     }
 }
 
-/// Runs `f` on a new thread that entered the network namespace at `netns` (`setns`) first.
-/// Sockets created there belong to the namespace and may be used from any thread afterwards;
-/// threads (and so Tokio runtimes) started from it are inside too. Fails, saying why, when the
-/// namespace cannot be entered.
+/// Runs `f` on a new thread that entered the network namespace at `netns` (`setns`) first:
+/// [`machinist_lab::spawn_in`], its error as text.
 pub fn spawn_in<T, F>(netns: &Path, f: F) -> Result<JoinHandle<Option<T>>, String>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = netns.to_path_buf();
-    let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
-    let handle = std::thread::Builder::new()
-        .name(format!("in-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
-        .spawn(move || {
-            let entered = File::open(&path).map_err(|e| format!("opening {}: {e}", path.display())).and_then(|file| {
-                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| format!("entering {}: {e}", path.display()))
-            });
-            let ok = entered.is_ok();
-            let _ = entered_tx.send(entered);
-            ok.then(f)
-        })
-        .map_err(|e| format!("spawning a thread: {e}"))?;
-    match entered_rx.recv() {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("the thread for {} ended before entering it", netns.display())),
-    }
+    machinist_lab::spawn_in(netns, f).map_err(|e| e.to_string())
 }

@@ -2,7 +2,6 @@
 //! skip or a failure.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 
 /// Environment variable that decides what a missing prerequisite means.
 pub const MODE_VARIABLE: &str = "MACHINIST_E2E";
@@ -77,18 +76,7 @@ fn join(missing: &[Missing]) -> String {
     missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// Finds a program on a `PATH`-style search path.
-pub fn find_program(program: &str, search_path: Option<&OsStr>) -> Option<PathBuf> {
-    if program.contains('/') {
-        return is_executable(Path::new(program)).then(|| PathBuf::from(program));
-    }
-    std::env::split_paths(search_path?).map(|dir| dir.join(program)).find(|path| is_executable(path))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-}
+pub use machinist_lab::host::{find_program, is_root};
 
 /// The programs among `programs` that are not on this process's `PATH`.
 pub fn missing_programs(programs: &[&str]) -> Vec<Missing> {
@@ -114,19 +102,6 @@ pub fn need_root_and_programs(test: &str, programs: &[&str]) -> Result<bool, Str
         missing.push(Missing::Root);
     }
     decide(test, missing)
-}
-
-/// Whether this process runs as (effective) root, from `/proc/self/status`.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:").and_then(|ids| ids.split_whitespace().nth(1)))
-                .map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
 }
 
 fn decide(test: &str, missing: Vec<Missing>) -> Result<bool, String> {
@@ -162,21 +137,5 @@ mod tests {
         assert!(matches!(Mode::Auto.verdict(&missing), Verdict::Skip(r) if r.contains("qemu-system-x86_64")));
         assert!(matches!(Mode::Require.verdict(&missing), Verdict::Fail(r) if r.contains("qemu-system-x86_64")));
         assert!(matches!(Mode::Skip.verdict(&missing), Verdict::Skip(_)));
-    }
-
-    #[test]
-    fn programs_are_found_only_when_executable() -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("machinist-prereq-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let tool = dir.join("tool");
-        std::fs::write(&tool, "#!/bin/sh\n")?;
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o644))?;
-        let search = dir.as_os_str();
-        assert_eq!(find_program("tool", Some(search)), None);
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755))?;
-        assert_eq!(find_program("tool", Some(search)), Some(tool.clone()));
-        assert_eq!(find_program("absent", Some(search)), None);
-        std::fs::remove_dir_all(&dir)
     }
 }

@@ -705,7 +705,7 @@ async fn explain_shows_the_crd_schemas() {
         "GROUP: machinist.dev",
         "KIND: Machine",
         "VERSION: v1alpha1",
-        "DESCRIPTION: A server or virtual machine that machinist inspects, matches to a hardware profile, installs with a role and adds to its load balancers.",
+        "DESCRIPTION: A server or virtual machine that machinist inspects, matches to a hardware profile and gives a CMDB entry. Installing its role, powering it and adding it to load balancers are not built yet.",
         "spec <Object> -required-",
         "status <Object>",
         "metadata <ObjectMeta>",
@@ -722,7 +722,7 @@ async fn explain_shows_the_crd_schemas() {
         "interfaces <[]Object> -required-",
         "provider <Object> -required-",
         "online <boolean>",
-        "Whether the machine should be powered on.",
+        "Whether the machine should be powered on (false: off, without deprovisioning it). Not acted on yet: no provider powers machines.",
     ] {
         assert!(text.contains(expected), "explain machine.spec lacks {expected:?}:\n{out}");
     }
@@ -731,7 +731,7 @@ async fn explain_shows_the_crd_schemas() {
     let text = flat(&out);
     for expected in [
         "FIELD: libvirt <Object>",
-        "A virtual machine that machinist defines, with its storage, on a libvirt host.",
+        "A virtual machine that machinist is to define, with its storage, on a libvirt host. Not acted on yet.",
         "memoryMiB <integer>",
         "Memory, in MiB.",
         "bridge <string>",

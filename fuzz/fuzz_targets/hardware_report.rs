@@ -1,5 +1,5 @@
-//! Arbitrary bytes as the body of `POST /machines/{name}/report` into
-//! `machinist_boot::http::report::parse_report`.
+//! Arbitrary bytes as the body of `POST /machines/{name}/report` into the agent ↔ boot-services
+//! contract's `machinist_agent_protocol::report::parse_report`, which the boot services run.
 //!
 //! Properties: it never panics; what it accepts has between 1 and `MAX_ITEMS` items, each
 //! element at most `ITEM_ELEMENT_MAX_LENGTH` bytes; and the accepted items, written back as a
@@ -8,11 +8,11 @@
 #![allow(clippy::panic)] // a broken property is a panic
 
 use libfuzzer_sys::fuzz_target;
-use machinist_boot::http::report::{MAX_ITEMS, parse_report};
-use machinist_crds::common::ITEM_ELEMENT_MAX_LENGTH;
+use machinist_agent_protocol::report::{ITEM_ELEMENT_MAX_LENGTH, MAX_ITEMS, parse_report};
 
 fuzz_target!(|body: &[u8]| {
-    let Ok(items) = parse_report(body) else { return };
+    let Ok(report) = parse_report(body) else { return };
+    let items = &report.items;
     assert!((1..=MAX_ITEMS).contains(&items.len()), "accepted a report of {} items", items.len());
     for (index, item) in items.iter().enumerate() {
         for (element, value) in item.elements().iter().enumerate() {
@@ -23,9 +23,7 @@ fuzz_target!(|body: &[u8]| {
             );
         }
     }
-    let written = match serde_json::to_vec(&serde_json::json!({ "items": items })) {
-        Ok(written) => written,
-        Err(error) => panic!("accepted items do not serialize: {error}"),
-    };
-    assert_eq!(parse_report(&written).as_ref(), Ok(&items), "accepted items do not read back the same");
+    // Written back as the agent writes a report.
+    let written = report.to_body();
+    assert_eq!(parse_report(&written).as_ref(), Ok(&report), "accepted items do not read back the same");
 });

@@ -2,9 +2,9 @@
 //! through the boot services, and the operator (`machinist-operator`, its own process, release
 //! build) binds every one to a HardwareProfile and gives each a CMDB entry.
 //!
-//! In this process: the embedded API server (`machinist_apiserver::start`, as `machinist up`
-//! runs it) and the boot services (`machinist_boot::service::start`, HTTP only), which are the
-//! cluster and the sidecar; the simulated agents post the QEMU fixture's items with the agent's
+//! In this process: the embedded API server and the boot services (HTTP only), as the shared
+//! test fixture `machinist_e2e::cluster` starts them (as `machinist up` runs them), which are
+//! the cluster and the sidecar; the simulated agents post the QEMU fixture's items with the agent's
 //! own client (`machinist_agent::sidecar::Sidecar`), 64 at a time. The operator runs as a child
 //! process so that its resident memory is its own.
 //!
@@ -40,17 +40,17 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use machinist_agent::backoff::Backoff;
-use machinist_agent::cmdline::{Args, Mode};
 use machinist_agent::sidecar::Sidecar;
+use machinist_agent_protocol::cmdline::{Args, Mode};
+use machinist_agent_protocol::report::Report;
 use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Quad};
+use machinist_e2e::cluster::{BootServices, ControlPlane, token_secret_name};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 /// mimalloc, not glibc malloc: allocation was a third of the API server's CPU under a fleet of
 /// writes, and glibc fragments across many threads (see the workspace Cargo.toml).
@@ -110,56 +110,21 @@ fn qemu_items() -> Vec<Quad> {
 
 /// The API server and the boot services, in this process.
 struct Cluster {
-    dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     client: Client,
     http: String,
-    boot_shutdown: CancellationToken,
-    _boot: machinist_boot::service::Running,
-    _server: machinist_apiserver::Running,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.boot_shutdown.cancel();
-    }
+    _boot: BootServices,
+    control: ControlPlane,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let server = machinist_apiserver::start(machinist_apiserver::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..machinist_apiserver::Config::new(dir.path().join("home"))
-        })
-        .await
-        .unwrap();
-        let parsed = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let mut config = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default()).await.unwrap();
-        config.read_timeout = Some(Duration::from_secs(120));
-        let client = Client::try_from(config).unwrap();
-        let artifacts = dir.path().join("artifacts");
-        std::fs::create_dir(&artifacts).unwrap();
-        let config = machinist_boot::config::BootConfig::parse(
-            &format!(
-                "namespace: default\nautoRegister: false\nhttp:\n  listen: 127.0.0.1:0\n  publicUrl: http://boot.invalid:8080\n  artifactRoot: {}\n",
-                artifacts.display()
-            ),
-            Path::new("fleet.yaml"),
-        )
-        .unwrap();
-        let boot_shutdown = CancellationToken::new();
-        let boot = machinist_boot::service::start(config, client.clone(), boot_shutdown.clone()).await.unwrap();
-        let http = format!("http://{}", boot.bound.http.unwrap());
-        Cluster {
-            kubeconfig: server.kubeconfig.clone(),
-            dir,
-            client,
-            http,
-            boot_shutdown,
-            _boot: boot,
-            _server: server,
-        }
+        let control = ControlPlane::start().await.unwrap();
+        // 10,000 Machines' writes queue behind each other: a longer read timeout than the fixture's.
+        let client = control.new_client(Duration::from_secs(120)).await.unwrap();
+        let yaml = BootServices::http_only(&control.scratch("artifacts").unwrap());
+        let boot = BootServices::start(client.clone(), &yaml).await.unwrap();
+        Cluster { kubeconfig: control.kubeconfig.clone(), client, http: boot.http_url().unwrap(), _boot: boot, control }
     }
 
     fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(&self) -> Api<K> {
@@ -630,7 +595,8 @@ async fn main() {
         .init();
     let load_start = load_average();
     let cluster = Cluster::start().await;
-    let logs = std::env::var_os("MACHINIST_BENCH_LOGS").map_or_else(|| cluster.dir.path().to_path_buf(), PathBuf::from);
+    let logs = std::env::var_os("MACHINIST_BENCH_LOGS")
+        .map_or_else(|| cluster.control.scratch("logs").unwrap(), PathBuf::from);
     std::fs::create_dir_all(&logs).unwrap();
     cluster.apply_pool(n).await;
     let mut operator = Operator::spawn(&cluster, &logs, options.concurrency);
@@ -642,7 +608,7 @@ async fn main() {
     let t = Instant::now();
     let names = cluster.create_machines(n).await;
     let creates = t.elapsed();
-    let prefix = machinist_boot::cluster::token_secret_name("");
+    let prefix = token_secret_name("");
     let tokens = follow(
         cluster.api::<Secret>(),
         "agent tokens",
@@ -676,11 +642,11 @@ async fn main() {
     let bench_before = ProcStatus::read(std::process::id());
 
     // Every Machine reports, IN_FLIGHT at a time, through the agent's client.
-    let items = Arc::new(qemu_items());
+    let report = Arc::new(Report { items: qemu_items() });
     let first_report = Instant::now();
     let posted: Vec<(String, Duration, u32, Instant)> = futures::stream::iter(tokens)
         .map(|(machine, token)| {
-            let (url, items) = (cluster.http.clone(), items.clone());
+            let (url, report) = (cluster.http.clone(), report.clone());
             tokio::task::spawn_blocking(move || {
                 let args = Args {
                     url,
@@ -690,12 +656,13 @@ async fn main() {
                     mode: Mode::Discovery,
                     on_success: machinist_crds::machine::OnSuccess::Halt,
                     debug: false,
+                    role: None,
                 };
                 let backoff = Backoff { base: Duration::from_millis(50), cap: Duration::from_secs(1), attempts: 20 };
                 let mut retries = 0u32;
                 let t = Instant::now();
                 Sidecar::new(&args, backoff)
-                    .report(&items, |_, _| retries += 1)
+                    .report(&report, |_, _| retries += 1)
                     .unwrap_or_else(|e| panic!("report of {machine}: {e}"));
                 (machine, t.elapsed(), retries, Instant::now())
             })

@@ -10,8 +10,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::PostParams;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
+use machinist_e2e::cluster::ControlPlane;
 use machinist_operator::leader::{Elector, LeaderConfig, Leadership};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -22,26 +22,14 @@ const LEASE_DURATION: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Cluster {
-    _dir: tempfile::TempDir,
-    server: machinist_apiserver::Running,
+    control: ControlPlane,
     client: Client,
 }
 
 impl Cluster {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let server = machinist_apiserver::start(machinist_apiserver::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..machinist_apiserver::Config::new(dir.path().join("home"))
-        })
-        .await
-        .unwrap();
-        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let client = Client::try_from(
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap(),
-        )
-        .unwrap();
-        Self { _dir: dir, server, client }
+        let control = ControlPlane::start().await.unwrap();
+        Self { client: control.client.clone(), control }
     }
 
     fn elector(&self, identity: &str) -> Elector {
@@ -130,7 +118,7 @@ async fn release_hands_over_to_the_standby_at_once() {
 
     leader_b.release().await;
     assert_eq!(holder(&cluster.lease().await), None, "released Lease has no holder");
-    cluster.server.stop().await;
+    cluster.control.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +149,7 @@ async fn a_crashed_leader_is_replaced_only_after_its_lease_expired() {
     assert!(started.elapsed() < LEASE_DURATION + Duration::from_secs(2));
 
     leader_b.release().await;
-    cluster.server.stop().await;
+    cluster.control.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +181,7 @@ async fn a_leader_notices_when_another_holder_took_the_lease() {
     let after_release = cluster.lease().await;
     assert_eq!(holder(&after_release), Some("intruder"), "a's release left the intruder's claim alone");
     assert_eq!(after_release.metadata.resource_version, intruded.metadata.resource_version, "a wrote nothing");
-    cluster.server.stop().await;
+    cluster.control.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,5 +199,5 @@ async fn waiting_for_leadership_ends_on_shutdown() {
     assert!(timeout(WAIT, b.acquire(&shutdown)).await.unwrap().unwrap().is_none(), "already shut down");
     assert_eq!(holder(&cluster.lease().await), Some("a"));
     leader_a.release().await;
-    cluster.server.stop().await;
+    cluster.control.stop().await;
 }

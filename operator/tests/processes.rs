@@ -36,7 +36,7 @@ impl Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let metrics = format!("127.0.0.1:{port}");
         // MACHINIST_TEST_LOGS=dir keeps the operators' logs after the test.
-        let logs = std::env::var_os("MACHINIST_TEST_LOGS").map_or_else(|| fleet.dir.path().to_path_buf(), Into::into);
+        let logs = std::env::var_os("MACHINIST_TEST_LOGS").map_or_else(|| fleet.scratch("logs"), Into::into);
         let mut log = std::fs::File::create(logs.join(format!("{identity}.log"))).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_machinist-operator"))
             .args(["--kubeconfig", fleet.kubeconfig.to_str().unwrap(), "--namespace", "default"])

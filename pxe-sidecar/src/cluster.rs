@@ -30,6 +30,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use machinist_agent_protocol::summary::summarize;
 use machinist_boot_dhcp::{BootPolicy, Directory, MachineBoot, NetworkSettings};
 use machinist_crds::events::{self, Notice};
 use machinist_crds::machine::{BootTarget, BootTimeline};
@@ -426,10 +427,8 @@ impl ClusterMachines {
         let machine = match api.create(&PostParams::default(), &wanted).await {
             Ok(_) => {
                 tracing::info!(%mac, machine = %name, "auto-registered a machine");
-                let status = json!({
-                    "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine",
-                    "status": {"phase": "Registered"},
-                });
+                let status = machinist_crds::apply::status::<Machine>(&json!({"phase": "Registered"}))
+                    .map_err(|e| failed(e.to_string()))?;
                 let params = PatchParams::apply(REGISTRATION_MANAGER);
                 api.patch_status(&name, &params, &Patch::Apply(status)).await.map_err(|e| failed(e.to_string()))?
             }
@@ -546,23 +545,21 @@ impl ReportSink for ClusterMachines {
     fn hardware_report(&self, machine: &str, report: HardwareReport) -> BoxFuture<'_, Result<(), SinkError>> {
         let machine = machine.to_owned();
         Box::pin(async move {
-            let status = json!({
-                "apiVersion": "machinist.dev/v1alpha1",
-                "kind": "Machine",
-                "status": {"hardware": {
-                    "summary": machinist_agent::summarize(&report.items),
-                    "items": report.items,
-                    "reportedTime": report.received.to_string(),
-                }},
-            });
+            let failed = |error: &dyn std::fmt::Display| SinkError {
+                machine: machine.clone(),
+                reason: format!("failed to write the report: {error}"),
+            };
+            let status = machinist_crds::apply::status::<Machine>(&json!({"hardware": {
+                "summary": summarize(&report.items),
+                "items": report.items,
+                "reportedTime": report.received.to_string(),
+            }}))
+            .map_err(|e| failed(&e))?;
             self.machines_api()
                 .patch_status(&machine, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(status))
                 .await
                 .map(drop)
-                .map_err(|error| SinkError {
-                    machine: machine.clone(),
-                    reason: format!("failed to write the report: {error}"),
-                })
+                .map_err(|e| failed(&e))
         })
     }
 
@@ -618,16 +615,14 @@ impl TimelineSink for ClusterMachines {
         timeline: &'a BootTimeline,
     ) -> BoxFuture<'a, Result<(), TimelineError>> {
         Box::pin(async move {
-            let status = json!({
-                "apiVersion": "machinist.dev/v1alpha1",
-                "kind": "Machine",
-                "status": {"lastBoot": timeline},
-            });
+            let failed = |reason: String| TimelineError { machine: machine.to_owned(), reason };
+            let status = machinist_crds::apply::status::<Machine>(&json!({"lastBoot": timeline}))
+                .map_err(|e| failed(e.to_string()))?;
             self.machines_api()
                 .patch_status(machine, &PatchParams::apply(TIMELINE_MANAGER).force(), &Patch::Apply(status))
                 .await
                 .map(drop)
-                .map_err(|e| TimelineError { machine: machine.to_owned(), reason: e.to_string() })
+                .map_err(|e| failed(e.to_string()))
         })
     }
 

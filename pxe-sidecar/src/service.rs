@@ -95,6 +95,23 @@ pub struct Bound {
     pub metrics: Option<SocketAddr>,
 }
 
+impl std::fmt::Display for Bound {
+    /// For people: `TFTP on 10.0.0.1:69, HTTP on http://10.0.0.1:8080, metrics on http://…/metrics`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(address) = self.tftp {
+            parts.push(format!("TFTP on {address}"));
+        }
+        if let Some(address) = self.http {
+            parts.push(format!("HTTP on http://{address}"));
+        }
+        if let Some(address) = self.metrics {
+            parts.push(format!("metrics on http://{address}/metrics"));
+        }
+        if parts.is_empty() { f.write_str("no TFTP, HTTP or metrics listener") } else { f.write_str(&parts.join(", ")) }
+    }
+}
+
 /// The services, bound and running.
 #[derive(Debug)]
 pub struct Running {
@@ -186,8 +203,8 @@ pub async fn start(config: BootConfig, client: Client, shutdown: CancellationTok
         if let Some(source) = &section.ipxe_source {
             std::fs::create_dir_all(&section.root)
                 .map_err(|source| machinist_boot_tftp::TftpError::Root { root: section.root.clone(), source })?;
-            let layout = install_ipxe(source, &section.root)?;
-            tracing::info!(?layout, "iPXE binaries installed into the TFTP root");
+            // install_ipxe says what it installed and what is missing.
+            install_ipxe(source, &section.root)?;
         }
         if let Some(url) = &http_public_url {
             install_chain_script(&section.root, url)?;
@@ -230,6 +247,6 @@ pub async fn start(config: BootConfig, client: Client, shutdown: CancellationTok
         let stop = shutdown.clone();
         tasks.spawn(async move { http::serve(listener, router, stop).await.map_err(ServiceError::from) });
     }
-    tracing::info!(?bound, namespace = %config.namespace, auto_register = config.auto_register, "boot services up");
+    tracing::info!(listening = %bound, namespace = %config.namespace, auto_register = config.auto_register, "boot services up");
     Ok(Running { bound, tasks, shutdown })
 }

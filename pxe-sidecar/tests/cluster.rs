@@ -6,29 +6,20 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams, ResourceExt};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
 use machinist_boot::cluster::{ClusterMachines, TOKEN_LABEL, token_secret_name};
 use machinist_boot::machines::{HardwareReport, MacAddr, MachineSource, ReportSink};
 use machinist_boot_dhcp::{BootPolicy, Directory};
 use machinist_crds::{Cmdb, Machine, Quad};
+use machinist_e2e::cluster::ControlPlane;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn machines_tokens_and_reports_go_through_the_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = machinist_apiserver::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..machinist_apiserver::Config::new(dir.path())
-    };
-    let server = machinist_apiserver::start(config).await.unwrap();
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let client = Client::try_from(
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap(),
-    )
-    .unwrap();
+    let control = ControlPlane::start().await.unwrap();
+    let client = control.client.clone();
 
     let machines: Api<Machine> = Api::default_namespaced(client.clone());
     let machine: Machine = serde_json::from_value(json!({
@@ -105,5 +96,5 @@ async fn machines_tokens_and_reports_go_through_the_api() {
     assert!(cluster.hardware_report("vm-9", HardwareReport { items, received: jiff::Timestamp::now() }).await.is_err());
 
     shutdown.cancel();
-    server.stop().await;
+    control.stop().await;
 }

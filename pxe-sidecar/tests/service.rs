@@ -4,20 +4,17 @@
 //! agent's report, progress and log, the TFTP chain script (fetched with tftp-hpa), the boot timeline (`status.lastBoot` and Events), and
 //! `/metrics` on its own port.
 
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use kube::Api;
 use kube::api::{ListParams, PostParams, ResourceExt};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::await_condition;
-use kube::{Api, Client};
 use machinist_boot::cluster::{LOG_KEY, TOKEN_KEY, log_config_map_name, token_secret_name};
-use machinist_boot::config::BootConfig;
 use machinist_crds::Machine;
 use machinist_crds::machine::{BootStepKind, MachinePhase};
+use machinist_e2e::cluster::{BootServices, ControlPlane};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 mod common;
 use common::{curl, expect_status};
@@ -54,18 +51,8 @@ async fn agents_and_machines_through_the_boot_services() {
     {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let server = machinist_apiserver::start(machinist_apiserver::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..machinist_apiserver::Config::new(dir.path().join("home"))
-    })
-    .await
-    .unwrap();
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let client = Client::try_from(
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap(),
-    )
-    .unwrap();
+    let control = ControlPlane::start().await.unwrap();
+    let client = control.client.clone();
     let machines: Api<Machine> = Api::default_namespaced(client.clone());
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
     let declared: Machine = serde_json::from_value(json!({
@@ -75,12 +62,10 @@ async fn agents_and_machines_through_the_boot_services() {
     .unwrap();
     machines.create(&PostParams::default(), &declared).await.unwrap();
 
-    let artifacts = dir.path().join("artifacts");
-    std::fs::create_dir(&artifacts).unwrap();
+    let artifacts = control.scratch("artifacts").unwrap();
     std::fs::write(artifacts.join("vmlinuz"), vec![7u8; 4096]).unwrap();
-    let config = BootConfig::parse(
-        &format!(
-            r#"
+    let yaml = format!(
+        r#"
 namespace: default
 autoRegister: true
 http:
@@ -97,16 +82,12 @@ metrics:
 timeline:
   flushMillis: 100
 "#,
-            artifacts.display(),
-            dir.path().join("tftp").display(),
-        ),
-        Path::new("test.yaml"),
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let running = machinist_boot::service::start(config, client.clone(), shutdown.clone()).await.unwrap();
-    let http = format!("http://{}", running.bound.http.unwrap());
-    let metrics = format!("http://{}", running.bound.metrics.unwrap());
+        artifacts.display(),
+        control.scratch("tftp").unwrap().display(),
+    );
+    let boot = BootServices::start(client.clone(), &yaml).await.unwrap();
+    let http = boot.http_url().unwrap();
+    let metrics = boot.metrics_url().unwrap();
 
     // The token keeper gives the declared Machine its token, owned by the Machine.
     let secret = wait(&secrets, &token_secret_name("vm-1"), "token Secret", |s: Option<&Secret>| s.is_some()).await;
@@ -190,8 +171,8 @@ timeline:
     // boot (the unknown machine's, here both came from 127.0.0.1).
     expect_status(&curl(&[&format!("{http}/artifacts/vmlinuz")]).await.unwrap(), 200, "kernel").unwrap();
     // So does a TFTP transfer: the chain script that sends iPXE clients on to HTTP.
-    let tftp = running.bound.tftp.unwrap();
-    let fetched = dir.path().join("fetched.ipxe");
+    let tftp = boot.bound().tftp.unwrap();
+    let fetched = control.scratch("client").unwrap().join("fetched.ipxe");
     let output = tokio::process::Command::new("tftp")
         .args(["-m", "binary", &tftp.ip().to_string(), &tftp.port().to_string(), "-c", "get", "machinist.ipxe"])
         .arg(&fetched)
@@ -222,7 +203,6 @@ timeline:
     expect_status(&curl(&[&format!("{metrics}/healthz")]).await.unwrap(), 200, "healthz").unwrap();
     expect_status(&curl(&[&format!("{http}/metrics")]).await.unwrap(), 404, "metrics on the boot port").unwrap();
 
-    shutdown.cancel();
-    tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
-    server.stop().await;
+    tokio::time::timeout(WAIT, boot.stop()).await.unwrap().unwrap();
+    control.stop().await;
 }

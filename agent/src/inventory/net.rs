@@ -142,30 +142,6 @@ pub fn parse_arp_type(text: &str) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// Speed as lshw prints it (`100Mbit/s`, `1Gbit/s`, `2.5Gbit/s`).
-pub fn lshw_speed(mbps: u32) -> String {
-    if mbps >= 1000 && mbps.is_multiple_of(1000) {
-        format!("{}Gbit/s", mbps / 1000)
-    } else if mbps >= 1000 && mbps.is_multiple_of(100) {
-        format!("{}.{}Gbit/s", mbps / 1000, (mbps % 1000) / 100)
-    } else {
-        format!("{mbps}Mbit/s")
-    }
-}
-
-/// lshw's speed back to Mbit/s (`1Gbit/s` → 1000); `None` for anything else.
-pub fn parse_lshw_speed(text: &str) -> Option<u32> {
-    let (number, factor) = if let Some(n) = text.strip_suffix("Gbit/s") {
-        (n, 1000.0)
-    } else if let Some(n) = text.strip_suffix("Mbit/s") {
-        (n, 1.0)
-    } else {
-        return None;
-    };
-    let mbps = number.trim().parse::<f64>().ok()? * factor;
-    (mbps.is_finite() && mbps > 0.0 && mbps < f64::from(u32::MAX)).then_some(mbps.round() as u32)
-}
-
 /// Whether a path component is a PCI address (`0000:00:03.0`).
 pub fn is_pci_address(component: &str) -> bool {
     let b = component.as_bytes();
@@ -292,15 +268,6 @@ mod tests {
         assert_eq!(parse_speed("10000\n"), Some(10000));
         assert_eq!(parse_duplex("unknown"), None);
         assert_eq!(parse_duplex("full\n").as_deref(), Some("full"));
-        assert_eq!(lshw_speed(100), "100Mbit/s");
-        assert_eq!(lshw_speed(1000), "1Gbit/s");
-        assert_eq!(lshw_speed(2500), "2.5Gbit/s");
-        assert_eq!(lshw_speed(25000), "25Gbit/s");
-        assert_eq!(lshw_speed(1234), "1234Mbit/s");
-        for mbps in [10, 100, 1000, 2500, 10000, 25000, 100000] {
-            assert_eq!(parse_lshw_speed(&lshw_speed(mbps)), Some(mbps));
-        }
-        assert_eq!(parse_lshw_speed("fast"), None);
     }
 
     #[test]

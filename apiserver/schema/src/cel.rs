@@ -26,9 +26,9 @@ use kube::core::cel::cel::objects::{Key, Map as CelMap, OptionalValue};
 use kube::core::cel::cel::{Context, ExecutionError, Program, Value as CelValue};
 use serde_json::Value;
 
-use crate::compile::Node;
 use crate::errors::FieldError;
 use crate::formats;
+use crate::node::{Node, Rule};
 use crate::path::{child, index, key, or_nil};
 use crate::ratchet::{self, MapList};
 
@@ -37,27 +37,6 @@ const MAX_MESSAGE_EXPRESSION_BYTES: usize = 5 * 1024;
 
 /// Longest interpreter error text copied into a message.
 const MAX_ERROR_TEXT: usize = 256;
-
-/// A compiled `x-kubernetes-validations` rule.
-#[derive(Debug)]
-pub(crate) struct Rule {
-    /// `rule`.
-    pub rule: String,
-    /// `message`.
-    pub message: String,
-    /// `reason`.
-    pub reason: Option<String>,
-    /// `optionalOldSelf`.
-    pub optional_old_self: bool,
-    /// The compiled rule; `None` for an empty rule.
-    pub program: Option<Program>,
-    /// The compiled `messageExpression`.
-    pub message_program: Option<Program>,
-    /// Whether the rule references `oldSelf` (a transition rule).
-    pub uses_old_self: bool,
-    /// `fieldPath` as a field path relative to the node (`spec.x`, `[key]`).
-    pub normalized_field_path: Option<String>,
-}
 
 impl Rule {
     /// `ruleErrorString`: the message, else the rule.
@@ -616,8 +595,6 @@ fn unescape_single_quote(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -635,46 +612,8 @@ mod tests {
     }
 
     #[test]
-    fn field_paths_normalize_against_the_schema() {
-        let schema = json!({"type": "object", "properties": {
-            "spec": {"type": "object", "properties": {"x": {"type": "string"}}},
-            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        }});
-        let node = crate::compile::compile(&schema, "s").unwrap();
-        assert_eq!(valid_field_path(".spec.x", &node).as_deref(), Some("spec.x"));
-        assert_eq!(valid_field_path(".spec['x']", &node).as_deref(), Some("spec.x"));
-        assert_eq!(valid_field_path(".labels['a.b/c']", &node).as_deref(), Some("labels[a.b/c]"));
-        assert_eq!(valid_field_path(".labels.k", &node).as_deref(), Some("labels[k]"));
-        assert_eq!(valid_field_path(".spec.y", &node), None);
-        assert_eq!(valid_field_path("spec.x", &node), None);
-        assert_eq!(valid_field_path(".spec[x]", &node), None);
-        assert_eq!(valid_field_path(".spec.x.y", &node), None);
+    fn field_paths_split_into_tokens() {
         assert_eq!(field_path_tokens(".a['b.c']"), [".", "a", "[", "'b.c'", "]"]);
-    }
-
-    #[test]
-    fn values_convert_with_their_schema() {
-        let schema = json!({"type": "object", "properties": {
-            "n": {"type": "number"},
-            "t": {"type": "string", "format": "date-time"},
-            "d": {"type": "string", "format": "duration"},
-            "b": {"type": "string", "format": "byte"},
-            "nul": {"type": "string", "nullable": true},
-        }});
-        let node = crate::compile::compile(&schema, "s").unwrap();
-        let value = to_cel(
-            &json!({"n": 1, "t": "2024-01-01T00:00:00Z", "d": "1h", "b": "aGk=", "nul": null, "unknown": 1}),
-            Some(&node),
-            false,
-        );
-        let CelValue::Map(map) = value else { panic!("{value:?}") };
-        let get = |k: &str| map.map.get(&Key::String(Arc::new(k.to_owned()))).cloned();
-        assert_eq!(get("n"), Some(CelValue::Float(1.0)));
-        assert!(matches!(get("t"), Some(CelValue::Timestamp(_))));
-        assert_eq!(get("d"), Some(CelValue::Duration(TimeDelta::hours(1))));
-        assert_eq!(get("b"), Some(CelValue::Bytes(Arc::new(b"hi".to_vec()))));
-        assert_eq!(get("nul"), None, "null fields of objects are absent");
-        assert_eq!(get("unknown"), None, "undeclared fields are not visible");
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! rejects in a CustomResourceDefinition (non-structural schemas, unsupported keywords, invalid
 //! list types, patterns, CEL rules and defaults), with its messages and schema paths.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
-use crate::cel::{self, Rule};
+use crate::cel;
 use crate::errors::FieldError;
 use crate::formats;
+use crate::node::{Additional, Node, Pattern, Rule};
 use crate::path::{child, index, key};
 use crate::{MAX_DEPTH, prune, validate};
 
@@ -21,128 +22,6 @@ const TYPES: [&str; 6] = ["array", "boolean", "integer", "number", "object", "st
 
 /// The `reason`s a CEL rule may name.
 const REASONS: [&str; 4] = ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
-
-/// `additionalProperties`: a boolean or a schema.
-#[derive(Debug)]
-pub(crate) enum Additional {
-    /// `true` (anything goes, and is pruned to nothing) or `false` (forbidden).
-    Allows(bool),
-    /// A schema for every value of the map.
-    Schema(Box<Node>),
-}
-
-/// A compiled `pattern`: the source for messages, the regex for matching.
-#[derive(Debug)]
-pub(crate) struct Pattern {
-    /// The pattern as written in the schema.
-    pub source: String,
-    /// Compiled with Go's (RE2, ASCII `\d`, `\w`, `\s`, `\b`) semantics.
-    pub regex: Regex,
-}
-
-/// One node of a compiled schema: the structural part (type, properties, items…), the value
-/// validations, and the CEL rules.
-#[derive(Debug, Default)]
-pub(crate) struct Node {
-    /// `type`, or empty.
-    pub ty: String,
-    /// `x-kubernetes-int-or-string`.
-    pub int_or_string: bool,
-    /// `nullable`.
-    pub nullable: bool,
-    /// `format` as written (CEL conversions use it).
-    pub format: String,
-    /// `format` as the validator sees it: blank when the API server does not support it.
-    pub checked_format: String,
-    /// `default`, pruned like the API server prunes defaults.
-    pub default: Option<Value>,
-    /// `properties`.
-    pub properties: BTreeMap<String, Node>,
-    /// `additionalProperties`.
-    pub additional_properties: Option<Additional>,
-    /// `items`.
-    pub items: Option<Box<Node>>,
-    /// `x-kubernetes-preserve-unknown-fields: true`.
-    pub preserve_unknown_fields: bool,
-    /// `x-kubernetes-embedded-resource: true`.
-    pub embedded_resource: bool,
-    /// `x-kubernetes-list-type`.
-    pub list_type: Option<String>,
-    /// `x-kubernetes-list-map-keys`.
-    pub list_map_keys: Vec<String>,
-    /// `x-kubernetes-map-type`.
-    pub map_type: Option<String>,
-    /// `maximum`.
-    pub maximum: Option<f64>,
-    /// `exclusiveMaximum`.
-    pub exclusive_maximum: bool,
-    /// `minimum`.
-    pub minimum: Option<f64>,
-    /// `exclusiveMinimum`.
-    pub exclusive_minimum: bool,
-    /// `maxLength`.
-    pub max_length: Option<i64>,
-    /// `minLength`.
-    pub min_length: Option<i64>,
-    /// `pattern`.
-    pub pattern: Option<Pattern>,
-    /// `maxItems`.
-    pub max_items: Option<i64>,
-    /// `minItems`.
-    pub min_items: Option<i64>,
-    /// `multipleOf`.
-    pub multiple_of: Option<f64>,
-    /// `enum`.
-    pub enumeration: Vec<Value>,
-    /// `maxProperties`.
-    pub max_properties: Option<i64>,
-    /// `minProperties`.
-    pub min_properties: Option<i64>,
-    /// `required`.
-    pub required: Vec<String>,
-    /// `allOf`.
-    pub all_of: Vec<Node>,
-    /// `oneOf`.
-    pub one_of: Vec<Node>,
-    /// `anyOf`.
-    pub any_of: Vec<Node>,
-    /// `not`.
-    pub not: Option<Box<Node>>,
-    /// `x-kubernetes-validations`.
-    pub rules: Vec<Rule>,
-    /// Whether this node or one below it on the structural spine has CEL rules.
-    pub has_rules: bool,
-}
-
-impl Node {
-    /// The types the validator checks: `integer,string` for int-or-string, else the `type`.
-    pub fn types(&self) -> Vec<&str> {
-        if self.int_or_string {
-            vec!["integer", "string"]
-        } else if self.ty.is_empty() {
-            Vec::new()
-        } else {
-            vec![self.ty.as_str()]
-        }
-    }
-
-    /// The schema of the value under `name` in an object: its property, else the
-    /// `additionalProperties` schema.
-    pub fn field(&self, name: &str) -> Option<&Node> {
-        self.properties.get(name).or(match &self.additional_properties {
-            Some(Additional::Schema(s)) => Some(s),
-            _ => None,
-        })
-    }
-
-    /// The `additionalProperties` schema, if a schema.
-    pub fn additional_schema(&self) -> Option<&Node> {
-        match &self.additional_properties {
-            Some(Additional::Schema(s)) => Some(s),
-            _ => None,
-        }
-    }
-}
 
 /// Where a schema node sits, for the level-dependent checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1271,7 +1150,15 @@ pub(crate) fn go_regex(pattern: &str) -> Result<Regex, regex::Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeDelta;
+    use kube::core::cel::cel::Value as CelValue;
+    use kube::core::cel::cel::objects::Key;
+    use serde_json::json;
+
     use super::*;
+    use crate::cel::{to_cel, valid_field_path};
 
     #[test]
     fn patterns_have_go_semantics() {
@@ -1290,5 +1177,47 @@ mod tests {
         assert!(boundary.is_match("a foo b"));
         assert!(go_regex(r"(").is_err());
         assert!(go_regex(r"^(a{1000}){1000}$").is_err(), "size limit");
+    }
+
+    #[test]
+    fn cel_field_paths_normalize_against_the_compiled_schema() {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {"x": {"type": "string"}}},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        }});
+        let node = compile(&schema, "s").unwrap();
+        assert_eq!(valid_field_path(".spec.x", &node).as_deref(), Some("spec.x"));
+        assert_eq!(valid_field_path(".spec['x']", &node).as_deref(), Some("spec.x"));
+        assert_eq!(valid_field_path(".labels['a.b/c']", &node).as_deref(), Some("labels[a.b/c]"));
+        assert_eq!(valid_field_path(".labels.k", &node).as_deref(), Some("labels[k]"));
+        assert_eq!(valid_field_path(".spec.y", &node), None);
+        assert_eq!(valid_field_path("spec.x", &node), None);
+        assert_eq!(valid_field_path(".spec[x]", &node), None);
+        assert_eq!(valid_field_path(".spec.x.y", &node), None);
+    }
+
+    #[test]
+    fn values_convert_to_cel_with_their_compiled_schema() {
+        let schema = json!({"type": "object", "properties": {
+            "n": {"type": "number"},
+            "t": {"type": "string", "format": "date-time"},
+            "d": {"type": "string", "format": "duration"},
+            "b": {"type": "string", "format": "byte"},
+            "nul": {"type": "string", "nullable": true},
+        }});
+        let node = compile(&schema, "s").unwrap();
+        let value = to_cel(
+            &json!({"n": 1, "t": "2024-01-01T00:00:00Z", "d": "1h", "b": "aGk=", "nul": null, "unknown": 1}),
+            Some(&node),
+            false,
+        );
+        let CelValue::Map(map) = value else { panic!("{value:?}") };
+        let get = |k: &str| map.map.get(&Key::String(Arc::new(k.to_owned()))).cloned();
+        assert_eq!(get("n"), Some(CelValue::Float(1.0)));
+        assert!(matches!(get("t"), Some(CelValue::Timestamp(_))));
+        assert_eq!(get("d"), Some(CelValue::Duration(TimeDelta::hours(1))));
+        assert_eq!(get("b"), Some(CelValue::Bytes(Arc::new(b"hi".to_vec()))));
+        assert_eq!(get("nul"), None, "null fields of objects are absent");
+        assert_eq!(get("unknown"), None, "undeclared fields are not visible");
     }
 }

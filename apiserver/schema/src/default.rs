@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::compile::Node;
+use crate::node::Node;
 
 /// Applies the defaults of `node` to `value`, after pruning as the API server does.
 pub(crate) fn apply(value: &mut Value, node: &Node) {

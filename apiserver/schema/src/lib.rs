@@ -44,6 +44,7 @@ mod default;
 mod errors;
 mod formats;
 mod listtype;
+mod node;
 mod objectmeta;
 mod path;
 mod prune;
@@ -67,7 +68,7 @@ const CEL_SKIPPED: &str = "some validation rules were not checked because the ob
 /// A compiled structural schema of one CRD version. `Send + Sync`: compile once, share.
 #[derive(Debug)]
 pub struct Schema {
-    root: compile::Node,
+    root: node::Node,
 }
 
 /// What admission decided about an object.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::compile::Node;
 use crate::errors::{FieldError, go_json};
+use crate::node::Node;
 use crate::path::{child, index, key};
 
 /// Validates the set and map lists of an object.

@@ -7,8 +7,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use crate::compile::Node;
 use crate::errors::FieldError;
+use crate::node::Node;
 use crate::path::{child, index, key};
 
 /// The fields of `ObjectMeta` and the Go type each decodes into.

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::compile::{Additional, Node};
+use crate::node::{Additional, Node};
 
 /// Fields of a resource that pruning leaves to the metadata handling.
 const META_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::compile::Node;
+use crate::node::Node;
 
 /// The old value of the field `name` of an object, if old and new can be correlated there: both
 /// objects have it and the schema knows it (a property or `additionalProperties` schema).

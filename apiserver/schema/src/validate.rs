@@ -10,9 +10,9 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Number, Value};
 
-use crate::compile::{Additional, Node};
 use crate::errors::{FieldError, go_float_v, go_json, go_quote};
 use crate::formats;
+use crate::node::{Additional, Node};
 use crate::path::{child, or_nil};
 use crate::ratchet::{self, MapList};
 

@@ -17,8 +17,13 @@ pub struct TestServer {
     pub client: Client,
 }
 
+/// A free loopback port, with the machinist CRDs installed at start (as `machinist up` does).
 pub fn config(dir: &std::path::Path) -> machinist_apiserver::Config {
-    machinist_apiserver::Config { listen: "127.0.0.1:0".parse().unwrap(), ..machinist_apiserver::Config::new(dir) }
+    machinist_apiserver::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        crds: machinist_crds::all_crds(),
+        ..machinist_apiserver::Config::new(dir)
+    }
 }
 
 impl TestServer {

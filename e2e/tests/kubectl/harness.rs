@@ -103,6 +103,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let config = machinist_apiserver::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            crds: machinist_crds::all_crds(),
             ..machinist_apiserver::Config::new(dir.path().join("home"))
         };
         let running = machinist_apiserver::start(config).await.unwrap_or_else(|e| panic!("{test}: {e}"));

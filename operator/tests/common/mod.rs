@@ -4,20 +4,21 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use machinist_agent::backoff::Backoff;
-use machinist_agent::cmdline::{Args, Mode};
 use machinist_agent::sidecar::Sidecar;
+use machinist_agent_protocol::cmdline::{Args, Mode};
+use machinist_agent_protocol::report::Report;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Quad};
+use machinist_e2e::cluster::{BootServices, ControlPlane, token_secret_name};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -30,61 +31,31 @@ pub fn qemu_items() -> Vec<Quad> {
 }
 
 pub struct Fleet {
-    pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub client: Client,
     pub http: String,
-    boot_shutdown: CancellationToken,
-    _boot: machinist_boot::service::Running,
-    _server: machinist_apiserver::Running,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        self.boot_shutdown.cancel();
-    }
-}
-
-pub async fn client_for(kubeconfig: &Path) -> Client {
-    let parsed = Kubeconfig::read_from(kubeconfig).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default()).await.unwrap();
-    config.read_timeout = Some(Duration::from_secs(60));
-    Client::try_from(config).unwrap()
+    _boot: BootServices,
+    control: ControlPlane,
 }
 
 impl Fleet {
     /// The API server and the boot services (HTTP only: reports), namespace `default`.
     pub async fn start() -> Fleet {
-        let dir = tempfile::tempdir().unwrap();
-        let server = machinist_apiserver::start(machinist_apiserver::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..machinist_apiserver::Config::new(dir.path().join("home"))
-        })
-        .await
-        .unwrap();
-        let client = client_for(&server.kubeconfig).await;
-        let artifacts = dir.path().join("artifacts");
-        std::fs::create_dir(&artifacts).unwrap();
-        let config = machinist_boot::config::BootConfig::parse(
-            &format!(
-                "namespace: default\nautoRegister: false\nhttp:\n  listen: 127.0.0.1:0\n  publicUrl: http://boot.invalid:8080\n  artifactRoot: {}\n",
-                artifacts.display()
-            ),
-            Path::new("fleet.yaml"),
-        )
-        .unwrap();
-        let boot_shutdown = CancellationToken::new();
-        let running = machinist_boot::service::start(config, client.clone(), boot_shutdown.clone()).await.unwrap();
-        let http = format!("http://{}", running.bound.http.unwrap());
+        let control = ControlPlane::start().await.unwrap();
+        let yaml = BootServices::http_only(&control.scratch("artifacts").unwrap());
+        let boot = BootServices::start(control.client.clone(), &yaml).await.unwrap();
         Fleet {
-            kubeconfig: server.kubeconfig.clone(),
-            dir,
-            client,
-            http,
-            boot_shutdown,
-            _boot: running,
-            _server: server,
+            kubeconfig: control.kubeconfig.clone(),
+            client: control.client.clone(),
+            http: boot.http_url().unwrap(),
+            _boot: boot,
+            control,
         }
+    }
+
+    /// A directory of the fleet's own.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.control.scratch(name).unwrap()
     }
 
     pub fn machines(&self) -> Api<Machine> {
@@ -155,8 +126,7 @@ impl Fleet {
     /// The agent tokens of `names`, once the boot services created them.
     pub async fn tokens(&self, names: &[String]) -> BTreeMap<String, String> {
         let secrets: Api<Secret> = Api::default_namespaced(self.client.clone());
-        let wanted: std::collections::BTreeSet<String> =
-            names.iter().map(|n| machinist_boot::cluster::token_secret_name(n)).collect();
+        let wanted: std::collections::BTreeSet<String> = names.iter().map(|n| token_secret_name(n)).collect();
         let all = wait_for(&secrets, Duration::from_secs(120), "agent tokens", |secrets: &[Arc<Secret>]| {
             let have: std::collections::BTreeSet<String> = secrets.iter().map(|s| s.name_any()).collect();
             wanted.is_subset(&have)
@@ -165,8 +135,7 @@ impl Fleet {
         names
             .iter()
             .map(|name| {
-                let secret =
-                    all.iter().find(|s| s.name_any() == machinist_boot::cluster::token_secret_name(name)).unwrap();
+                let secret = all.iter().find(|s| s.name_any() == token_secret_name(name)).unwrap();
                 let token = String::from_utf8(secret.data.as_ref().unwrap()["token"].0.clone()).unwrap();
                 (name.clone(), token)
             })
@@ -176,10 +145,10 @@ impl Fleet {
     /// Every machine of `names` posts `items` at once, through the agent's client.
     pub async fn report_all(&self, names: &[String], items: &[Quad]) {
         let tokens = self.tokens(names).await;
-        let items = Arc::new(items.to_vec());
+        let report = Arc::new(Report { items: items.to_vec() });
         let posts = tokens.into_iter().map(|(machine, token)| {
             let url = self.http.clone();
-            let items = items.clone();
+            let report = report.clone();
             tokio::task::spawn_blocking(move || {
                 let args = Args {
                     url,
@@ -189,10 +158,11 @@ impl Fleet {
                     mode: Mode::Discovery,
                     on_success: machinist_crds::machine::OnSuccess::Halt,
                     debug: false,
+                    role: None,
                 };
                 let backoff = Backoff { base: Duration::from_millis(50), cap: Duration::from_secs(1), attempts: 10 };
                 Sidecar::new(&args, backoff)
-                    .report(&items, |_, _| {})
+                    .report(&report, |_, _| {})
                     .unwrap_or_else(|e| panic!("report of {machine}: {e}"));
             })
         });

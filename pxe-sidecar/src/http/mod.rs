@@ -12,7 +12,8 @@
 //! Metrics are served on their own port (see [`crate::metrics`]).
 //!
 //! Pure decisions ([`script_for`], [`artifacts::resolve`], [`artifacts::parse_range`],
-//! [`report::parse_report`]) are plain functions; the handlers only do I/O around them.
+//! and the agent's messages in [`machinist_agent_protocol`]) are plain functions; the handlers only
+//! do I/O around them.
 
 pub mod agent;
 pub mod artifacts;
@@ -28,6 +29,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use machinist_agent_protocol::Endpoint;
+use machinist_agent_protocol::cmdline::{Args, Mode};
 use machinist_crds::machine::BootTarget;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -38,10 +41,10 @@ use crate::machines::{BootRecord, MacAddr, MachineSource, ReportSink};
 use crate::timeline::{StepRecord, Timeline};
 use machinist_crds::machine::BootStepKind;
 
-/// Default limit of a report body: a large server's `hardware-detect` output is ~100 KiB.
-pub const DEFAULT_REPORT_LIMIT: usize = 1024 * 1024;
-/// Default limit of one log upload.
-pub const DEFAULT_LOG_LIMIT: usize = 1024 * 1024;
+/// Default limit of a report body (the contract's).
+pub const DEFAULT_REPORT_LIMIT: usize = machinist_agent_protocol::report::DEFAULT_BODY_LIMIT;
+/// Default limit of one log upload (the contract's).
+pub const DEFAULT_LOG_LIMIT: usize = machinist_agent_protocol::log::DEFAULT_BODY_LIMIT;
 
 /// What to serve a MAC address no Machine has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -237,9 +240,9 @@ pub fn router_with(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ipxe/{mac}", get(script))
         .route("/artifacts/{*path}", get(artifacts::serve))
-        .route("/machines/{name}/report", post(report::receive))
-        .route("/machines/{name}/progress", post(agent::progress))
-        .route("/machines/{name}/log", post(agent::log))
+        .route(Endpoint::Report.route(), post(report::receive))
+        .route(Endpoint::Progress.route(), post(agent::progress))
+        .route(Endpoint::Log.route(), post(agent::log))
         .with_state(state)
 }
 
@@ -300,27 +303,22 @@ pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>
     let Some(record) = record else {
         return Script::Refuse { reason: format!("machinist does not know {mac}") };
     };
-    let identity = |mode: &str| {
-        let mut args = vec![
-            format!("machinist.machine={}", record.name),
-            format!("machinist.token={}", record.token),
-            format!("machinist.mac={mac}"),
-            format!("machinist.mode={mode}"),
-            format!("machinist.onSuccess={}", record.on_success.as_str()),
-        ];
-        if record.debug {
-            args.push("machinist.debug=1".into());
-        }
-        args
+    let agent = |mode: Mode, role: Option<&str>| Args {
+        url: settings.public_url.clone(),
+        machine: record.name.clone(),
+        token: record.token.clone(),
+        mac: mac.to_string(),
+        mode,
+        on_success: record.on_success,
+        debug: record.debug,
+        role: role.map(str::to_owned),
     };
-    if let Some(role) = role {
-        let mut args = identity("install");
-        args.push(format!("machinist.role={role}"));
-        return ramdisk(settings, &args);
+    if role.is_some() {
+        return ramdisk(settings, &agent(Mode::Install, role));
     }
     match record.boot_target {
-        None | Some(BootTarget::Discovery) => ramdisk(settings, &identity("discovery")),
-        Some(BootTarget::Install) => ramdisk(settings, &identity("install")),
+        None | Some(BootTarget::Discovery) => ramdisk(settings, &agent(Mode::Discovery, None)),
+        Some(BootTarget::Install) => ramdisk(settings, &agent(Mode::Install, None)),
         Some(BootTarget::LocalDisk) => Script::LocalDisk,
         Some(BootTarget::None) => Script::Refuse { reason: format!("machine {} is not to be booted", record.name) },
         Some(BootTarget::Menu) => match &record.boot_menu {
@@ -343,11 +341,10 @@ pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>
     }
 }
 
-/// The RAM disk with the server's URL and `extra` arguments.
-fn ramdisk(settings: &Settings, extra: &[String]) -> Script {
+/// The RAM disk, its own arguments followed by the agent's.
+fn ramdisk(settings: &Settings, agent: &Args) -> Script {
     let mut args = settings.ramdisk.args.clone();
-    args.push(format!("machinist.url={}", settings.public_url));
-    args.extend_from_slice(extra);
+    args.extend(agent.to_words());
     Script::Boot(BootImage {
         kernel: artifact_url(settings, &settings.ramdisk.kernel),
         initrd: artifact_url(settings, &settings.ramdisk.initrd),

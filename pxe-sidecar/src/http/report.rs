@@ -5,7 +5,8 @@
 //! 1. `Authorization: Bearer <token>` must carry the machine's token (constant-time compare;
 //!    a missing header, a wrong token and an unknown machine all get 401, alike);
 //! 2. the body must fit the limit (`Content-Length` checked first, then while reading) → 413;
-//! 3. the body must be a report ([`parse_report`]) → 400 saying what is wrong.
+//! 3. the body must be a report (the contract's
+//!    [`parse_report`](machinist_agent_protocol::report::parse_report)) → 400 saying what is wrong.
 //!
 //! Success is 204.
 
@@ -14,73 +15,14 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use machinist_crds::common::{ITEM_ELEMENT_MAX_LENGTH, Quad};
-use serde::Deserialize;
+use machinist_agent_protocol::Endpoint;
+use machinist_agent_protocol::report::parse_report;
+use machinist_crds::machine::BootStepKind;
 
 use super::Shared;
-use machinist_crds::machine::BootStepKind;
 
 use crate::machines::HardwareReport;
 use crate::timeline::StepRecord;
-
-/// Most items a report may carry (as `status.hardware.items` allows).
-pub const MAX_ITEMS: usize = 8192;
-
-/// What is wrong with a report body.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ReportError {
-    /// Not JSON of the report's shape.
-    #[error("invalid hardware report: {0}")]
-    Shape(String),
-    /// No items.
-    #[error("invalid hardware report: items is empty")]
-    Empty,
-    /// Too many items.
-    #[error("invalid hardware report: {count} items, at most {MAX_ITEMS} are allowed")]
-    TooManyItems {
-        /// How many were sent.
-        count: usize,
-    },
-    /// An element longer than [`ITEM_ELEMENT_MAX_LENGTH`] bytes.
-    #[error(
-        "invalid hardware report: items[{index}] element {element} is {length} bytes long, at most {ITEM_ELEMENT_MAX_LENGTH} are allowed"
-    )]
-    ElementTooLong {
-        /// Which item.
-        index: usize,
-        /// Which element (0 class, 1 type, 2 name, 3 value).
-        element: usize,
-        /// Its length.
-        length: usize,
-    },
-}
-
-/// The report as sent.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Wire {
-    items: Vec<Quad>,
-}
-
-/// Validates a report body: `{"items": [[class, type, name, value], ...]}` of strings, between
-/// 1 and [`MAX_ITEMS`] items, each element at most [`ITEM_ELEMENT_MAX_LENGTH`] bytes.
-pub fn parse_report(body: &[u8]) -> Result<Vec<Quad>, ReportError> {
-    let wire: Wire = serde_json::from_slice(body).map_err(|e| ReportError::Shape(e.to_string()))?;
-    if wire.items.is_empty() {
-        return Err(ReportError::Empty);
-    }
-    if wire.items.len() > MAX_ITEMS {
-        return Err(ReportError::TooManyItems { count: wire.items.len() });
-    }
-    for (index, item) in wire.items.iter().enumerate() {
-        for (element, value) in item.elements().iter().enumerate() {
-            if value.len() > ITEM_ELEMENT_MAX_LENGTH {
-                return Err(ReportError::ElementTooLong { index, element, length: value.len() });
-            }
-        }
-    }
-    Ok(wire.items)
-}
 
 /// The token of an `Authorization: Bearer …` header.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -135,7 +77,7 @@ pub(super) async fn authorized_body(
 
 pub(super) async fn receive(State(state): Shared, Path(machine): Path<String>, request: Request) -> Response {
     let limit = state.settings.report_limit;
-    let body = match authorized_body(&state, &machine, "hardware report", request, limit).await {
+    let body = match authorized_body(&state, &machine, Endpoint::Report.what(), request, limit).await {
         Ok((_, body)) => body,
         Err(response) => {
             state.counters.bump(&state.counters.reports_refused);
@@ -143,7 +85,7 @@ pub(super) async fn receive(State(state): Shared, Path(machine): Path<String>, r
         }
     };
     let items = match parse_report(&body) {
-        Ok(items) => items,
+        Ok(report) => report.items,
         Err(error) => {
             state.counters.bump(&state.counters.reports_refused);
             tracing::info!(%machine, %error, "hardware report refused");
@@ -173,33 +115,6 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
-
-    #[test]
-    fn reports_are_validated() {
-        let items =
-            parse_report(br#"{"items": [["system","product","vendor","ACME"],["cpu","logical","number","8"]]}"#)
-                .unwrap();
-        assert_eq!(items[1], Quad::new("cpu", "logical", "number", "8"));
-        let shape = |body: &str| match parse_report(body.as_bytes()) {
-            Err(ReportError::Shape(message)) => message,
-            other => panic!("{body}: {other:?}"),
-        };
-        assert!(shape(r#"{"items": [["a","b","c"]]}"#).contains("exactly four elements"));
-        assert!(shape(r#"{"items": [["a","b","c","d","e"]]}"#).contains("exactly four elements"));
-        assert!(shape(r#"{"items": [["a","b","c",4]]}"#).contains("expected a string"));
-        assert!(shape(r#"{"items": [["a","b","c","d"]], "extra": 1}"#).contains("unknown field `extra`"));
-        assert!(shape(r#"{}"#).contains("missing field `items`"));
-        assert!(shape("not json").contains("expected"));
-        assert_eq!(parse_report(br#"{"items": []}"#), Err(ReportError::Empty));
-        let long =
-            format!(r#"{{"items": [["a","b","c","d"],["a","b","c","{}"]]}}"#, "x".repeat(ITEM_ELEMENT_MAX_LENGTH + 1));
-        assert_eq!(
-            parse_report(long.as_bytes()),
-            Err(ReportError::ElementTooLong { index: 1, element: 3, length: ITEM_ELEMENT_MAX_LENGTH + 1 })
-        );
-        let many = format!(r#"{{"items": [{}]}}"#, vec![r#"["a","b","c","d"]"#; MAX_ITEMS + 1].join(","));
-        assert_eq!(parse_report(many.as_bytes()), Err(ReportError::TooManyItems { count: MAX_ITEMS + 1 }));
-    }
 
     #[test]
     fn bearer_tokens_are_read_from_the_header() {

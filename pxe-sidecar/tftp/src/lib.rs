@@ -55,8 +55,10 @@
 //!    step 3.
 //! 5. Write requests are refused with error 2: the server is read-only.
 //!
-//! Each refusal is logged (`tracing`, warn level, with the client, the name and the reason)
-//! and counted in [`TftpMetrics`].
+//! Each refusal is logged (`tracing`, with the client, the name and the reason) and counted in
+//! [`TftpMetrics`]: access violations and write requests at warn level, I/O failures at error
+//! level, a missing file at info level — at warn level when it is one of the [`IPXE_BINARIES`] (a client of that
+//! architecture cannot boot; [`install_ipxe`] said at start which ones are not served).
 //!
 //! # Shutdown
 //!
@@ -79,7 +81,10 @@ pub use config::{
     MAX_TIMEOUT, MIN_BLOCK_SIZE, TftpConfig,
 };
 pub use confine::Refusal;
-pub use ipxe::{ClientArch, DEBIAN_IPXE_DIR, IPXE_BINARIES, InstalledBinary, IpxeBinary, IpxeLayout, install_ipxe};
+pub use ipxe::{
+    ClientArch, DEBIAN_IPXE_DIR, IPXE_BINARIES, InstalledBinary, IpxeBinary, IpxeLayout, install_ipxe,
+    ipxe_binary_named,
+};
 pub use metrics::{TftpCounters, TftpMetrics};
 pub use server::{ConfinedHandler, TftpServer, TransferObserver, run};
 

@@ -67,7 +67,20 @@ impl ConfinedHandler {
             packet::Error::UnknownError
         } else {
             self.metrics.not_found();
-            tracing::info!(%client, requested = %requested.display(), reason, "tftp file not found");
+            if let Some(binary) = crate::ipxe_binary_named(requested) {
+                // Not served since start (install_ipxe said so at info level); now it matters.
+                tracing::warn!(
+                    %client,
+                    requested = %requested.display(),
+                    arch = %binary.arch,
+                    looked_for = %binary.candidates.join(", "),
+                    "a client asked for the iPXE binary of its architecture, which is not in the TFTP root, so \
+                     it cannot boot: put one there under the requested name (or at one of looked_for in \
+                     tftp.ipxeSource, then restart)",
+                );
+            } else {
+                tracing::info!(%client, requested = %requested.display(), reason, "tftp file not found");
+            }
             packet::Error::FileNotFound
         }
     }

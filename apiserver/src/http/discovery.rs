@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::registry::{Registry, Resource};
+use crate::semantics::registry::{Builtin, Registry, Resource};
 
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
@@ -53,7 +53,7 @@ fn entries(resource: &Resource) -> Vec<Value> {
     if resource.scale.is_some() {
         out.push(json!({"name": format!("{}/scale", resource.plural), "singularName": "", "namespaced": resource.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
     }
-    if resource.builtin == Some(crate::registry::Builtin::Namespace) {
+    if resource.builtin == Some(Builtin::Namespace) {
         out.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
     }
     out

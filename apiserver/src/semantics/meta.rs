@@ -187,9 +187,9 @@ mod tests {
     fn names_and_keys() {
         assert!(dns_label_problem("api-01").is_none());
         assert!(dns_label_problem("API").is_some());
-        assert!(dns_subdomain_problem("machines.machinist.dev").is_none());
+        assert!(dns_subdomain_problem("widgets.example.com").is_none());
         assert!(dns_subdomain_problem("a..b").is_some());
-        assert!(qualified_name_problem("machinist.dev/role").is_none());
+        assert!(qualified_name_problem("example.com/role").is_none());
         assert!(qualified_name_problem("Bad Key").is_some());
         assert!(qualified_name_problem("UPPER.dev/x").is_some());
         assert!(label_value_problem("").is_none());

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use machinist_apiserver_apply as ssa;
 use serde_json::Value;
 
-use crate::errors::{ApiError, Cause};
-use crate::meta;
-use crate::ops::Request;
-use crate::registry::Resource;
+use crate::semantics::errors::{ApiError, Cause};
+use crate::semantics::meta;
+use crate::semantics::registry::Resource;
+use crate::semantics::request::Request;
 
 /// The types of a resource version, shared (built once per registry refresh, not per write).
 fn types(resource: &Resource, version: &str) -> Arc<ssa::TypeInfo> {

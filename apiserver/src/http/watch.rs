@@ -1,7 +1,6 @@
 //! Watches: initial events, resumption from a resourceVersion, selector transitions,
 //! bookmarks, `410 Gone`, timeouts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +11,16 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use crate::errors::ApiError;
-use crate::http::{Server, default_watch_timeout, event_type, streaming_body, watch_error};
-use crate::ops::{Request, present};
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{Change, StoreError};
-use crate::table::Include;
+use crate::http::decode::{Query, selectors, truthy};
+use crate::http::response::streaming_body;
+use crate::http::server::Server;
+use crate::http::table::{self, Include};
+use crate::semantics::errors::ApiError;
+use crate::semantics::ops::present;
+use crate::semantics::registry::Builtin;
+use crate::semantics::request::Request;
+use crate::semantics::selectors::{FieldSelector, LabelSelector};
+use crate::store::{Change, ChangeKind, StoreError};
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
@@ -72,7 +75,7 @@ impl Filter {
     fn sends_as_stored(&self, object: &Value) -> bool {
         let resource = &self.request.resource;
         self.table.is_none()
-            && resource.builtin != Some(crate::registry::Builtin::EventsV1)
+            && resource.builtin != Some(Builtin::EventsV1)
             && object.get("apiVersion").and_then(Value::as_str) == Some(self.api_version.as_str())
             && object.get("kind").and_then(Value::as_str) == Some(resource.kind.as_str())
     }
@@ -82,7 +85,7 @@ impl Filter {
         let object = match self.table {
             Some(include) => {
                 let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
-                crate::table::render(
+                table::render(
                     &self.request.resource,
                     &self.request.version,
                     std::slice::from_ref(&object),
@@ -108,6 +111,38 @@ impl Filter {
     }
 }
 
+/// Turns a store error met while watching into the watch's ERROR event.
+pub fn watch_error(error: &StoreError) -> Value {
+    let status = match error {
+        StoreError::Gone { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
+        other => ApiError::internal(other.to_string()),
+    };
+    json!({"type": "ERROR", "object": status.to_status()})
+}
+
+/// The watch event type of a change as seen through selectors (an object leaving the selection
+/// is DELETED for the watcher, one entering it ADDED).
+pub fn event_type(kind: ChangeKind, was_selected: bool, is_selected: bool) -> Option<&'static str> {
+    match (kind, was_selected, is_selected) {
+        (ChangeKind::Added, _, true) => Some("ADDED"),
+        (ChangeKind::Modified, true, true) => Some("MODIFIED"),
+        (ChangeKind::Modified, false, true) => Some("ADDED"),
+        (ChangeKind::Modified, true, false) => Some("DELETED"),
+        (ChangeKind::Deleted, true, _) => Some("DELETED"),
+        _ => None,
+    }
+}
+
+/// How long a watch without `timeoutSeconds` lasts: 30 to 60 minutes, spread so clients do not
+/// all reconnect at once.
+pub fn default_watch_timeout() -> Duration {
+    let mut byte = [0u8; 1];
+    let spread = if getrandom::fill(&mut byte).is_ok() { u64::from(byte[0]) * 1800 / 255 } else { 900 };
+    Duration::from_secs(1800 + spread)
+}
+
 fn line(value: &Value) -> Bytes {
     let mut text = value.to_string();
     text.push('\n');
@@ -118,17 +153,17 @@ fn line(value: &Value) -> Bytes {
 pub async fn watch(
     server: &Server,
     request: &Request,
-    query: &HashMap<String, String>,
+    query: &Query,
     table: Option<Include>,
 ) -> Result<Response, ApiError> {
     let resource = &request.resource;
-    let (labels, fields) = crate::http::selectors(resource, query)?;
+    let (labels, fields) = selectors(resource, query)?;
     let requested: Option<u64> = match query.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
         Some(v) => Some(v.parse().map_err(|_| ApiError::bad_request(format!("resourceVersion {v:?} is not valid")))?),
     };
-    let send_initial = crate::http::truthy(query.get("sendInitialEvents"));
-    let bookmarks = crate::http::truthy(query.get("allowWatchBookmarks"));
+    let send_initial = truthy(query.get("sendInitialEvents"));
+    let bookmarks = truthy(query.get("allowWatchBookmarks"));
     let timeout = match query.get("timeoutSeconds").map(|t| t.parse::<u64>()) {
         None => default_watch_timeout(),
         Some(Ok(seconds)) => Duration::from_secs(seconds),
@@ -217,4 +252,18 @@ pub async fn watch(
         }
     });
     Ok((StatusCode::OK, [("content-type", "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_changes_become_added_or_deleted() {
+        assert_eq!(event_type(ChangeKind::Modified, false, true), Some("ADDED"));
+        assert_eq!(event_type(ChangeKind::Modified, true, false), Some("DELETED"));
+        assert_eq!(event_type(ChangeKind::Modified, false, false), None);
+        assert_eq!(event_type(ChangeKind::Deleted, false, false), None);
+        assert_eq!(event_type(ChangeKind::Added, false, true), Some("ADDED"));
+    }
 }

@@ -6,60 +6,16 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::admission::{self, FieldValidation};
-use crate::builtins;
-use crate::errors::{ApiError, Cause};
-use crate::fields;
-use crate::meta::{self, meta_mut, meta_str};
-use crate::registry::{Builtin, Resource};
-use crate::state::Api;
-use crate::store::{ObjectKey, Precondition, StoreError, revision_of};
+use crate::semantics::errors::{ApiError, Cause};
+use crate::semantics::meta::{self, meta_mut, meta_str};
+use crate::semantics::registry::{Builtin, Resource};
+use crate::semantics::request::Request;
+use crate::semantics::state::Api;
+use crate::semantics::{admission, builtins, fields};
+use crate::store::{ObjectKey, Precondition, ResourceKey, StoreError, revision_of};
 
 /// How many times a patch or delete is retried when the object changes underneath it.
 const RACED_WRITE_RETRIES: usize = 8;
-
-/// What a request is about.
-#[derive(Clone, Debug)]
-pub struct Request {
-    /// The resource.
-    pub resource: Arc<Resource>,
-    /// The version the client speaks.
-    pub version: String,
-    /// Namespace (namespaced resources).
-    pub namespace: Option<String>,
-    /// Object name, when the request names one.
-    pub name: Option<String>,
-    /// `status`, `scale`, `finalize`…
-    pub subresource: Option<String>,
-    /// Validate and answer, but store nothing.
-    pub dry_run: bool,
-    /// Who is writing (managedFields).
-    pub field_manager: String,
-    /// What to do with unknown fields.
-    pub field_validation: FieldValidation,
-}
-
-impl Request {
-    fn key(&self, name: &str) -> ObjectKey {
-        ObjectKey::new(self.namespace.as_deref().unwrap_or_default(), name)
-    }
-
-    fn group(&self) -> &str {
-        &self.resource.group
-    }
-
-    fn plural(&self) -> &str {
-        &self.resource.plural
-    }
-
-    fn not_found(&self, name: &str) -> ApiError {
-        ApiError::not_found(self.group(), self.plural(), name)
-    }
-
-    fn is_status(&self) -> bool {
-        self.subresource.as_deref() == Some("status")
-    }
-}
 
 /// A successful write.
 #[derive(Debug)]
@@ -158,8 +114,8 @@ fn store_error(request: &Request, name: &str, error: StoreError) -> ApiError {
     }
 }
 
-/// Rewrites `apiVersion` for the client's version (machinist's CRDs use no conversion webhooks:
-/// every version has the same schema) and builds the events.k8s.io view of events.
+/// Rewrites `apiVersion` for the client's version (this server runs no conversion
+/// webhooks: every version has the same schema) and builds the events.k8s.io view of events.
 pub fn present(resource: &Resource, version: &str, object: &Value) -> Value {
     let mut object = object.clone();
     if resource.builtin == Some(Builtin::EventsV1) {
@@ -610,7 +566,7 @@ impl Api {
             }
             Patch::Strategic(document) => {
                 let mut target = visible.clone();
-                crate::patch::strategic_merge(&mut target, document);
+                crate::semantics::patch::strategic_merge(&mut target, document);
                 target
             }
             Patch::Json(document) => {
@@ -739,7 +695,7 @@ impl Api {
     fn delete_custom_resources(&self, crd: &Value) -> Result<(), StoreError> {
         let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
         let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-        let storage = crate::store::ResourceKey::new(group, plural);
+        let storage = ResourceKey::new(group, plural);
         let (_, objects) = self.store.list(&storage, None, None);
         for object in objects {
             let key = ObjectKey::new(
@@ -756,7 +712,7 @@ impl Api {
 
     /// Refuses writes into a namespace that does not exist or is being deleted.
     fn check_namespace_open(&self, namespace: &str) -> Result<(), ApiError> {
-        let key = crate::store::ResourceKey::new("", "namespaces");
+        let key = ResourceKey::new("", "namespaces");
         match self.store.get(&key, &ObjectKey::new("", namespace)) {
             None => Err(ApiError::not_found("", "namespaces", namespace)),
             Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(

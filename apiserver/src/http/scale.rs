@@ -1,7 +1,6 @@
 //! The `scale` subresource of custom resources that declare one: an `autoscaling/v1` Scale
 //! read from and written to the paths the CRD names.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -9,10 +8,12 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::errors::ApiError;
-use crate::http::Server;
-use crate::ops::Request;
-use crate::registry::ScalePaths;
+use crate::http::decode::Query;
+use crate::http::server::Server;
+use crate::semantics::errors::{ApiError, Cause};
+use crate::semantics::ops::Patch;
+use crate::semantics::registry::ScalePaths;
+use crate::semantics::request::Request;
 
 fn pointer(path: &str) -> String {
     path.trim_start_matches('.').split('.').fold(String::new(), |acc, part| format!("{acc}/{part}"))
@@ -41,7 +42,7 @@ pub async fn handle(
     server: &Server,
     method: &Method,
     _headers: &HeaderMap,
-    _query: &HashMap<String, String>,
+    _query: &Query,
     body: Bytes,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -66,7 +67,7 @@ pub async fn handle(
                     "autoscaling",
                     "Scale",
                     request.name.as_deref().unwrap_or_default(),
-                    vec![crate::errors::Cause {
+                    vec![Cause {
                         reason: "FieldValueRequired".into(),
                         message: "Required value: spec.replicas must be an integer".into(),
                         field: "spec.replicas".into(),
@@ -85,7 +86,7 @@ pub async fn handle(
     if let Some(last) = parts.last() {
         cursor[*last] = json!(replicas);
     }
-    let written = tokio::task::spawn_blocking(move || api.patch(&main, crate::ops::Patch::Merge(patch)))
+    let written = tokio::task::spawn_blocking(move || api.patch(&main, Patch::Merge(patch)))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok((StatusCode::OK, [("content-type", "application/json")], scale_of(&written.object, &paths).to_string())

@@ -1,7 +1,5 @@
 //! API errors as Kubernetes `Status` objects: the code, reason and message clients act on.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// One cause of an `Invalid` error (a field and what is wrong with it).
@@ -44,7 +42,7 @@ pub struct Details {
     pub retry_after: Option<u32>,
 }
 
-/// `resource.group` as the API server names a resource in messages (`machines.machinist.dev`,
+/// `resource.group` as the API server names a resource in messages (`widgets.example.com`,
 /// `secrets`).
 pub fn qualified(resource: &str, group: &str) -> String {
     if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
@@ -230,13 +228,6 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, [("content-type", "application/json")], self.to_status().to_string()).into_response()
-    }
-}
-
 /// A `Status` for a successful delete of an object without finalizers (what `kubectl delete`
 /// prints from).
 pub fn success_status(group: &str, resource: &str, name: &str, uid: &str) -> Value {
@@ -256,13 +247,10 @@ mod tests {
     #[test]
     fn messages_read_as_the_api_server_writes_them() {
         assert_eq!(ApiError::not_found("", "secrets", "s1").message, "secrets \"s1\" not found");
-        assert_eq!(
-            ApiError::not_found("machinist.dev", "machines", "m1").message,
-            "machines.machinist.dev \"m1\" not found"
-        );
+        assert_eq!(ApiError::not_found("example.com", "widgets", "m1").message, "widgets.example.com \"m1\" not found");
         let invalid = ApiError::invalid(
-            "machinist.dev",
-            "Machine",
+            "example.com",
+            "Widget",
             "m1",
             vec![
                 Cause {
@@ -279,7 +267,7 @@ mod tests {
         );
         assert_eq!(
             invalid.message,
-            "Machine.machinist.dev \"m1\" is invalid: [spec.provider: Required value, spec.port: Invalid value]"
+            "Widget.example.com \"m1\" is invalid: [spec.provider: Required value, spec.port: Invalid value]"
         );
         let status = invalid.to_status();
         assert_eq!(status["code"], 422);

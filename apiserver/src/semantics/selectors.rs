@@ -35,11 +35,11 @@ const MAX_SELECTOR_LENGTH: usize = 16 * 1024;
 
 // Label keys and values follow the same rules as in objects' metadata.
 fn valid_key(key: &str) -> bool {
-    crate::meta::qualified_name_problem(key).is_none()
+    crate::semantics::meta::qualified_name_problem(key).is_none()
 }
 
 fn valid_value(value: &str) -> bool {
-    crate::meta::label_value_problem(value).is_none()
+    crate::semantics::meta::label_value_problem(value).is_none()
 }
 
 /// Splits on commas that are not inside parentheses.
@@ -234,9 +234,7 @@ mod tests {
         assert!(LabelSelector::parse("app!=api").unwrap().matches(&object(json!({}))));
         assert!(LabelSelector::parse("").unwrap().matches(&object(json!({}))));
         assert!(
-            LabelSelector::parse("machinist.dev/role==api")
-                .unwrap()
-                .matches(&object(json!({"machinist.dev/role": "api"})))
+            LabelSelector::parse("example.com/role==api").unwrap().matches(&object(json!({"example.com/role": "api"})))
         );
     }
 

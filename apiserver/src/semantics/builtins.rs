@@ -4,9 +4,9 @@
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::errors::{ApiError, Cause};
-use crate::ops::Request;
-use crate::registry::Builtin;
+use crate::semantics::errors::{ApiError, Cause};
+use crate::semantics::registry::Builtin;
+use crate::semantics::request::Request;
 
 fn valid_config_key(key: &str) -> bool {
     !key.is_empty()
@@ -173,14 +173,14 @@ mod tests {
         let v1 = json!({
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"name": "m1.1", "namespace": "ns"},
-            "regarding": {"kind": "Machine", "name": "m1"}, "note": "bound to vm", "reason": "Matched",
-            "type": "Normal", "reportingController": "machinist-operator", "reportingInstance": "op-1",
+            "regarding": {"kind": "Widget", "name": "w1"}, "note": "bound to vm", "reason": "Matched",
+            "type": "Normal", "reportingController": "example-operator", "reportingInstance": "op-1",
             "eventTime": "2026-11-21T10:00:00.123456Z", "action": "Bind"
         });
         let core = events_v1_to_event(&v1);
-        assert_eq!(core["involvedObject"]["name"], "m1");
+        assert_eq!(core["involvedObject"]["name"], "w1");
         assert_eq!(core["message"], "bound to vm");
-        assert_eq!(core["source"]["component"], "machinist-operator");
+        assert_eq!(core["source"]["component"], "example-operator");
         assert_eq!(core["lastTimestamp"], "2026-11-21T10:00:00Z");
         let back = event_to_events_v1(&core);
         assert_eq!(back["regarding"], v1["regarding"]);

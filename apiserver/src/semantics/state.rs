@@ -1,11 +1,12 @@
-//! The server's shared state: the store and the registry of served resources.
+//! The server's shared state: the store, the registry of served resources and the compiled
+//! schemas of their versions.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
-use crate::openapi::OpenApi;
-use crate::registry::Registry;
+use crate::semantics::registry::Registry;
 use crate::store::{ResourceKey, Store};
 
 /// Limits on what clients may send.
@@ -23,17 +24,38 @@ impl Default for Limits {
     }
 }
 
+/// Compiled schemas, keyed by CRD uid + resourceVersion + version, so a changed CRD recompiles.
+#[derive(Default)]
+pub struct SchemaCache(Mutex<HashMap<String, Arc<machinist_apiserver_schema::Schema>>>);
+
+impl std::fmt::Debug for SchemaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SchemaCache")
+    }
+}
+
+impl SchemaCache {
+    /// The compiled schema stored under `key`, compiling `schema` the first time.
+    pub fn get(&self, key: &str, schema: &Value) -> Result<Arc<machinist_apiserver_schema::Schema>, String> {
+        let mut cache = self.0.lock().map_err(|_| "schema cache poisoned".to_owned())?;
+        if let Some(compiled) = cache.get(key) {
+            return Ok(Arc::clone(compiled));
+        }
+        let compiled = Arc::new(machinist_apiserver_schema::Schema::compile(schema).map_err(|e| e.to_string())?);
+        cache.insert(key.to_owned(), Arc::clone(&compiled));
+        Ok(compiled)
+    }
+}
+
 /// Everything handlers and controllers share.
 pub struct Api {
     /// Objects.
     pub store: Arc<Store>,
     registry: RwLock<Arc<Registry>>,
-    /// OpenAPI documents of the current registry (they change only when it does).
-    openapi: RwLock<Arc<OpenApi>>,
-    /// One refresh at a time, so the registry and its documents always come from the same one.
+    /// One refresh at a time, so a slower refresh cannot replace a newer registry.
     refreshing: Mutex<()>,
     /// Compiled schemas per CRD version, keyed by the CRD's uid, version and resourceVersion.
-    pub schemas: crate::admission::SchemaCache,
+    pub schemas: SchemaCache,
     /// Request limits.
     pub limits: Limits,
 }
@@ -50,7 +72,6 @@ impl Api {
         let api = Self {
             store,
             registry: RwLock::new(Arc::new(Registry::default())),
-            openapi: RwLock::new(Arc::default()),
             refreshing: Mutex::new(()),
             schemas: Default::default(),
             limits,
@@ -62,11 +83,6 @@ impl Api {
     /// The registry as of now.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.read().map(|r| Arc::clone(&r)).unwrap_or_default()
-    }
-
-    /// The OpenAPI documents of the registry as of now.
-    pub fn openapi(&self) -> Arc<OpenApi> {
-        self.openapi.read().map(|o| Arc::clone(&o)).unwrap_or_default()
     }
 
     /// Rebuilds the registry from the stored CRDs (after a CRD is written or deleted).
@@ -84,12 +100,8 @@ impl Api {
             })
             .collect();
         let registry = Arc::new(Registry::with_crds(established));
-        let openapi = Arc::new(OpenApi::build(&registry));
         if let Ok(mut slot) = self.registry.write() {
             *slot = registry;
-        }
-        if let Ok(mut slot) = self.openapi.write() {
-            *slot = openapi;
         }
     }
 }

@@ -8,6 +8,10 @@ use serde_json::Value;
 
 use crate::store::ResourceKey;
 
+/// The Kubernetes version this server reports (`/version`, the OpenAPI documents): the API
+/// level of the kinds it serves.
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "34");
+
 /// A built-in kind that gets special handling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Builtin {
@@ -57,7 +61,7 @@ pub struct Resource {
     pub namespaced: bool,
     /// Short names.
     pub short_names: Vec<String>,
-    /// Categories (`all`, `machinist`).
+    /// Categories (`all`, …: `kubectl get CATEGORY` lists them).
     pub categories: Vec<String>,
     /// Has a status subresource.
     pub status: bool,
@@ -298,22 +302,54 @@ pub fn resource_from_crd(crd: &Value) -> Result<Resource, CrdProblem> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use serde_json::json;
+
     use super::*;
 
+    /// A CRD as a caller would install it: namespaced, a status subresource, a short name, a
+    /// category, a selectable field and a printer column.
+    pub(crate) fn widget_crd() -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList",
+                          "shortNames": ["wd"], "categories": ["example"]},
+                "versions": [{
+                    "name": "v1alpha1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "selectableFields": [{"jsonPath": ".status.phase"}],
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Size", "type": "integer", "jsonPath": ".spec.size", "priority": 1},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "description": "What the widget should be.", "properties": {
+                            "size": {"type": "integer", "description": "How big, in units."},
+                            "colour": {"type": "string"},
+                        }},
+                        "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
+                    }}},
+                }],
+            },
+        })
+    }
+
     #[test]
-    fn machinist_crds_are_served_with_their_names() {
-        let crds: Vec<Value> = machinist_crds::all_crds().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
-        let registry = Registry::with_crds(&crds);
-        let machines = registry.find("machinist.dev", "v1alpha1", "machines").unwrap();
-        assert_eq!(machines.kind, "Machine");
-        assert!(machines.namespaced && machines.status);
-        assert_eq!(machines.short_names, ["mach"]);
-        assert_eq!(machines.categories, ["machinist"]);
-        assert!(machines.field_selectable("status.phase"));
-        assert!(!machines.field_selectable("spec.online"));
-        assert!(registry.find("machinist.dev", "v1", "machines").is_none());
-        assert!(registry.groups().iter().any(|(g, v)| g == "machinist.dev" && v == &["v1alpha1"]));
+    fn crds_are_served_with_their_names() {
+        let registry = Registry::with_crds(&[widget_crd()]);
+        let widgets = registry.find("example.com", "v1alpha1", "widgets").unwrap();
+        assert_eq!(widgets.kind, "Widget");
+        assert!(widgets.namespaced && widgets.status);
+        assert_eq!(widgets.short_names, ["wd"]);
+        assert_eq!(widgets.categories, ["example"]);
+        assert!(widgets.field_selectable("status.phase"));
+        assert!(!widgets.field_selectable("spec.size"));
+        assert!(registry.find("example.com", "v1", "widgets").is_none());
+        assert!(registry.groups().iter().any(|(g, v)| g == "example.com" && v == &["v1alpha1"]));
         assert_eq!(registry.find("", "v1", "namespaces").unwrap().builtin, Some(Builtin::Namespace));
     }
 }

@@ -1,6 +1,7 @@
-//! The agent's instructions, from the kernel command line the boot services wrote
-//! (`machinist.url=… machinist.machine=… machinist.token=… machinist.mac=… machinist.mode=…
-//! machinist.onSuccess=… [machinist.debug=1]`). Pure: `/proc/cmdline`'s text in, [`Args`] out.
+//! The agent's instructions, on the kernel command line of the iPXE script the boot services
+//! write: `machinist.url=… machinist.machine=… machinist.token=… machinist.mac=…
+//! machinist.mode=… machinist.onSuccess=… [machinist.debug=1] [machinist.role=…]`.
+//! [`Args::to_words`] writes them, [`parse`] reads them back from `/proc/cmdline`. Pure.
 
 /// What the agent does once its work is done (`spec.onSuccess`, spelled as the API spells it).
 pub use machinist_crds::machine::OnSuccess;
@@ -10,20 +11,31 @@ pub use machinist_crds::machine::OnSuccess;
 pub enum Mode {
     /// Inventory and report the hardware.
     Discovery,
-    /// Install a role (reports first, then waits: installing arrives with the install issue).
+    /// Install a role (today the agent reports and stops, as in discovery: the install
+    /// itself is not built yet).
     Install,
 }
 
-/// The parsed arguments.
+impl Mode {
+    /// The value of `machinist.mode=`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Discovery => "discovery",
+            Mode::Install => "install",
+        }
+    }
+}
+
+/// The agent's arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
-    /// The boot services' base URL (`http://10.0.0.1:8080`).
+    /// The boot services' base URL (`http://10.0.0.1:8080`), without a trailing `/`.
     pub url: String,
     /// The Machine's name.
     pub machine: String,
     /// The Machine's agent token.
     pub token: String,
-    /// The MAC of the interface the machine booted from (the one to bring up).
+    /// The MAC of the interface the machine booted from (the one to bring up), lower case.
     pub mac: String,
     /// Why it was booted.
     pub mode: Mode,
@@ -31,6 +43,8 @@ pub struct Args {
     pub on_success: OnSuccess,
     /// Open a shell on the console.
     pub debug: bool,
+    /// The role chosen from a boot menu (`machinist.role=`), if any.
+    pub role: Option<String>,
 }
 
 /// A command line that does not say what to do.
@@ -49,6 +63,28 @@ pub enum CmdlineError {
         /// What is expected.
         why: &'static str,
     },
+}
+
+impl Args {
+    /// The kernel arguments, in the order the boot services write them. Values are written as
+    /// given: the iPXE script renderer refuses values that would break its line.
+    pub fn to_words(&self) -> Vec<String> {
+        let mut words = vec![
+            format!("machinist.url={}", self.url),
+            format!("machinist.machine={}", self.machine),
+            format!("machinist.token={}", self.token),
+            format!("machinist.mac={}", self.mac),
+            format!("machinist.mode={}", self.mode.as_str()),
+            format!("machinist.onSuccess={}", self.on_success.as_str()),
+        ];
+        if self.debug {
+            words.push("machinist.debug=1".into());
+        }
+        if let Some(role) = &self.role {
+            words.push(format!("machinist.role={role}"));
+        }
+        words
+    }
 }
 
 /// Parses `/proc/cmdline`. The last occurrence of an argument wins, as for the kernel's own.
@@ -85,11 +121,13 @@ pub fn parse(cmdline: &str) -> Result<Args, CmdlineError> {
         mode,
         on_success,
         debug: matches!(value("debug"), Some("1" | "true" | "yes")),
+        role: value("role").filter(|v| !v.is_empty()).map(str::to_owned),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const LINE: &str = "BOOT_IMAGE=vmlinuz console=ttyS0 machinist.url=http://10.0.0.1:8080/ machinist.machine=vm-1 \
@@ -103,8 +141,9 @@ mod tests {
         assert_eq!((args.machine.as_str(), args.token.as_str()), ("vm-1", "abc"));
         assert_eq!(args.mac, "52:54:00:ab:00:01");
         assert_eq!((args.mode, args.on_success, args.debug), (Mode::Discovery, OnSuccess::Halt, false));
-        let debug = parse(&format!("{LINE} machinist.debug=1 machinist.onSuccess=console")).unwrap();
-        assert_eq!((debug.on_success, debug.debug), (OnSuccess::Console, true));
+        assert_eq!(args.role, None);
+        let debug = parse(&format!("{LINE} machinist.debug=1 machinist.onSuccess=console machinist.role=api")).unwrap();
+        assert_eq!((debug.on_success, debug.debug, debug.role.as_deref()), (OnSuccess::Console, true, Some("api")));
         let default = parse(&LINE.replace("machinist.onSuccess=halt", "")).unwrap();
         assert_eq!(default.on_success, OnSuccess::Reboot);
     }
@@ -124,5 +163,27 @@ mod tests {
         ));
         // `machinist.urlx=` is not `machinist.url=`.
         assert_eq!(parse("machinist.urlx=http://x"), Err(CmdlineError::Missing("url")));
+    }
+
+    #[test]
+    fn what_the_boot_services_write_the_agent_reads() {
+        for (mode, on_success, debug, role) in [
+            (Mode::Discovery, OnSuccess::Reboot, false, None),
+            (Mode::Install, OnSuccess::Kexec, true, Some("api".to_owned())),
+            (Mode::Discovery, OnSuccess::Console, true, None),
+        ] {
+            let args = Args {
+                url: "http://10.0.0.1:8080".into(),
+                machine: "vm-1".into(),
+                token: "t0k".into(),
+                mac: "52:54:00:ab:00:01".into(),
+                mode,
+                on_success,
+                debug,
+                role,
+            };
+            let line = format!("BOOT_IMAGE=vmlinuz console=ttyS0 {}", args.to_words().join(" "));
+            assert_eq!(parse(&line).unwrap(), args, "{line}");
+        }
     }
 }

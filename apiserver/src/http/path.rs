@@ -1,4 +1,4 @@
-//! What a request path names: `/api/v1/namespaces/ns/secrets/s1`, `/apis/g/v/machines/m/status`.
+//! What a request path names: `/api/v1/namespaces/ns/secrets/s1`, `/apis/g/v/widgets/w/status`.
 
 /// A request aimed at a resource, parsed from its path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +82,7 @@ mod tests {
     use super::*;
 
     fn namespaced(_: &str, _: &str, resource: &str) -> bool {
-        matches!(resource, "secrets" | "machines")
+        matches!(resource, "secrets" | "widgets")
     }
 
     fn target(path: &str) -> Target {
@@ -99,10 +99,10 @@ mod tests {
             (t.group.as_str(), t.namespace.as_deref(), t.resource.as_str(), t.name.as_deref()),
             ("", Some("ns1"), "secrets", Some("s1"))
         );
-        let t = target("/apis/machinist.dev/v1alpha1/namespaces/ns1/machines/m1/status");
+        let t = target("/apis/example.com/v1alpha1/namespaces/ns1/widgets/w1/status");
         assert_eq!(t.subresource.as_deref(), Some("status"));
-        assert_eq!(t.group, "machinist.dev");
-        let t = target("/apis/machinist.dev/v1alpha1/machines");
+        assert_eq!(t.group, "example.com");
+        let t = target("/apis/example.com/v1alpha1/widgets");
         assert_eq!((t.namespace, t.name), (None, None));
     }
 
@@ -121,7 +121,7 @@ mod tests {
     fn discovery_and_nonsense() {
         assert_eq!(parse("/api", namespaced), Some(Route::CoreVersions));
         assert_eq!(parse("/apis", namespaced), Some(Route::Groups));
-        assert_eq!(parse("/apis/machinist.dev", namespaced), Some(Route::Group("machinist.dev".into())));
+        assert_eq!(parse("/apis/example.com", namespaced), Some(Route::Group("example.com".into())));
         assert_eq!(parse("/api/v1", namespaced), Some(Route::Resources { group: String::new(), version: "v1".into() }));
         assert_eq!(parse("/metrics/x", namespaced), None);
         assert_eq!(parse("/api/v1/namespaces/a/secrets/b/c/d", namespaced), None);

@@ -1,63 +1,13 @@
 //! Admission of objects against their schemas: CustomResourceDefinitions themselves, and the
 //! custom resources they define (defaults, pruning, validation, CEL).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, Cause};
-use crate::meta;
-use crate::ops::Request;
-use crate::state::Api;
-
-/// What to do with fields the schema does not know (`fieldValidation`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FieldValidation {
-    /// Drop them silently.
-    Ignore,
-    /// Drop them and warn (the API server's default).
-    #[default]
-    Warn,
-    /// Reject the request (`kubectl --validate=strict`).
-    Strict,
-}
-
-impl FieldValidation {
-    /// Reads the query parameter.
-    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
-        match value {
-            None | Some("") | Some("Warn") => Ok(Self::Warn),
-            Some("Strict") => Ok(Self::Strict),
-            Some("Ignore") => Ok(Self::Ignore),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation must be one of Ignore, Warn or Strict, got {other:?}"
-            ))),
-        }
-    }
-}
-
-/// Compiled schemas, keyed by CRD uid + resourceVersion + version, so a changed CRD recompiles.
-#[derive(Default)]
-pub struct SchemaCache(Mutex<HashMap<String, Arc<machinist_apiserver_schema::Schema>>>);
-
-impl std::fmt::Debug for SchemaCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SchemaCache")
-    }
-}
-
-impl SchemaCache {
-    fn get(&self, key: &str, schema: &Value) -> Result<Arc<machinist_apiserver_schema::Schema>, String> {
-        let mut cache = self.0.lock().map_err(|_| "schema cache poisoned".to_owned())?;
-        if let Some(compiled) = cache.get(key) {
-            return Ok(Arc::clone(compiled));
-        }
-        let compiled = Arc::new(machinist_apiserver_schema::Schema::compile(schema).map_err(|e| e.to_string())?);
-        cache.insert(key.to_owned(), Arc::clone(&compiled));
-        Ok(compiled)
-    }
-}
+use crate::semantics::errors::{self, ApiError, Cause};
+use crate::semantics::meta;
+use crate::semantics::request::{FieldValidation, Request};
+use crate::semantics::state::Api;
+use crate::store::{ObjectKey, ResourceKey, revision_of};
 
 fn pruned_message(paths: &[String]) -> String {
     paths.iter().map(|p| format!("unknown field \"{p}\"")).collect::<Vec<_>>().join(", ")
@@ -105,7 +55,7 @@ pub fn admit(api: &Api, request: &Request, object: &mut Value, old: Option<&Valu
         // The cause messages already carry the field; the summary lists them like the API server.
         error.message = format!(
             "{} \"{name}\" is invalid: {}",
-            crate::errors::qualified(&resource.kind, &resource.group),
+            errors::qualified(&resource.kind, &resource.group),
             if admission.errors.len() == 1 {
                 admission.errors[0].message()
             } else {
@@ -257,10 +207,10 @@ pub fn admit_crd(
 impl Api {
     /// The resourceVersion of the CRD serving a resource (0 if none), to key compiled schemas.
     pub fn crd_revision(&self, group: &str, plural: &str) -> u64 {
-        let key = crate::store::ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
         self.store
-            .get(&key, &crate::store::ObjectKey::new("", &format!("{plural}.{group}")))
-            .map(|crd| crate::store::revision_of(&crd))
+            .get(&key, &ObjectKey::new("", &format!("{plural}.{group}")))
+            .map(|crd| revision_of(&crd))
             .unwrap_or(0)
     }
 }

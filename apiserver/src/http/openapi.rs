@@ -3,6 +3,7 @@
 //! validates fields itself (`fieldValidation`).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Namespace, Secret};
@@ -12,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
-use crate::registry::{Builtin, Registry, Resource};
+use crate::semantics::registry::{Builtin, KUBERNETES_VERSION, Registry, Resource};
 
 const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
@@ -22,7 +23,7 @@ pub fn group_version_path(group: &str, version: &str) -> String {
 }
 
 /// The schema name of a kind: the group reversed, as the API server names CRD schemas
-/// (`machinist.dev` → `dev.machinist.v1alpha1.Machine`).
+/// (`example.com` → `com.example.v1alpha1.Widget`).
 fn crd_schema_name(resource: &Resource, version: &str) -> String {
     let reversed: Vec<&str> = resource.group.split('.').rev().collect();
     format!("{}.{version}.{}", reversed.join("."), resource.kind)
@@ -206,7 +207,7 @@ pub fn documents(registry: &Registry) -> BTreeMap<String, Value> {
             }
             let document = json!({
                 "openapi": "3.0.0",
-                "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", crate::http::KUBERNETES_VERSION.0, crate::http::KUBERNETES_VERSION.1)},
+                "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1)},
                 "paths": operations,
                 "components": {"schemas": schemas.finish()},
             });
@@ -225,7 +226,7 @@ pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0
 /// As JSON, or as the gnostic `openapi.v2.Document` protobuf (`swagger` = 1, `info` = 2 with
 /// `title` = 1 and `version` = 2).
 pub fn v2(protobuf: bool) -> (Vec<u8>, &'static str) {
-    let version = format!("v{}.{}.0", crate::http::KUBERNETES_VERSION.0, crate::http::KUBERNETES_VERSION.1);
+    let version = format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1);
     if !protobuf {
         let document = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": version}, "paths": {}, "definitions": {}});
         return (document.to_string().into_bytes(), "application/json");
@@ -261,6 +262,27 @@ impl OpenApi {
     }
 }
 
+/// The documents of the registry they were built from, rebuilt when the registry changes (a
+/// CRD was written or deleted) and only then: kubectl fetches them for every `apply`.
+#[derive(Debug, Default)]
+pub struct OpenApiCache(Mutex<Option<(Arc<Registry>, Arc<OpenApi>)>>);
+
+impl OpenApiCache {
+    /// The documents of `registry`, built now if the cached ones are of another registry.
+    pub fn get(&self, registry: &Arc<Registry>) -> Arc<OpenApi> {
+        // A panic while building leaves no half-built documents behind: the slot is replaced whole.
+        let mut slot = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((built_from, documents)) = slot.as_ref()
+            && Arc::ptr_eq(built_from, registry)
+        {
+            return Arc::clone(documents);
+        }
+        let documents = Arc::new(OpenApi::build(registry));
+        *slot = Some((Arc::clone(registry), Arc::clone(&documents)));
+        documents
+    }
+}
+
 /// `/openapi/v3`: where each group version's document is, with its hash.
 pub fn index(documents: &BTreeMap<String, Value>) -> Value {
     let paths: Map<String, Value> = documents
@@ -278,22 +300,17 @@ pub fn index(documents: &BTreeMap<String, Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::semantics::registry::tests::widget_crd;
 
     #[test]
-    fn machinist_documents_carry_schemas_and_patch_operations() {
-        let crds: Vec<Value> = machinist_crds::all_crds().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
-        let documents = documents(&Registry::with_crds(&crds));
-        let machinist = &documents["apis/machinist.dev/v1alpha1"];
-        let machine = &machinist["components"]["schemas"]["dev.machinist.v1alpha1.Machine"];
-        assert_eq!(machine["x-kubernetes-group-version-kind"][0]["kind"], "Machine");
-        assert!(
-            machine["properties"]["spec"]["properties"]["provider"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("exactly one")
-        );
-        assert!(machinist["components"]["schemas"].get(OBJECT_META).is_some());
-        let patch = &machinist["paths"]["/apis/machinist.dev/v1alpha1/namespaces/{namespace}/machines/{name}"]["patch"];
+    fn crd_documents_carry_schemas_and_patch_operations() {
+        let documents = documents(&Registry::with_crds(&[widget_crd()]));
+        let example = &documents["apis/example.com/v1alpha1"];
+        let widget = &example["components"]["schemas"]["com.example.v1alpha1.Widget"];
+        assert_eq!(widget["x-kubernetes-group-version-kind"][0]["kind"], "Widget");
+        assert!(widget["properties"]["spec"]["properties"]["size"]["description"].as_str().unwrap().contains("units"));
+        assert!(example["components"]["schemas"].get(OBJECT_META).is_some());
+        let patch = &example["paths"]["/apis/example.com/v1alpha1/namespaces/{namespace}/widgets/{name}"]["patch"];
         assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
         let core = &documents["api/v1"];
         assert_eq!(
@@ -302,10 +319,23 @@ mod tests {
         );
         let index = index(&documents);
         assert!(
-            index["paths"]["apis/machinist.dev/v1alpha1"]["serverRelativeURL"]
+            index["paths"]["apis/example.com/v1alpha1"]["serverRelativeURL"]
                 .as_str()
                 .unwrap()
-                .starts_with("/openapi/v3/apis/machinist.dev/v1alpha1?hash=")
+                .starts_with("/openapi/v3/apis/example.com/v1alpha1?hash=")
         );
+    }
+
+    #[test]
+    fn documents_are_rebuilt_only_for_another_registry() {
+        let cache = OpenApiCache::default();
+        let first = Arc::new(Registry::with_crds(&[]));
+        let built = cache.get(&first);
+        assert!(Arc::ptr_eq(&built, &cache.get(&first)), "same registry, same documents");
+        let second = Arc::new(Registry::with_crds(&[widget_crd()]));
+        let rebuilt = cache.get(&second);
+        assert!(!Arc::ptr_eq(&built, &rebuilt));
+        assert!(rebuilt.documents.contains_key("apis/example.com/v1alpha1"));
+        assert!(!built.documents.contains_key("apis/example.com/v1alpha1"));
     }
 }

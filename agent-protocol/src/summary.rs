@@ -1,10 +1,9 @@
-//! The typed digest of a report, computed from its items alone so that it works the same for
-//! our items and for the real hardware-detect's.
+//! The typed digest of a report (`status.hardware.summary`), computed from its items alone so
+//! that it works the same for machinist's agent and for the real hardware-detect.
 
-use machinist_crds::Quad;
-use machinist_crds::machine::{DiskSummary, HardwareSummary, NicSummary};
+pub use machinist_crds::machine::{DiskSummary, HardwareSummary, NicSummary};
 
-use crate::inventory::net::parse_lshw_speed;
+use crate::report::Quad;
 
 /// Digests items into a [`HardwareSummary`]. Unknown or malformed values are left out (or 0):
 /// a report is data from the machine, not something to trust.
@@ -81,7 +80,7 @@ fn nics(items: &[Quad]) -> Vec<NicSummary> {
             let link_up = value(items, "network", name, "link") != Some("no");
             let speed_mbps = value(items, "network", name, "speed")
                 .filter(|_| link_up)
-                .and_then(parse_lshw_speed)
+                .and_then(crate::speed::parse)
                 .and_then(|s| i32::try_from(s).ok());
             Some(NicSummary { name: name.to_owned(), mac, speed_mbps })
         })

@@ -1,0 +1,188 @@
+//! The control plane and the boot services on loopback, for tests and benchmarks (feature
+//! `cluster`): [`ControlPlane`] is the embedded API server serving machinist's CRDs from a
+//! temporary directory, with an admin client; [`BootServices`] runs `machinist-boot` against it
+//! from a configuration's text. Both stop when dropped (the API server when its runtime ends).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), machinist_e2e::cluster::ClusterError> {
+//! use machinist_e2e::cluster::{BootServices, ControlPlane};
+//! let control = ControlPlane::start().await?;
+//! let boot = BootServices::start(control.client.clone(), &BootServices::http_only(&control.scratch("artifacts")?)).await?;
+//! let report_url = format!("{}/machines/vm-1/report", boot.http_url()?);
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Resource};
+use tokio_util::sync::CancellationToken;
+
+/// The Secret holding Machine `machine`'s agent token, as the boot services name it: tests
+/// read tokens from it to post as the agent does.
+pub use machinist_boot::cluster::token_secret_name;
+
+/// What went wrong starting the fixture.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A file or directory could not be made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API server did not start.
+    #[error("failed to start the control plane: {0}")]
+    ControlPlane(#[from] machinist_apiserver::StartError),
+    /// No client could be made from its kubeconfig.
+    #[error("failed to make a client for the control plane: {0}")]
+    Client(String),
+    /// The boot services' configuration was refused.
+    #[error("the boot services' configuration is invalid: {0}")]
+    BootConfig(String),
+    /// The boot services did not start, or one of them failed.
+    #[error("the boot services failed: {0}")]
+    Boot(String),
+    /// A service that was asked for is not configured.
+    #[error("the boot services have no {0} listener")]
+    NotListening(&'static str),
+}
+
+/// The embedded API server with machinist's CRDs on `127.0.0.1` (any free port), its home in a
+/// temporary directory, and an admin client (default namespace `default`).
+pub struct ControlPlane {
+    /// The kubeconfig it wrote.
+    pub kubeconfig: PathBuf,
+    /// An admin client (60 s read timeout: a fleet's writes can queue behind each other).
+    pub client: Client,
+    server: machinist_apiserver::Running,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").field("address", &self.server.address).field("dir", &self.dir.path()).finish()
+    }
+}
+
+impl ControlPlane {
+    /// Starts it.
+    pub async fn start() -> Result<Self, ClusterError> {
+        let dir =
+            tempfile::tempdir().map_err(|source| ClusterError::Io { what: "temporary directory".into(), source })?;
+        let server = machinist_apiserver::start(machinist_apiserver::Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            crds: machinist_crds::all_crds(),
+            ..machinist_apiserver::Config::new(dir.path().join("home"))
+        })
+        .await?;
+        let client = client_for(&server.kubeconfig, Duration::from_secs(60)).await?;
+        Ok(Self { kubeconfig: server.kubeconfig.clone(), client, server, dir })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.server.address
+    }
+
+    /// A directory `name` in its temporary directory, created (for artifacts, logs, roots).
+    pub fn scratch(&self, name: &str) -> Result<PathBuf, ClusterError> {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path)
+            .map_err(|source| ClusterError::Io { what: format!("create {}", path.display()), source })?;
+        Ok(path)
+    }
+
+    /// Objects of kind `K` in the default namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::default_namespaced(self.client.clone())
+    }
+
+    /// A client of its own (its own connections), with `read_timeout`.
+    pub async fn new_client(&self, read_timeout: Duration) -> Result<Client, ClusterError> {
+        client_for(&self.kubeconfig, read_timeout).await
+    }
+
+    /// Stops serving (watches end, in-flight requests get 5 s).
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path, read_timeout: Duration) -> Result<Client, ClusterError> {
+    let failed = |e: &dyn std::fmt::Display| ClusterError::Client(format!("{}: {e}", kubeconfig.display()));
+    let parsed = Kubeconfig::read_from(kubeconfig).map_err(|e| failed(&e))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default()).await.map_err(|e| failed(&e))?;
+    config.read_timeout = Some(read_timeout);
+    Client::try_from(config).map_err(|e| failed(&e))
+}
+
+/// `machinist-boot` running in this process against a control plane; stopped on drop.
+#[derive(Debug)]
+pub struct BootServices {
+    running: Option<machinist_boot::service::Running>,
+    bound: machinist_boot::service::Bound,
+    shutdown: CancellationToken,
+}
+
+impl Drop for BootServices {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl BootServices {
+    /// Starts the services `yaml` configures (the text of a `boot.yaml`).
+    pub async fn start(client: Client, yaml: &str) -> Result<Self, ClusterError> {
+        let config = machinist_boot::config::BootConfig::parse(yaml, Path::new("test boot configuration"))
+            .map_err(|e| ClusterError::BootConfig(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let running = machinist_boot::service::start(config, client, shutdown.clone())
+            .await
+            .map_err(|e| ClusterError::Boot(e.to_string()))?;
+        Ok(Self { bound: running.bound.clone(), running: Some(running), shutdown })
+    }
+
+    /// Where the services listen.
+    pub fn bound(&self) -> &machinist_boot::service::Bound {
+        &self.bound
+    }
+
+    /// Stops the services and waits until they have (a service that failed says so).
+    pub async fn stop(mut self) -> Result<(), ClusterError> {
+        self.shutdown.cancel();
+        match self.running.take() {
+            Some(running) => running.wait().await.map_err(|e| ClusterError::Boot(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// The configuration of HTTP alone on `127.0.0.1` (any free port), namespace `default`, no
+    /// auto-registration, artifacts from `artifacts`: what the agent's reports need.
+    pub fn http_only(artifacts: &Path) -> String {
+        format!(
+            "namespace: default\nautoRegister: false\nhttp:\n  listen: 127.0.0.1:0\n  publicUrl: http://boot.invalid:8080\n  artifactRoot: {}\n",
+            artifacts.display()
+        )
+    }
+
+    /// `http://<address>` of the HTTP server.
+    pub fn http_url(&self) -> Result<String, ClusterError> {
+        self.bound.http.map(|a| format!("http://{a}")).ok_or(ClusterError::NotListening("HTTP"))
+    }
+
+    /// `http://<address>` of the metrics server.
+    pub fn metrics_url(&self) -> Result<String, ClusterError> {
+        self.bound.metrics.map(|a| format!("http://{a}")).ok_or(ClusterError::NotListening("metrics"))
+    }
+}
