@@ -1,5 +1,5 @@
-//! Support for machinist's end-to-end tests, which drive real peers (QEMU's iPXE, dhclient,
-//! tftp, kubectl, HAProxy, libvirt, BMC emulators) from Rust tests.
+//! Support for machinist's end-to-end tests, which drive real peers (QEMU's iPXE, dnsmasq,
+//! dhclient, udhcpc, tftp, curl, kubectl, the Python client) from Rust tests.
 //!
 //! A test asks for what it needs through [`prereq`]. On a developer machine a missing tool
 //! skips the test with a message; in CI (`MACHINIST_E2E=require`, set by `.ci/run`) a missing

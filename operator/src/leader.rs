@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::jitter;
+
 /// Who competes for which Lease, and how fast.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderConfig {
@@ -53,6 +55,11 @@ impl LeaderConfig {
             renew_period: Duration::from_secs(5),
             retry_period: Duration::from_secs(2),
         }
+    }
+
+    /// The retry period plus up to 20 %, so contenders started together do not retry in step.
+    fn retry_delay(&self) -> Duration {
+        jitter::between(self.retry_period, self.retry_period.saturating_add(self.retry_period / 5))
     }
 
     /// `leaseDurationSeconds` for this config, or why the config cannot work.
@@ -201,7 +208,7 @@ impl Elector {
             }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(None),
-                () = tokio::time::sleep(jittered(self.config.retry_period)) => {}
+                () = tokio::time::sleep(self.config.retry_delay()) => {}
             }
         }
     }
@@ -435,9 +442,9 @@ async fn keep_renewing(
             Ok(Renewal::Lost(reason)) => return lose(&reason),
             Ok(Renewal::Failed(error)) => {
                 tracing::warn!(identity = %config.identity, %error, "renewing the Lease failed; retrying");
-                next = Instant::now() + jittered(config.retry_period);
+                next = Instant::now() + config.retry_delay();
             }
-            Ok(Renewal::Contended) => next = Instant::now() + jittered(config.retry_period),
+            Ok(Renewal::Contended) => next = Instant::now() + config.retry_delay(),
             Err(_) => return lose("no renewal succeeded within the lease duration"),
         }
     }
@@ -486,7 +493,7 @@ async fn clear_holder(api: &Api<Lease>, config: &LeaderConfig, mut lease: Lease)
         };
         if let Some(error) = error {
             tracing::warn!(identity = %config.identity, %error, "clearing the Lease holder failed; retrying");
-            tokio::time::sleep(jittered(config.retry_period)).await;
+            tokio::time::sleep(config.retry_delay()).await;
         }
         // Re-read: the Lease changed (a renewal may have landed as we stopped) or the write failed.
         loop {
@@ -498,7 +505,7 @@ async fn clear_holder(api: &Api<Lease>, config: &LeaderConfig, mut lease: Lease)
                 Ok(_) => return false,
                 Err(error) => {
                     tracing::warn!(identity = %config.identity, %error, "reading the Lease failed; retrying");
-                    tokio::time::sleep(jittered(config.retry_period)).await;
+                    tokio::time::sleep(config.retry_delay()).await;
                 }
             }
         }
@@ -514,13 +521,6 @@ fn status_code(error: &kube::Error) -> Option<u16> {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
     }
-}
-
-/// `period` plus up to 20 %, so contenders started together do not retry in step.
-fn jittered(period: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let spread = if getrandom::fill(&mut byte).is_ok() { u32::from(byte[0]) } else { 128 };
-    period.saturating_add((period / 1275).saturating_mul(spread))
 }
 
 #[cfg(test)]
@@ -633,10 +633,11 @@ mod tests {
     }
 
     #[test]
-    fn jitter_adds_at_most_a_fifth() {
+    fn retries_add_at_most_a_fifth() {
         let period = Duration::from_millis(200);
+        let config = LeaderConfig { retry_period: period, ..LeaderConfig::new("default", "lease", ME) };
         for _ in 0..100 {
-            let delay = jittered(period);
+            let delay = config.retry_delay();
             assert!(delay >= period && delay <= period + period / 5, "{delay:?}");
         }
     }

@@ -8,17 +8,21 @@
 //! - [`ledger`]: the one writer of HardwareProfile and Cmdb statuses — batched, under
 //!   `resourceVersion` preconditions, so that `maxMachines` is never exceeded and no CMDB
 //!   entry is given twice, across replicas and restarts.
-//! - [`controllers`]: Machine, HardwareProfile, Cmdb and Role controllers (kube-runtime).
+//! - [`controllers`]: Machine, HardwareProfile, Cmdb and Role controllers (kube-runtime); one
+//!   reconcile serves both pools, HardwareProfile and Cmdb ([`controllers::pools`]).
+//! - [`events`]: Events written in the background.
 //! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
+//! - [`jitter`]: the random spread of retry delays (reconcile backoff, leader election).
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 //!
-//! [`run`] ties them together. The LoadBalancerBackend controller and the providers (libvirt,
+//! [`start`] ties them together. The LoadBalancerBackend controller and the providers (libvirt,
 //! BMC) arrive with their issues.
 
 pub mod binding;
 pub mod conditions;
 pub mod controllers;
 pub mod events;
+pub mod jitter;
 pub mod leader;
 pub mod ledger;
 pub mod lifecycle;
@@ -257,15 +261,15 @@ async fn run_controllers(
         tokio::join!(
             drive(
                 profile_controller,
-                |o, c| Box::pin(pools::reconcile_profile(o, c)),
-                pools::on_profile_error,
+                |o, c| Box::pin(pools::reconcile::<HardwareProfile>(o, c)),
+                pools::on_error::<HardwareProfile>,
                 ctx.clone(),
                 "hardwareprofile"
             ),
             drive(
                 cmdb_controller,
-                |o, c| Box::pin(pools::reconcile_cmdb(o, c)),
-                pools::on_cmdb_error,
+                |o, c| Box::pin(pools::reconcile::<Cmdb>(o, c)),
+                pools::on_error::<Cmdb>,
                 ctx.clone(),
                 "cmdb"
             ),

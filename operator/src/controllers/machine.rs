@@ -6,16 +6,14 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use futures::future::join_all;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
-use machinist_crds::Machine;
 use machinist_crds::machine::MachinePhase;
+use machinist_crds::{Machine, MachineStatus};
 use machinist_matching::{AllocationError, Captures};
-use serde_json::{Value, json};
 
-use super::{Context, Error, FIELD_MANAGER, error_policy, now, succeeded};
+use super::{Context, Error, apply_status, error_policy, now, succeeded};
 use crate::binding::{self, EntryOutcome, EntryRequest, Selected, SlotOutcome, SlotRequest};
 use crate::ledger::{CmdbOutcome, CmdbRequest, LedgerError, ProfileOutcome, ProfileRequest};
 use crate::lifecycle::{self, Change, FINALIZER, Next, Unallocated, Unbound};
@@ -123,25 +121,15 @@ async fn cleanup(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// The status fields this controller owns, as a server-side apply patch (hardware, boot
-/// timeline and provider details belong to other writers).
-fn status_patch(machine: &Machine) -> Value {
-    let mut status = serde_json::to_value(machine.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
-    if let Some(fields) = status.as_object_mut() {
-        for other in ["hardware", "lastBoot", "provider"] {
-            fields.remove(other);
-        }
-    }
-    json!({"apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "status": status})
+/// The status fields this controller owns: all but hardware, boot timeline and provider details,
+/// which belong to other writers (left out, they are not serialised, so not applied).
+fn owned_status(machine: &Machine) -> MachineStatus {
+    let status = machine.status.clone().unwrap_or_default();
+    MachineStatus { hardware: None, last_boot: None, provider: None, ..status }
 }
 
 async fn write_status(machine: &Machine, ctx: &Context) -> Result<(), Error> {
-    let api: Api<Machine> = Api::namespaced(ctx.client.clone(), &machine.namespace().unwrap_or_default());
-    let name = machine.name_any();
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(status_patch(machine)))
-        .await
-        .map(drop)
-        .map_err(|source| Error::Api { action: "write the status of", kind: "Machine", name, source })
+    apply_status(ctx, machine, &owned_status(machine)).await
 }
 
 /// Chooses a profile and takes a slot in it; a profile found full by the ledger is passed over
@@ -158,7 +146,7 @@ async fn bind(
     // The cache holds no items: read the report itself.
     let fresh = api.get_status(&name).await.map_err(|source| Error::Api {
         action: "read",
-        kind: "Machine",
+        kind: "Machine".into(),
         name: name.clone(),
         source,
     })?;
@@ -366,21 +354,23 @@ fn waiting(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
-    fn the_status_patch_leaves_other_writers_fields_alone() {
+    fn the_status_written_leaves_other_writers_fields_alone() {
         let machine: Machine = serde_json::from_value(json!({
             "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "m"},
             "spec": {"interfaces": [{"mac": "52:54:00:00:00:01"}], "provider": {"manual": {}}},
             "status": {"phase": "Matched", "profile": "vm", "hardware": {"items": []}, "lastBoot": {"steps": []}},
         }))
         .unwrap_or_else(|e| unreachable!("{e}"));
-        let patch = status_patch(&machine);
-        assert_eq!(patch["status"]["phase"], "Matched");
-        assert_eq!(patch["status"]["profile"], "vm");
-        assert!(patch["status"].get("hardware").is_none());
-        assert!(patch["status"].get("lastBoot").is_none());
+        let owned = serde_json::to_value(owned_status(&machine)).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(owned["phase"], "Matched");
+        assert_eq!(owned["profile"], "vm");
+        assert!(owned.get("hardware").is_none());
+        assert!(owned.get("lastBoot").is_none());
     }
 
     #[test]

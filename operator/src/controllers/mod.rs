@@ -2,28 +2,38 @@
 //! reflectors), the ledgers that write profile and Cmdb statuses, metrics, events and backoff.
 //!
 //! Each reconcile follows the same pipeline: read what the object refers to from the caches →
-//! decide with the pure modules ([`crate::lifecycle`], [`crate::binding`], [`crate::roles`]) →
-//! claim through the ledgers → write the status with one field manager → publish Events for
-//! transitions only.
+//! decide with the pure modules ([`crate::lifecycle`], [`crate::binding`], [`crate::roles`],
+//! [`pools::decide`]) → claim through the ledgers → write the status with one field manager
+//! ([`apply_status`]) → publish Events for transitions only.
+//!
+//! A reconcile that fails goes to [`error_policy`]: it is counted, shown as an Event on the
+//! object (the first failure of a streak, then at most once per [`FailureEvents::REPEAT`] per
+//! reason, see [`FailureEvents`]), and retried with [`Backoff`] — or, for a deletion that waits
+//! for its users, left until the object changes.
 
 pub mod machine;
 pub mod pools;
 pub mod role;
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use machinist_crds::{Cmdb, HardwareProfile, Machine};
 use machinist_matching::{CompiledProfile, RulesError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::binding::ProfileView;
 use crate::events::{Notice, Publisher};
+use crate::jitter;
 use crate::ledger::{CmdbBook, Ledger, LedgerError, ProfileBook};
 use crate::lifecycle::Transition;
 use crate::metrics::Metrics;
@@ -40,7 +50,7 @@ pub enum Error {
         /// What was being done (`write the status of`, `read`).
         action: &'static str,
         /// Kind.
-        kind: &'static str,
+        kind: String,
         /// Name.
         name: String,
         /// The API's error.
@@ -79,6 +89,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the failure is a fault, shown as a Warning Event; a deletion waiting for its
+    /// users ([`Error::InUse`]) is what the user asked for, shown as a Normal Event.
+    pub fn warning(&self) -> bool {
+        !matches!(self, Error::InUse { .. })
+    }
+
     /// The metric label and Event reason of the error.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -120,7 +136,7 @@ impl Backoff {
         let n = failures.entry(key.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
         let full = Self::BASE.saturating_mul(1u32 << (*n - 1).min(16)).min(Self::MAX);
-        full.mul_f64(0.5 + jitter() / 2.0)
+        jitter::between(full / 2, full)
     }
 
     /// `key` reconciled fine.
@@ -132,13 +148,67 @@ impl Backoff {
     }
 }
 
-/// A number in [0, 1).
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
+/// Which reconcile failures are shown as Events, so that an object failing again and again does
+/// not flood them: the first failure of a streak (failures of one object with no success in
+/// between), then at most one per [`FailureEvents::REPEAT`] for each reason; a new reason in a
+/// streak is shown at once. A success ends the streak.
+#[derive(Debug, Default)]
+pub struct FailureEvents {
+    /// Per object (`controller:namespace/name`) in a streak: when each reason was last shown.
+    shown: Mutex<HashMap<String, HashMap<&'static str, Instant>>>,
+}
+
+impl FailureEvents {
+    /// Least time between two Events of one object and reason in a streak.
+    pub const REPEAT: Duration = Duration::from_secs(10 * 60);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<&'static str, Instant>>> {
+        self.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+
+    /// Whether a failure of `key` for `reason` at `now` is shown (and if so, records it).
+    pub fn failed(&self, key: &str, reason: &'static str, now: Instant) -> bool {
+        failure_shown(&mut self.lock(), key, reason, now, Self::REPEAT)
+    }
+
+    /// `key` reconciled fine: its streak ends.
+    pub fn succeeded(&self, key: &str) {
+        let mut shown = self.lock();
+        if !shown.is_empty() {
+            shown.remove(key);
+        }
+    }
+}
+
+/// [`FailureEvents::failed`], pure.
+fn failure_shown(
+    shown: &mut HashMap<String, HashMap<&'static str, Instant>>,
+    key: &str,
+    reason: &'static str,
+    now: Instant,
+    repeat: Duration,
+) -> bool {
+    let reasons = shown.entry(key.to_owned()).or_default();
+    if reasons.get(reason).is_some_and(|at| now.saturating_duration_since(*at) < repeat) {
+        return false;
+    }
+    reasons.insert(reason, now);
+    true
+}
+
+/// An error's message followed by each of its causes not already in it: `a: b: c`.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// What every controller shares.
@@ -161,6 +231,7 @@ pub struct Context {
     pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
     events: Publisher,
     backoff: Backoff,
+    failures: FailureEvents,
     compiled: Mutex<HashMap<String, (Option<i64>, Compiled)>>,
     /// Per profile or Cmdb: the generation and room last seen, to wake waiting machines only
     /// when either moved the right way (not on every batch write).
@@ -203,6 +274,7 @@ impl Context {
             cmdbs: caches.cmdbs,
             wake: caches.wake,
             backoff: Backoff::default(),
+            failures: FailureEvents::default(),
             compiled: Mutex::new(HashMap::new()),
             room: Mutex::new(HashMap::new()),
         }
@@ -295,23 +367,58 @@ pub fn key<K: Resource>(object: &K) -> String {
     format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
-/// What a controller does after a failed reconcile: an object still in use waits for a change;
-/// anything else is retried with backoff.
-pub fn error_policy<K: Resource>(controller: &'static str, object: &K, error: &Error, ctx: &Context) -> Action {
+/// Writes `status` — a kind's status type, or the part of it the controller owns — to
+/// `object` by server-side apply with [`FIELD_MANAGER`]: how the controllers write statuses
+/// (the ledgers, which write HardwareProfile and Cmdb statuses under `resourceVersion`, aside).
+pub async fn apply_status<K>(ctx: &Context, object: &K, status: &impl Serialize) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    let name = object.name_any();
+    let failed = |source| Error::Api {
+        action: "write the status of",
+        kind: K::kind(&()).into_owned(),
+        name: name.clone(),
+        source,
+    };
+    let body = machinist_crds::apply::status::<K>(status).map_err(|e| failed(kube::Error::SerdeError(e)))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await.map_err(failed)?;
+    Ok(())
+}
+
+/// What a controller does after a failed reconcile. The failure is counted and, as
+/// [`FailureEvents`] allows, shown as an Event on the object: reason [`Error::reason`], note the
+/// error with its causes, Warning unless [`Error::warning`] says otherwise. Then an object still
+/// in use waits for a change; anything else is retried with backoff.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    object: &K,
+    error: &Error,
+    ctx: &Context,
+) -> Action {
     ctx.metrics.failure(controller, error.reason());
+    let streak = format!("{controller}:{}", key(object));
+    if ctx.failures.failed(&streak, error.reason(), Instant::now()) {
+        let transition =
+            Transition { reason: error.reason().to_owned(), message: cause_chain(error), warning: error.warning() };
+        ctx.publish(object, &[transition], "Reconcile");
+    }
     match error {
         Error::InUse { .. } => Action::await_change(),
         _ => {
-            let delay = ctx.backoff.failed(&format!("{controller}:{}", key(object)));
+            let delay = ctx.backoff.failed(&streak);
             tracing::warn!(controller, object = %key(object), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
             Action::requeue(delay)
         }
     }
 }
 
-/// Records a successful reconcile (resets the object's backoff).
+/// Records a successful reconcile (resets the object's backoff, ends its streak of failures).
 pub fn succeeded<K: Resource>(controller: &'static str, object: &K, ctx: &Context) {
-    ctx.backoff.succeeded(&format!("{controller}:{}", key(object)));
+    let streak = format!("{controller}:{}", key(object));
+    ctx.backoff.succeeded(&streak);
+    ctx.failures.succeeded(&streak);
 }
 
 #[cfg(test)]
@@ -343,6 +450,62 @@ mod tests {
         assert!(room_grew(&mut seen, "p", Some(1), 5), "a slot freed");
         assert!(room_grew(&mut seen, "p", Some(2), 5), "spec changed");
         assert!(room_grew(&mut seen, "q", Some(2), 0), "another object is new");
+    }
+
+    #[test]
+    fn a_failing_object_shows_its_first_failure_then_one_per_period_per_reason() {
+        let mut shown = HashMap::new();
+        let repeat = Duration::from_secs(600);
+        let t0 = Instant::now();
+        let at = |seconds: u64| t0 + Duration::from_secs(seconds);
+        assert!(failure_shown(&mut shown, "m", "ApiError", at(0), repeat), "the first of a streak");
+        assert!(!failure_shown(&mut shown, "m", "ApiError", at(1), repeat), "a retry");
+        assert!(!failure_shown(&mut shown, "m", "ApiError", at(599), repeat), "still within the period");
+        assert!(failure_shown(&mut shown, "m", "LedgerError", at(300), repeat), "a new reason");
+        assert!(failure_shown(&mut shown, "n", "ApiError", at(300), repeat), "another object");
+        assert!(failure_shown(&mut shown, "m", "ApiError", at(600), repeat), "a period later");
+        assert!(!failure_shown(&mut shown, "m", "ApiError", at(601), repeat));
+    }
+
+    #[test]
+    fn a_success_ends_the_streak() {
+        let events = FailureEvents::default();
+        let now = Instant::now();
+        assert!(events.failed("m", "NotCached", now));
+        assert!(!events.failed("m", "NotCached", now));
+        events.succeeded("m");
+        assert!(events.failed("m", "NotCached", now), "a new streak shows its first failure");
+    }
+
+    #[test]
+    fn failures_are_warnings_but_a_deletion_waiting_for_its_users_is_not() {
+        let in_use = Error::InUse { kind: "Cmdb", name: "pool".into(), users: 2 };
+        assert_eq!((in_use.reason(), in_use.warning()), ("InUse", false));
+        let uncached = Error::NotCached { kind: "HardwareProfile", name: "vm".into() };
+        assert_eq!((uncached.reason(), uncached.warning()), ("NotCached", true));
+        let ledger = Error::from(LedgerError::Contended { kind: "Cmdb", name: "pool".into() });
+        assert_eq!((ledger.reason(), ledger.warning()), ("LedgerError", true));
+    }
+
+    #[test]
+    fn event_notes_carry_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connection refused")]
+        struct Refused;
+        #[derive(Debug, thiserror::Error)]
+        #[error("request failed")]
+        struct Request(#[source] Refused);
+        let serde = serde_json::from_str::<u8>("x").map(drop).unwrap_err();
+        let api = Error::Api {
+            action: "write the status of",
+            kind: "Machine".into(),
+            name: "m".into(),
+            source: kube::Error::SerdeError(serde),
+        };
+        let note = cause_chain(&api);
+        assert!(note.starts_with("failed to write the status of Machine m: "), "{note}");
+        assert_eq!(note.matches("expected value").count(), 1, "the cause is in the message once: {note}");
+        assert_eq!(cause_chain(&Request(Refused)), "request failed: connection refused");
     }
 
     #[test]

@@ -3,13 +3,10 @@
 
 use std::sync::Arc;
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use machinist_crds::Role;
-use serde_json::json;
+use machinist_crds::{Role, RoleStatus};
 
-use super::{Context, Error, FIELD_MANAGER, error_policy, now, succeeded};
+use super::{Context, Error, apply_status, error_policy, now, succeeded};
 use crate::conditions::{self, Desired};
 use crate::lifecycle::Transition;
 use crate::roles;
@@ -17,7 +14,6 @@ use crate::roles;
 /// Reconciles one Role.
 pub async fn reconcile(role: Arc<Role>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("role");
-    let name = role.name_any();
     let problems = roles::validate(&role.spec);
     let prior = role.status.clone().unwrap_or_default();
     let mut status = prior.clone();
@@ -33,13 +29,13 @@ pub async fn reconcile(role: Arc<Role>, ctx: Arc<Context>) -> Result<Action, Err
     let message = desired.message.clone();
     conditions::set(&mut status.conditions, desired, role.metadata.generation, &now());
     if status != prior {
-        let api: Api<Role> = Api::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default());
-        let patch = json!({"apiVersion": "machinist.dev/v1alpha1", "kind": "Role", "status": {
-            "conditions": status.conditions, "observedGeneration": status.observed_generation,
-        }});
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
-            .await
-            .map_err(|source| Error::Api { action: "write the status of", kind: "Role", name: name.clone(), source })?;
+        // Only the fields this controller owns: `installed` is not its to write.
+        let owned = RoleStatus {
+            conditions: status.conditions,
+            observed_generation: status.observed_generation,
+            ..RoleStatus::default()
+        };
+        apply_status(&ctx, role.as_ref(), &owned).await?;
     }
     if became_invalid {
         ctx.publish(role.as_ref(), &[Transition { reason: "InvalidRole".into(), message, warning: true }], "Validate");
