@@ -11,8 +11,7 @@ pub use machinist_crds::machine::OnSuccess;
 pub enum Mode {
     /// Inventory and report the hardware.
     Discovery,
-    /// Install a role (today the agent reports and stops, as in discovery: the install
-    /// itself is not built yet).
+    /// Install the machine's role: fetch the plan, stream the image to the disk, report.
     Install,
 }
 

@@ -67,6 +67,7 @@
 //! [`ITEM_ELEMENT_MAX_LENGTH`](machinist_agent_protocol::report::ITEM_ELEMENT_MAX_LENGTH) bytes.
 
 pub mod backoff;
+pub mod install;
 pub mod inventory;
 mod items;
 pub mod logbuf;

@@ -1,10 +1,13 @@
-//! `machinist-agent`: runs in the discovery RAM disk (started by its `/init`). Reads its
-//! instructions from the kernel command line, brings up the boot interface, inventories the
-//! hardware, reports it to the boot services with the machine's token (retrying while they are
-//! unreachable), then does what `spec.onSuccess` says. On failure it uploads its log and leaves
-//! a shell on the console.
+//! `machinist-agent`: runs in the RAM disk (started by its `/init`). Reads its instructions from
+//! the kernel command line and brings up the boot interface. In discovery mode it inventories
+//! the hardware and reports it to the boot services with the machine's token (retrying while
+//! they are unreachable); in install mode it fetches the install plan and streams the Role's
+//! image to the target disk ([`machinist_agent::install`]), reporting its progress. Then it does
+//! what `spec.onSuccess` says. On failure it reports it, uploads its log and leaves a shell on
+//! the console.
 //!
-//! Off a RAM disk (development): `machinist-agent --cmdline FILE --no-network --no-power`.
+//! Off a RAM disk (development, tests): `machinist-agent --cmdline FILE --no-network --no-power
+//! [--dev-root DIR]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,10 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use machinist_agent::backoff::Backoff;
+use machinist_agent::install;
 use machinist_agent::logbuf::LogBuffer;
 use machinist_agent::network;
 use machinist_agent::sidecar::Sidecar;
-use machinist_agent_protocol::cmdline::{self, Args, OnSuccess};
+use machinist_agent_protocol::cmdline::{self, Args, Mode, OnSuccess};
 use machinist_agent_protocol::progress::Level;
 use machinist_agent_protocol::report::Report;
 
@@ -36,7 +40,14 @@ struct Options {
     /// Do not power off or reboot at the end; exit instead.
     #[arg(long)]
     no_power: bool,
+    /// Where the plan's `/dev/…` target disk is looked up (tests point it at a directory of
+    /// files).
+    #[arg(long, default_value = "/dev")]
+    dev_root: PathBuf,
 }
+
+/// Attempts at starting an image download before the install fails.
+const DOWNLOAD_ATTEMPTS: u32 = 6;
 
 /// Bytes of log kept for upload.
 const LOG_KEEP: usize = 256 * 1024;
@@ -88,6 +99,9 @@ fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<()> {
             network::bring_up(&args.mac, Duration::from_secs(60)).context("failed to bring up the network")?;
         tracing::info!(%interface, "network up");
     }
+    if args.mode == Mode::Install {
+        return install_role(options, sidecar);
+    }
     let inventory = machinist_agent::Inventory::collect(&options.root).context("failed to take the inventory")?;
     let items = machinist_agent::to_items(&inventory);
     tracing::info!(items = items.len(), disks = inventory.disks.len(), nics = inventory.nics.len(), "inventory taken");
@@ -101,6 +115,19 @@ fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<()> {
     Ok(())
 }
 
+/// Install mode: the plan, the image, the reports ([`install::install`]).
+fn install_role(options: &Options, sidecar: &Sidecar) -> Result<()> {
+    let (plan, written) = install::install(sidecar, &options.dev_root, DOWNLOAD_ATTEMPTS)?;
+    tracing::info!(
+        attempt = plan.attempt,
+        disk = %plan.plan.target_disk,
+        bytes = written.bytes,
+        downloaded = written.downloaded,
+        "installed"
+    );
+    Ok(())
+}
+
 fn finish(options: &Options, on_success: OnSuccess) -> ExitCode {
     if options.no_power {
         tracing::info!(?on_success, "--no-power: exiting instead");
@@ -109,7 +136,8 @@ fn finish(options: &Options, on_success: OnSuccess) -> ExitCode {
     nix::unistd::sync();
     let mode = match on_success {
         OnSuccess::Halt => nix::sys::reboot::RebootMode::RB_POWER_OFF,
-        // Nothing is installed yet: kexec has no kernel to go to.
+        // kexec into the installed kernel is not built yet: a firmware reboot, which boots the
+        // installed disk (the boot services serve it local boot once installed).
         OnSuccess::Reboot | OnSuccess::Kexec => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
         OnSuccess::Console => {
             tracing::info!("onSuccess: console — staying up");

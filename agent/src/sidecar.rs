@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use machinist_agent_protocol::Endpoint;
 use machinist_agent_protocol::cmdline::Args;
+use machinist_agent_protocol::install::{InstallReport, PlanResponse};
 use machinist_agent_protocol::progress::{Level, Progress};
 use machinist_agent_protocol::report::Report;
 
@@ -65,6 +66,9 @@ pub struct Sidecar {
     token: String,
     backoff: Backoff,
     http: ureq::Agent,
+    /// For downloads: no overall timeout (an image takes as long as it takes), but bounded
+    /// connection and response waits.
+    streaming: ureq::Agent,
 }
 
 impl Sidecar {
@@ -75,7 +79,20 @@ impl Sidecar {
             .http_status_as_error(false)
             .build()
             .into();
-        Self { base: args.url.clone(), machine: args.machine.clone(), token: args.token.clone(), backoff, http }
+        let streaming = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: args.url.clone(),
+            machine: args.machine.clone(),
+            token: args.token.clone(),
+            backoff,
+            http,
+            streaming,
+        }
     }
 
     /// Sends the hardware report; `on_retry(attempt, why)` is told about each failed attempt.
@@ -88,6 +105,74 @@ impl Sidecar {
     pub fn progress(&self, step: &str, message: &str, level: Level) -> Result<(), SendError> {
         let quick = Backoff { attempts: 3, ..self.backoff };
         self.post(Endpoint::Progress, &Progress::new(step, message, level).to_body(), quick, |_, _| {})
+    }
+
+    /// Fetches the install plan, retrying while the boot services are unreachable.
+    pub fn plan(&self) -> Result<PlanResponse, SendError> {
+        let url = format!("{}{}", self.base, Endpoint::Plan.path(&self.machine));
+        let mut response = self.get(&url, &format!("Bearer {}", self.token), self.backoff)?;
+        let body = response.body_mut().read_to_string().map_err(|e| SendError::GaveUp {
+            url: url.clone(),
+            attempts: 1,
+            last: format!("failed to read the plan: {e}"),
+        })?;
+        serde_json::from_str(&body).map_err(|e| SendError::Refused {
+            url,
+            status: 200,
+            body: format!("the plan is not what the agent understands: {e}"),
+        })
+    }
+
+    /// Reports install progress. `Writing` steps are tried a few times only (the next one
+    /// says more); the others are retried as long as the report.
+    pub fn install_report(&self, report: &InstallReport) -> Result<(), SendError> {
+        let backoff = match report.phase {
+            machinist_agent_protocol::install::InstallPhase::Writing => Backoff { attempts: 3, ..self.backoff },
+            _ => self.backoff,
+        };
+        self.post(Endpoint::Install, &report.to_body(), backoff, |_, _| {})
+    }
+
+    /// Starts downloading `url` (an image), retrying `attempts` times while it is unreachable
+    /// or answers 5xx/408/429; the response body streams from the returned reader, with the
+    /// `Content-Length` when the server sent one.
+    pub fn download(&self, url: &str, attempts: u32) -> Result<(impl std::io::Read + use<>, Option<u64>), SendError> {
+        let response = self.get(url, "", Backoff { attempts, ..self.backoff })?;
+        let length =
+            response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        Ok((response.into_body().into_with_config().limit(u64::MAX).reader(), length))
+    }
+
+    fn get(
+        &self,
+        url: &str,
+        authorization: &str,
+        backoff: Backoff,
+    ) -> Result<ureq::http::Response<ureq::Body>, SendError> {
+        let mut last = String::new();
+        for attempt in 0..backoff.attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(backoff.delay(attempt - 1, random_fraction()));
+            }
+            let mut request = self.streaming.get(url);
+            if !authorization.is_empty() {
+                request = request.header("Authorization", authorization);
+            }
+            let why = match request.call() {
+                Ok(mut response) => match outcome(response.status().as_u16()) {
+                    Outcome::Delivered => return Ok(response),
+                    Outcome::Refused(status) => {
+                        let body = response.body_mut().read_to_string().unwrap_or_default();
+                        return Err(SendError::Refused { url: url.to_owned(), status, body: body.trim().to_owned() });
+                    }
+                    Outcome::Retry(why) => why,
+                },
+                Err(error) => error.to_string(),
+            };
+            tracing::warn!(url, attempt = attempt + 1, %why, "GET failed; retrying");
+            last = why;
+        }
+        Err(SendError::GaveUp { url: url.to_owned(), attempts: backoff.attempts.max(1), last })
     }
 
     /// Uploads the agent's log (appended to the Machine's log ConfigMap).

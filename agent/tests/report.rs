@@ -50,6 +50,7 @@ impl BootServices {
             token: TOKEN.into(),
             on_success: Default::default(),
             debug: false,
+            installed: false,
         };
         machines.insert("52:54:00:ab:00:01".parse().unwrap(), record);
         let config = HttpConfig {

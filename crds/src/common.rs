@@ -28,7 +28,8 @@ pub struct RoleRef {
     #[schemars(pattern(DNS_LABEL_PATTERN), length(min = 1, max = 63))]
     pub name: String,
     /// Version the Role must have (its `spec.version`); absent: whatever version the Role has.
-    /// Not acted on yet: nothing compares it with the Role.
+    /// A machine whose Role has another version is not installed (condition `Provisioned`,
+    /// reason `PlanInvalid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(VERSION_PATTERN), length(min = 1, max = 128))]
     pub version: Option<String>,

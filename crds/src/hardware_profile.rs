@@ -83,12 +83,14 @@ pub struct HardwareProfileSpec {
     pub cmdb_ref: Option<LocalObjectRef>,
 
     /// Role the bound machines are to install, unless a Machine names its own; copied to their
-    /// `status.role`. Nothing installs it yet.
+    /// `status.role`, and installed once they are allocated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
 
-    /// Disk and network layout for the installer to write (eDeploy's `.configure`, declared).
-    /// Not acted on yet.
+    /// Disk and network layout of the install (eDeploy's `.configure`, declared): `targetDisk`
+    /// is the disk the image is written to, and a machine is not installed without it;
+    /// `partitions` are not acted on yet (images carry their own); `network` goes into the plan
+    /// but is not written into the installed system yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install: Option<InstallLayout>,
 }

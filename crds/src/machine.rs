@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// Timestamps of the status, as the API spells them.
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use crate::common::{
     shortname = "mach",
     category = "machinist",
     derive = "PartialEq",
-    doc = "A server or virtual machine that machinist inspects, matches to a hardware profile and gives a CMDB entry. Installing its role, powering it and adding it to load balancers are not built yet.",
+    doc = "A server or virtual machine that machinist inspects, matches to a hardware profile, gives a CMDB entry and installs with its role (a raw image streamed to its disk) until the installed system phones home and the machine is Ready. Powering it and adding it to load balancers are not built yet.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
     printcolumn(
         name = "Profile",
@@ -95,7 +96,8 @@ pub struct MachineSpec {
     pub profile: Option<String>,
 
     /// Role to install; overrides the role of the matched HardwareProfile. Copied to
-    /// `status.role` when the machine is bound; nothing installs it yet.
+    /// `status.role` when the machine is bound; an allocated machine with a role is installed
+    /// (`Provisioning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
 
@@ -104,8 +106,9 @@ pub struct MachineSpec {
     #[serde(default = "default_true")]
     pub online: bool,
 
-    /// What the agent does once its work succeeded (eDeploy's ONSUCCESS): today, once the
-    /// hardware report is delivered.
+    /// What the agent does once its work succeeded (eDeploy's ONSUCCESS): once the hardware
+    /// report is delivered, and once the install succeeded (a reboot then boots the installed
+    /// disk).
     #[serde(default)]
     pub on_success: OnSuccess,
 
@@ -266,8 +269,8 @@ pub enum OnSuccess {
     /// Reboot.
     #[default]
     Reboot,
-    /// kexec straight into the installed kernel, skipping firmware. Not built yet: nothing is
-    /// installed, so the agent reboots.
+    /// kexec straight into the installed kernel, skipping firmware. Not built yet: the agent
+    /// reboots, which boots the installed disk.
     Kexec,
     /// Power off.
     Halt,
@@ -323,13 +326,12 @@ fn default_menu_timeout() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct MachineStatus {
     /// Where the machine is in its lifecycle. Written by the operator (the boot services set
-    /// `Registered` on auto-registered machines). `Provisioning`, `Provisioned` and `Ready` are
-    /// not reached yet: installing is not built.
+    /// `Registered` on auto-registered machines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<MachinePhase>,
     /// What the boot services serve the machine at its next network boot. The operator sets
-    /// `Discovery`, and `None` while the Machine is being deleted; in the RAM disk that `Install`
-    /// boots, the agent installs nothing yet.
+    /// `Discovery` to inspect it, `Install` while it is `Provisioning`, `LocalDisk` once
+    /// installed, and `None` after a failed install and while the Machine is being deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_target: Option<BootTarget>,
     /// Hardware reported by the agent.
@@ -348,8 +350,8 @@ pub struct MachineStatus {
     /// The CMDB entry reserved for the machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation: Option<CmdbAllocation>,
-    /// Role the machine is to install: `spec.role`, else its profile's. Set when it is bound;
-    /// nothing installs it yet.
+    /// Role the machine is to install: `spec.role`, else its profile's. Set when it is bound,
+    /// and to the Role and version installed when an install starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
     /// IPv4 address: the `ip` variable of its CMDB entry. The boot services' DHCP (full mode)
@@ -366,12 +368,14 @@ pub struct MachineStatus {
     /// Why the machine is in phase Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<MachineFailure>,
-    /// `Ready` (False, its reason the phase: nothing makes a machine ready yet), `Matched`
-    /// (bound to a profile, or why not: `AwaitingHardwareReport`, `NoProfileMatched`,
+    /// `Ready` (True once the installed system phoned home; else False, its reason the phase),
+    /// `Matched` (bound to a profile, or why not: `AwaitingHardwareReport`, `NoProfileMatched`,
     /// `ProfileNotFound`, `ProfileFull`, `ProfileInvalid`, `ProfileMismatch`, `Rebinding`),
     /// `Allocated` (a CMDB entry reserved, `NoCmdb`, or why not: `Allocating`, `CmdbExhausted`,
-    /// `NoEntryMatched`, `CmdbNotFound`, `CmdbInvalid`), with their transition times. Written
-    /// by the operator.
+    /// `NoEntryMatched`, `CmdbNotFound`, `CmdbInvalid`), `Provisioned` (`Installed`, or why not:
+    /// `Installing`, `InstallFailed`, and for an allocated machine whose install cannot start
+    /// `NoRole`, `RoleNotFound`, `RoleInvalid`, `PlanInvalid`), with their transition times.
+    /// Written by the operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,
@@ -381,10 +385,17 @@ pub struct MachineStatus {
     /// When the machine last changed phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase_transition_time: Option<Time>,
-    /// When the installed system was first reported ready. Not written yet: installing is not
-    /// built.
+    /// When the installed system phoned home and the machine became Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned_time: Option<Time>,
+    /// The install the operator asked for: its attempt number and the plan the agent fetches.
+    /// Written by the operator when the machine enters `Provisioning`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<InstallStatus>,
+    /// How the install of `install.attempt` went, as the agent (and then the installed system,
+    /// phoning home) reported it. Written by the boot services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_progress: Option<InstallProgress>,
     /// The latest network boot as the boot services saw it, step by step (the whole timeline
     /// is in the Machine's Events). Written by the boot services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -449,6 +460,10 @@ pub enum BootStepKind {
     Progress,
     /// The agent uploaded its log.
     LogUpload,
+    /// The agent reported install progress (phase, bytes of total).
+    Install,
+    /// The installed system phoned home.
+    PhoneHome,
 }
 
 /// Lifecycle phase of a machine.
@@ -462,15 +477,117 @@ pub enum MachinePhase {
     Matched,
     /// A CMDB entry (address, hostname…) is reserved for it.
     Allocated,
-    /// The agent is installing the role. Not reached yet: installing is not built.
+    /// The agent is installing the role (`status.install` is the plan, `status.installProgress`
+    /// how it goes).
     Provisioning,
-    /// Installed; waiting for the installed system to report in. Not reached yet.
+    /// Installed; the machine boots its disk and the installed system is to phone home.
     Provisioned,
-    /// The installed system reported in; load balancers may send it traffic. Not reached yet.
+    /// The installed system phoned home; load balancers may send it traffic.
     Ready,
     /// Being deleted: its CMDB entry and profile slot are given back before the Machine goes.
     Deprovisioning,
-    /// Stopped on an error; `status.failure` says why. A change to the spec inspects it again.
+    /// Stopped on an error; `status.failure` says why. A change to the spec inspects it again;
+    /// after a failed install (`InstallFailed`), a spec change or a new value of the annotation
+    /// `machinist.dev/reinstall` installs it again.
+    Failed,
+}
+
+/// The install the operator asked for.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallStatus {
+    /// 1 for the first install, one more for each retry. Reports of another attempt are
+    /// refused, so a late message of an earlier try never counts.
+    pub attempt: i32,
+    /// What the agent installs.
+    pub plan: InstallPlan,
+    /// The value of the `machinist.dev/retry` annotation this attempt answered, if a retry
+    /// started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+    /// When the attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_time: Option<Time>,
+}
+
+/// What the agent installs, resolved from the Role, the HardwareProfile's install layout and
+/// the machine's variables; the agent fetches it from the boot services.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallPlan {
+    /// The Role and the version installed.
+    pub role: RoleRef,
+    /// The image streamed to the disk.
+    pub image: crate::role::ImageSource,
+    /// The disk written, a `/dev/` path (`$disk` resolved from the captured variables).
+    #[schemars(length(min = 6, max = 255))]
+    pub target_disk: String,
+    /// Hostname of the installed system (the CMDB entry's `hostname`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Network of the installed system, from the profile's layout and the CMDB entry. Not
+    /// written into the installed system yet: the installed system gets its CMDB address by
+    /// DHCP from the boot services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<PlannedNetwork>,
+}
+
+/// The installed system's network, resolved.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedNetwork {
+    /// Interface (`eth0`, or the captured `$eth` resolved).
+    pub interface: String,
+    /// Static address from the CMDB entry, or DHCP.
+    pub mode: crate::hardware_profile::AddressMode,
+    /// Address with prefix length (`10.0.0.4/24`), for static mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Default gateway, for static mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Name servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+}
+
+/// How an install is going, as reported.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallProgress {
+    /// The attempt (`status.install.attempt`) reported on.
+    pub attempt: i32,
+    /// Where the install is.
+    pub phase: InstallPhase,
+    /// Bytes of the image written to the disk so far.
+    #[serde(default)]
+    pub bytes_written: i64,
+    /// Bytes the image has once decompressed, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<i64>,
+    /// What the agent said (why it failed, in phase `Failed`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// When this was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_time: Option<Time>,
+}
+
+/// Phases of an install, in the order they are reported (a report never goes back).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InstallPhase {
+    /// The agent fetched its plan and checked the target disk.
+    Planned,
+    /// Streaming the image to the disk.
+    Writing,
+    /// The image was written and its sha256 matched; the disk is flushed.
+    Written,
+    /// Installed; the machine boots from its disk next.
+    Succeeded,
+    /// The installed system phoned home.
+    Booted,
+    /// The install failed; `message` says why.
     Failed,
 }
 
@@ -479,8 +596,7 @@ pub enum MachinePhase {
 pub enum BootTarget {
     /// The discovery RAM disk, which reports the hardware.
     Discovery,
-    /// The RAM disk in install mode. Not acted on yet: the agent reports the hardware as in
-    /// discovery and installs nothing.
+    /// The RAM disk in install mode: the agent fetches the install plan and writes the image.
     Install,
     /// The boot menu of `spec.bootMenu`.
     Menu,
@@ -636,8 +752,8 @@ pub enum PowerState {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineFailure {
-    /// PascalCase cause. Today only `ProfileMismatch`: the hardware does not match the
-    /// HardwareProfile `spec.profile` pins.
+    /// PascalCase cause: `ProfileMismatch` (the hardware does not match the HardwareProfile
+    /// `spec.profile` pins) or `InstallFailed` (the agent's reason in `message`).
     pub reason: String,
     /// What happened, for people.
     pub message: String,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{Conditions, VERSION_PATTERN};
 
 /// What a machine is to install for this role, how, and how it upgrades from earlier versions.
-/// The operator checks these settings (condition `Valid`); nothing installs them yet.
+/// The operator checks these settings (condition `Valid`); machines install the image method.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "machinist.dev",
@@ -22,7 +22,7 @@ use crate::common::{Conditions, VERSION_PATTERN};
     shortname = "role",
     category = "machinist",
     derive = "PartialEq",
-    doc = "A versioned software environment for machines: an image streamed to disk or a Debian installer run with a preseed, then cloud-init and a post-install script. The operator checks it (condition Valid); nothing installs it yet.",
+    doc = "A versioned software environment for machines: an image streamed to disk or a Debian installer run with a preseed, then cloud-init and a post-install script. The operator checks it (condition Valid); the image method is installed, the Debian installer, cloud-init and the post-install script are not built yet.",
     printcolumn(
         name = "Version",
         type_ = "string",
@@ -43,7 +43,9 @@ pub struct RoleSpec {
     #[schemars(length(max = 1024))]
     pub description: Option<String>,
 
-    /// How the system is to be put on disk; checked (condition `Valid`), not acted on yet.
+    /// How the system is to be put on disk; checked (condition `Valid`). `Image` is installed;
+    /// `DebianInstaller` is not built yet (machines naming such a Role stay `Allocated`, reason
+    /// `PlanInvalid`).
     pub install: RoleInstall,
 
     /// cloud-init NoCloud seed for the installed system. Templates (minijinja) over the
@@ -101,11 +103,11 @@ pub struct ImageSource {
     /// Where the agent downloads it (HTTP or HTTPS).
     #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
     pub url: String,
-    /// SHA-256 of the file as downloaded, for the agent to check. Not acted on yet: no image is
-    /// downloaded.
+    /// SHA-256 of the file as downloaded; the agent checks it as it streams, and a mismatch
+    /// fails the install (the start of the disk is wiped).
     #[schemars(regex(pattern = r"^[a-f0-9]{64}$"))]
     pub sha256: String,
-    /// Image format.
+    /// Image format. Only `raw` is written yet; `qcow2` and `tar` fail the install with a reason.
     pub format: ImageFormat,
     /// Compression of the file.
     #[serde(default)]

@@ -705,7 +705,7 @@ async fn explain_shows_the_crd_schemas() {
         "GROUP: machinist.dev",
         "KIND: Machine",
         "VERSION: v1alpha1",
-        "DESCRIPTION: A server or virtual machine that machinist inspects, matches to a hardware profile and gives a CMDB entry. Installing its role, powering it and adding it to load balancers are not built yet.",
+        "DESCRIPTION: A server or virtual machine that machinist inspects, matches to a hardware profile, gives a CMDB entry and installs with its role (a raw image streamed to its disk) until the installed system phones home and the machine is Ready. Powering it and adding it to load balancers are not built yet.",
         "spec <Object> -required-",
         "status <Object>",
         "metadata <ObjectMeta>",

@@ -4,6 +4,7 @@
 //!   Allocated…), with the status and Events of each transition.
 //! - [`binding`]: profile selection, profile slots and CMDB entries, pure.
 //! - [`roles`]: Role validation, pure.
+//! - [`install`]: the install plan (Role + profile layout + variables), pure.
 //! - [`conditions`]: conditions with transition times, pure.
 //! - [`ledger`]: the one writer of HardwareProfile and Cmdb statuses — batched, under
 //!   `resourceVersion` preconditions, so that `maxMachines` is never exceeded and no CMDB
@@ -22,6 +23,7 @@ pub mod binding;
 pub mod conditions;
 pub mod controllers;
 pub mod events;
+pub mod install;
 pub mod jitter;
 pub mod leader;
 pub mod ledger;
@@ -61,11 +63,22 @@ pub struct Config {
     pub concurrency: u16,
     /// Name of this replica in Events (`reportingInstance`).
     pub instance: Option<String>,
+    /// URL prefixes install images may come from (`http://10.0.0.1:8080/artifacts/images/`); a
+    /// Role whose image is elsewhere is not installed (condition `Provisioned`, reason
+    /// `PlanInvalid`). Empty: any http(s) URL.
+    pub image_sources: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { namespace: None, metrics_listen: None, leader: None, concurrency: 128, instance: None }
+        Self {
+            namespace: None,
+            metrics_listen: None,
+            leader: None,
+            concurrency: 128,
+            instance: None,
+            image_sources: Vec::new(),
+        }
     }
 }
 
@@ -243,11 +256,19 @@ async fn run_controllers(
         machines: machine_reader.clone(),
         profiles: profile_controller.store(),
         cmdbs: cmdb_controller.store(),
+        roles: role_controller.store(),
         wake,
     };
     let ready_profiles = caches.profiles.clone();
     let ready_cmdbs = caches.cmdbs.clone();
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), caches, config.instance.clone()));
+    let ready_roles = caches.roles.clone();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        caches,
+        config.instance.clone(),
+        config.image_sources.clone(),
+    ));
     let woken = futures::stream::unfold(woken, |mut woken| async move { woken.recv().await.map(|r| (r, woken)) });
     let machine_controller = Controller::for_stream(machine_stream, machine_reader)
         .reconcile_on(woken)
@@ -276,9 +297,16 @@ async fn run_controllers(
             drive(role_controller, |o, c| Box::pin(role::reconcile(o, c)), role::on_error, ctx.clone(), "role"),
         );
     };
-    // Machines are bound against the profiles and Cmdbs: not before those caches are full.
+    // Machines are bound against the profiles and Cmdbs, and installed from the Roles: not
+    // before those caches are full.
     let machines = async {
-        let ready = async { tokio::join!(ready_profiles.wait_until_ready(), ready_cmdbs.wait_until_ready()) };
+        let ready = async {
+            tokio::join!(
+                ready_profiles.wait_until_ready(),
+                ready_cmdbs.wait_until_ready(),
+                ready_roles.wait_until_ready()
+            )
+        };
         tokio::select! {
             waited = tokio::time::timeout(READY_WITHIN, ready) => {
                 if waited.is_err() {

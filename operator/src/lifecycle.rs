@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! Registered ─► Inspecting ─► Matched ─► Allocated ─► Provisioning ─► Provisioned ─► Ready
-//!   (boot discovery)  (report in,   (CMDB entry      (the install issue's controllers)
-//!                      profile bound) reserved)
+//!   (boot discovery)  (report in,   (CMDB entry   (plan made,    (installed:    (the installed
+//!                      profile bound) reserved)    boot Install)  boot LocalDisk) system phoned home)
 //! any phase ── deletion ──► Deprovisioning (slot and entry given back) ──► gone
 //! Inspecting/Matched ── pinned profile mismatch ──► Failed ── spec changed ──► Inspecting
+//! Provisioning ── install failed ──► Failed (InstallFailed) ── reinstall annotation or spec change ──► Provisioning
+//! Provisioned/Ready ── reinstall annotation ──► Provisioning
 //! ```
+//!
+//! Install reports count only for the current attempt (`status.install.attempt`, one more at
+//! each try), so a late report of an earlier try never moves the machine.
 //!
 //! A machine that cannot go on (no profile matches, the pool is exhausted) stays in its phase
 //! with a condition saying why, and goes on when a profile or Cmdb changes.
@@ -16,7 +21,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use machinist_crds::machine::{BootTarget, CmdbAllocation, MachineFailure, MachinePhase, ProfileMismatch};
+use kube::ResourceExt;
+use machinist_crds::machine::{
+    BootTarget, CmdbAllocation, InstallPhase, InstallPlan, InstallStatus, MachineFailure, MachinePhase, ProfileMismatch,
+};
 use machinist_crds::{Machine, MachineStatus, RoleRef};
 use machinist_matching::Choice;
 
@@ -24,6 +32,14 @@ use crate::conditions::{self, Desired};
 
 /// The Machine finalizer: deletion waits until its profile slot and CMDB entry are given back.
 pub const FINALIZER: &str = "machines.machinist.dev";
+
+/// Annotation that asks for a new install: a failed install is tried again, an installed
+/// machine is installed afresh, each time the value changes
+/// (`kubectl annotate machine m1 machinist.dev/reinstall="$(date +%s)" --overwrite`).
+pub const REINSTALL_ANNOTATION: &str = "machinist.dev/reinstall";
+
+/// `failure.reason` of an install that failed.
+pub const INSTALL_FAILED: &str = "InstallFailed";
 
 /// What a machine's phase calls for next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +56,20 @@ pub enum Next {
     Allocate {
         /// The bound profile.
         profile: String,
+    },
+    /// Make its install plan and boot it into the installer (attempt one more than the last).
+    Provision {
+        /// The value of the reinstall annotation this answers, to be recorded.
+        reinstall: Option<String>,
+    },
+    /// The install of the current attempt succeeded: boot the local disk from now on.
+    Installed,
+    /// The installed system phoned home.
+    Booted,
+    /// The install of the current attempt failed.
+    InstallFailed {
+        /// What the agent said.
+        message: String,
     },
     /// Give back its slot and entry and inspect again (the pinned profile changed, or a failed
     /// machine's spec changed).
@@ -59,6 +89,13 @@ pub fn next(machine: &Machine) -> Next {
     let pinned_moved = |status: &MachineStatus| {
         machine.spec.profile.as_ref().is_some_and(|pinned| status.profile.as_ref() != Some(pinned))
     };
+    let reinstall = machine.annotations().get(REINSTALL_ANNOTATION).cloned();
+    let answered = status.install.as_ref().and_then(|i| i.retry.clone());
+    let reinstall_asked = reinstall.is_some() && reinstall != answered;
+    let attempt = status.install.as_ref().map(|i| i.attempt);
+    // What the agent (or the installed system) said about the current attempt.
+    let reported = status.install_progress.as_ref().filter(|p| Some(p.attempt) == attempt);
+    let provision = Next::Provision { reinstall: reinstall.clone() };
     match status.phase {
         None | Some(MachinePhase::Registered) => Next::Inspect,
         Some(MachinePhase::Inspecting) => match &status.hardware {
@@ -71,15 +108,28 @@ pub fn next(machine: &Machine) -> Next {
             None => Next::Restart,
         },
         Some(MachinePhase::Allocated) if pinned_moved(&status) => Next::Restart,
+        Some(MachinePhase::Allocated) if status.role.is_some() => provision,
+        Some(MachinePhase::Provisioning) => match reported.map(|p| p.phase) {
+            Some(InstallPhase::Succeeded | InstallPhase::Booted) => Next::Installed,
+            Some(InstallPhase::Failed) => {
+                Next::InstallFailed { message: reported.map(|p| p.message.clone()).unwrap_or_default() }
+            }
+            _ if reinstall_asked => provision,
+            _ => Next::Wait,
+        },
+        Some(MachinePhase::Provisioned) if reported.is_some_and(|p| p.phase == InstallPhase::Booted) => Next::Booted,
+        Some(MachinePhase::Provisioned | MachinePhase::Ready) if reinstall_asked => provision,
+        Some(MachinePhase::Failed)
+            if status.failure.as_ref().is_some_and(|f| f.reason == INSTALL_FAILED)
+                && (reinstall_asked || status.observed_generation < machine.metadata.generation) =>
+        {
+            provision
+        }
         Some(MachinePhase::Failed) if status.observed_generation < machine.metadata.generation => Next::Restart,
         Some(MachinePhase::Deprovisioning) => Next::Restart,
-        Some(
-            MachinePhase::Allocated
-            | MachinePhase::Provisioning
-            | MachinePhase::Provisioned
-            | MachinePhase::Ready
-            | MachinePhase::Failed,
-        ) => Next::Wait,
+        Some(MachinePhase::Allocated | MachinePhase::Provisioned | MachinePhase::Ready | MachinePhase::Failed) => {
+            Next::Wait
+        }
     }
 }
 
@@ -294,7 +344,80 @@ pub fn unallocated(machine: &Machine, cmdb: &str, why: &Unallocated, now: &Time)
     change
 }
 
-/// Back to Inspecting, slot and entry given back (the caller released them).
+/// → Provisioning: `plan` is to be installed, as attempt one more than the last; the boot
+/// services serve the machine the installer.
+pub fn provisioning(machine: &Machine, plan: InstallPlan, reinstall: Option<String>, now: &Time) -> Change {
+    let mut change = Change::from(machine);
+    let status = &mut change.status;
+    let attempt = status.install.as_ref().map_or(0, |i| i.attempt).saturating_add(1);
+    let message = format!(
+        "installing Role {} {} on {} (attempt {attempt})",
+        plan.role.name,
+        plan.role.version.as_deref().unwrap_or_default(),
+        plan.target_disk
+    );
+    status.role = Some(plan.role.clone());
+    status.install = Some(InstallStatus { attempt, plan, retry: reinstall, started_time: Some(now.clone()) });
+    status.boot_target = Some(BootTarget::Install);
+    status.failure = None;
+    change.enter(MachinePhase::Provisioning, message.clone(), now);
+    change.condition(Desired::no("Provisioned", "Installing", message), now);
+    change
+}
+
+/// Stays Allocated with `Provisioned=False` saying why no plan could be made (`RoleNotFound`,
+/// `RoleInvalid`, `PlanInvalid`).
+pub fn unplanned(machine: &Machine, reason: &str, message: String, now: &Time) -> Change {
+    let mut change = Change::from(machine);
+    change.wait("Provisioned", reason, message, now);
+    change
+}
+
+/// Provisioning → Provisioned: installed; the machine boots its local disk from now on.
+pub fn installed(machine: &Machine, now: &Time) -> Change {
+    let mut change = Change::from(machine);
+    let status = &mut change.status;
+    status.boot_target = Some(BootTarget::LocalDisk);
+    let message = match &status.install {
+        Some(install) => {
+            format!("Role {} installed on {}; booting from it", install.plan.role.name, install.plan.target_disk)
+        }
+        None => "installed; booting from the local disk".to_owned(),
+    };
+    change.enter(MachinePhase::Provisioned, message.clone(), now);
+    change.condition(Desired::yes("Provisioned", "Installed", message), now);
+    change
+}
+
+/// Provisioned → Ready: the installed system phoned home.
+pub fn booted(machine: &Machine, now: &Time) -> Change {
+    let mut change = Change::from(machine);
+    change.status.provisioned_time = Some(now.clone());
+    let message = "the installed system phoned home".to_owned();
+    change.enter(MachinePhase::Ready, message.clone(), now);
+    change.condition(Desired::yes("Ready", "Ready", message), now);
+    change
+}
+
+/// Provisioning → Failed (`InstallFailed`): what the agent said. Nothing boots until a reinstall
+/// is asked for.
+pub fn install_failed(machine: &Machine, message: &str, now: &Time) -> Change {
+    let mut change = Change::from(machine);
+    let message =
+        if message.is_empty() { "the install failed".to_owned() } else { format!("the install failed: {message}") };
+    change.status.failure = Some(MachineFailure {
+        reason: INSTALL_FAILED.to_owned(),
+        message: message.clone(),
+        phase: change.status.phase,
+    });
+    change.status.boot_target = Some(BootTarget::None);
+    change.enter(MachinePhase::Failed, message.clone(), now);
+    change.condition(Desired::no("Provisioned", INSTALL_FAILED, message), now);
+    change
+}
+
+/// Back to Inspecting, slot and entry given back (the caller released them). The install
+/// attempt count is kept, so that reports of earlier attempts never count again.
 pub fn restarted(machine: &Machine, why: &str, now: &Time) -> Change {
     let mut change = Change::from(machine);
     let status = &mut change.status;
@@ -307,7 +430,9 @@ pub fn restarted(machine: &Machine, why: &str, now: &Time) -> Change {
     status.role = None;
     status.failure = None;
     status.boot_target = Some(BootTarget::Discovery);
+    status.provisioned_time = None;
     conditions::remove(&mut status.conditions, "Allocated");
+    conditions::remove(&mut status.conditions, "Provisioned");
     change.enter(MachinePhase::Inspecting, format!("inspecting again: {why}"), now);
     change.condition(Desired::no("Matched", "Rebinding", why.to_owned()), now);
     change
@@ -398,7 +523,7 @@ mod tests {
         assert_eq!(status.allocation.as_ref().map(|a| (a.cmdb.as_str(), a.entry)), Some(("pool", 3)));
         assert!(conditions::is_true(&status.conditions, "Allocated"));
         assert!(!conditions::is_true(&status.conditions, "Ready"));
-        assert_eq!(next(&with(m, &change)), Next::Wait);
+        assert_eq!(next(&with(m, &change)), Next::Provision { reinstall: None }, "it has a role: installed next");
     }
 
     #[test]
@@ -496,5 +621,109 @@ mod tests {
         let change = allocated_without_cmdb(&m, "vm", &now());
         assert_eq!(change.status.phase, Some(MachinePhase::Allocated));
         assert_eq!(conditions::find(&change.status.conditions, "Allocated").map(|c| c.reason.as_str()), Some("NoCmdb"));
+    }
+
+    fn plan() -> InstallPlan {
+        serde_json::from_value(json!({
+            "role": {"name": "base", "version": "1"},
+            "image": {"url": "http://x/base.raw", "sha256": "a".repeat(64), "format": "raw"},
+            "targetDisk": "/dev/vda",
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    fn progressed(m: &Machine, attempt: i32, phase: &str) -> Machine {
+        let mut m = m.clone();
+        let progress = serde_json::from_value(json!({"attempt": attempt, "phase": phase, "message": "disk on fire"}))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        m.status.get_or_insert_with(Default::default).install_progress = Some(progress);
+        m
+    }
+
+    #[test]
+    fn an_allocated_machine_with_a_role_is_installed_then_ready() {
+        let m = machine(json!({"phase": "Allocated", "profile": "vm"}));
+        assert_eq!(next(&m), Next::Wait, "no role: nothing to install");
+        let m = machine(json!({"phase": "Allocated", "profile": "vm", "role": {"name": "base"}}));
+        assert_eq!(next(&m), Next::Provision { reinstall: None });
+        let change = provisioning(&m, plan(), None, &now());
+        let status = &change.status;
+        assert_eq!(status.phase, Some(MachinePhase::Provisioning));
+        assert_eq!(status.boot_target, Some(BootTarget::Install));
+        assert_eq!(status.install.as_ref().map(|i| i.attempt), Some(1));
+        assert_eq!(change.transitions[0].reason, "Provisioning");
+        let m = with(m, &change);
+        assert_eq!(next(&m), Next::Wait, "installing");
+        assert_eq!(next(&progressed(&m, 1, "Writing")), Next::Wait);
+        assert_eq!(next(&progressed(&m, 0, "Succeeded")), Next::Wait, "another attempt's report does not count");
+        let m = progressed(&m, 1, "Succeeded");
+        assert_eq!(next(&m), Next::Installed);
+        let change = installed(&m, &now());
+        assert_eq!(change.status.phase, Some(MachinePhase::Provisioned));
+        assert_eq!(change.status.boot_target, Some(BootTarget::LocalDisk));
+        assert!(conditions::is_true(&change.status.conditions, "Provisioned"));
+        assert!(!conditions::is_true(&change.status.conditions, "Ready"));
+        let m = with(m, &change);
+        assert_eq!(next(&m), Next::Wait, "waiting for the phone-home");
+        let m = progressed(&m, 1, "Booted");
+        assert_eq!(next(&m), Next::Booted);
+        let change = booted(&m, &now());
+        assert_eq!(change.status.phase, Some(MachinePhase::Ready));
+        assert!(conditions::is_true(&change.status.conditions, "Ready"));
+        assert_eq!(change.status.provisioned_time, Some(now()));
+        assert_eq!(next(&with(m, &change)), Next::Wait);
+    }
+
+    #[test]
+    fn a_failed_install_waits_for_a_reinstall_and_counts_attempts() {
+        let m = machine(json!({"phase": "Allocated", "profile": "vm", "role": {"name": "base"}}));
+        let m = with(m.clone(), &provisioning(&m, plan(), None, &now()));
+        let m = progressed(&m, 1, "Failed");
+        assert_eq!(next(&m), Next::InstallFailed { message: "disk on fire".into() });
+        let change = install_failed(&m, "disk on fire", &now());
+        assert_eq!(change.status.phase, Some(MachinePhase::Failed));
+        assert_eq!(change.status.boot_target, Some(BootTarget::None));
+        let failure = change.status.failure.clone().unwrap_or_else(|| unreachable!());
+        assert_eq!((failure.reason.as_str(), failure.phase), (INSTALL_FAILED, Some(MachinePhase::Provisioning)));
+        assert!(failure.message.contains("disk on fire"));
+        assert!(change.transitions[0].warning);
+        let mut m = with(m, &change);
+        assert_eq!(next(&m), Next::Wait, "no retry without being asked");
+        m.annotations_mut().insert(REINSTALL_ANNOTATION.into(), "1".into());
+        assert_eq!(next(&m), Next::Provision { reinstall: Some("1".into()) });
+        let change = provisioning(&m, plan(), Some("1".into()), &now());
+        assert_eq!(change.status.install.as_ref().map(|i| i.attempt), Some(2));
+        assert_eq!(change.status.failure, None);
+        let m = with(m, &change);
+        assert_eq!(next(&m), Next::Wait, "the old attempt's failure does not count, the annotation was answered");
+        // A spec change also retries a failed install.
+        let mut failed = with(m.clone(), &install_failed(&progressed(&m, 2, "Failed"), "again", &now()));
+        assert_eq!(next(&failed), Next::Wait);
+        failed.metadata.generation = Some(2);
+        assert!(matches!(next(&failed), Next::Provision { .. }));
+    }
+
+    #[test]
+    fn an_installed_machine_is_reinstalled_on_request() {
+        let m = machine(json!({"phase": "Ready", "profile": "vm", "role": {"name": "base"},
+            "install": {"attempt": 1, "plan": plan()}}));
+        assert_eq!(next(&m), Next::Wait);
+        let mut asked = m.clone();
+        asked.annotations_mut().insert(REINSTALL_ANNOTATION.into(), "x".into());
+        assert_eq!(next(&asked), Next::Provision { reinstall: Some("x".into()) });
+    }
+
+    #[test]
+    fn a_plan_that_cannot_be_made_keeps_the_machine_allocated() {
+        let m = machine(json!({"phase": "Allocated", "profile": "vm", "role": {"name": "base"}}));
+        let change = unplanned(&m, "RoleNotFound", "Role base does not exist".into(), &now());
+        assert_eq!(change.status.phase, Some(MachinePhase::Allocated));
+        assert_eq!(
+            conditions::find(&change.status.conditions, "Provisioned").map(|c| c.reason.as_str()),
+            Some("RoleNotFound")
+        );
+        assert_eq!(change.transitions.len(), 1);
+        let again = unplanned(&with(m, &change), "RoleNotFound", "Role base does not exist".into(), &now());
+        assert!(again.transitions.is_empty());
     }
 }

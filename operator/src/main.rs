@@ -47,6 +47,9 @@ struct Args {
     /// Machines reconciled at once.
     #[arg(long, default_value_t = 128)]
     concurrency: u16,
+    /// A URL prefix install images may come from (repeat for several); none: any http(s) URL.
+    #[arg(long = "image-source", value_name = "URL")]
+    image_sources: Vec<String>,
 }
 
 fn identity() -> String {
@@ -96,6 +99,7 @@ async fn run(args: Args) -> Result<()> {
         leader,
         concurrency: args.concurrency.max(1),
         instance: Some(identity),
+        image_sources: args.image_sources,
     };
     let shutdown = CancellationToken::new();
     let started = machinist_operator::start(client, config, shutdown.clone()).await?;

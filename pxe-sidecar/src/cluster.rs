@@ -40,10 +40,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::machines::{
-    BootRecord, HardwareReport, LOG_KEEP, MacAddr, MachineSource, RegisterError, ReportSink, SinkError, append_bounded,
-    constant_time_eq,
+    BootRecord, HardwareReport, InstallView, LOG_KEEP, MacAddr, MachineSource, RegisterError, ReportSink, SinkError,
+    append_bounded, constant_time_eq,
 };
 use crate::timeline::{StepRecord, TimelineError, TimelineSink, event_note};
+use machinist_crds::machine::{InstallPhase, InstallProgress};
 
 /// The field manager of hardware reports (`status.hardware`).
 pub const FIELD_MANAGER: &str = "machinist-boot";
@@ -51,8 +52,12 @@ pub const FIELD_MANAGER: &str = "machinist-boot";
 pub const TIMELINE_MANAGER: &str = "machinist-boot-timeline";
 /// The field manager of auto-registration (`status.phase: Registered`).
 pub const REGISTRATION_MANAGER: &str = "machinist-boot-registration";
+/// The field manager of install progress and the phone-home (`status.installProgress`).
+pub const INSTALL_MANAGER: &str = "machinist-boot-install";
 /// Key of the token in a Machine's agent Secret.
 pub const TOKEN_KEY: &str = "token";
+/// Key of the installed system's phone-home token in the same Secret.
+pub const PHONE_HOME_KEY: &str = "phoneHome";
 /// Label carried by agent token Secrets (the only Secrets the boot services watch).
 pub const TOKEN_LABEL: &str = "machinist.dev/agent-token";
 /// Label of auto-registered Machines.
@@ -363,10 +368,42 @@ impl ClusterMachines {
     }
 
     fn token_of(&self, machine: &str) -> Option<String> {
+        self.secret_value(machine, TOKEN_KEY)
+    }
+
+    fn secret_value(&self, machine: &str, key: &str) -> Option<String> {
         let secret =
             self.inner.secrets.get(&ObjectRef::new(&token_secret_name(machine)).within(&self.inner.namespace))?;
-        let bytes = secret.data.as_ref()?.get(TOKEN_KEY)?;
+        let bytes = secret.data.as_ref()?.get(key)?;
         String::from_utf8(bytes.0.clone()).ok().filter(|t| !t.is_empty())
+    }
+
+    /// The machine's phone-home token, added to its token Secret when it has none (a replace
+    /// under the resourceVersion read, so two plan requests at once agree on one token).
+    async fn ensure_phone_home(&self, machine: &str) -> Result<String, String> {
+        if let Some(token) = self.secret_value(machine, PHONE_HOME_KEY) {
+            return Ok(token);
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
+        let name = token_secret_name(machine);
+        for _ in 0..5 {
+            let mut secret = secrets.get(&name).await.map_err(|e| format!("failed to read Secret {name}: {e}"))?;
+            let existing = secret.data.as_ref().and_then(|d| d.get(PHONE_HOME_KEY)).map(|b| b.0.clone());
+            if let Some(token) = existing.and_then(|b| String::from_utf8(b).ok()).filter(|t| !t.is_empty()) {
+                return Ok(token);
+            }
+            let token = new_token().map_err(|e| format!("no randomness for a token: {e}"))?;
+            secret
+                .data
+                .get_or_insert_with(Default::default)
+                .insert(PHONE_HOME_KEY.to_owned(), k8s_openapi::ByteString(token.clone().into_bytes()));
+            match secrets.replace(&name, &PostParams::default(), &secret).await {
+                Ok(_) => return Ok(token),
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(error) => return Err(format!("failed to update Secret {name}: {error}")),
+            }
+        }
+        Err(format!("Secret {name} kept changing"))
     }
 
     /// The machine's token, creating its Secret when there is none.
@@ -449,6 +486,7 @@ impl ClusterMachines {
             token,
             on_success: machine.spec.on_success,
             debug: machine.spec.debug,
+            installed: false,
         })
     }
 
@@ -473,6 +511,14 @@ impl ClusterMachines {
     }
 }
 
+/// Whether the current install attempt reported success (or the installed system phoned home).
+fn installed(status: &machinist_crds::MachineStatus) -> bool {
+    let attempt = status.install.as_ref().map(|i| i.attempt);
+    status.install_progress.as_ref().is_some_and(|p| {
+        Some(p.attempt) == attempt && matches!(p.phase, InstallPhase::Succeeded | InstallPhase::Booted)
+    })
+}
+
 fn hostname() -> std::io::Result<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned())
 }
@@ -487,7 +533,31 @@ impl MachineSource for ClusterMachines {
             boot_menu: machine.spec.boot_menu.clone(),
             on_success: machine.spec.on_success,
             debug: machine.spec.debug,
+            installed: machine.status.as_ref().is_some_and(installed),
             name,
+        })
+    }
+
+    fn install(&self, machine: &str) -> Option<InstallView> {
+        let machine = self.machine(machine)?;
+        let status = machine.status.clone().unwrap_or_default();
+        Some(InstallView { phase: status.phase, install: status.install, progress: status.install_progress })
+    }
+
+    fn verify_phone_home(&self, machine: &str, presented: &str) -> bool {
+        self.secret_value(machine, PHONE_HOME_KEY)
+            .is_some_and(|token| constant_time_eq(token.as_bytes(), presented.as_bytes()))
+    }
+
+    fn phone_home_token<'a>(&'a self, machine: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            match self.ensure_phone_home(machine).await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    tracing::warn!(machine, %error, "no phone-home token");
+                    None
+                }
+            }
         })
     }
 
@@ -600,6 +670,23 @@ impl ReportSink for ClusterMachines {
                 }
             }
             Err(error(format!("ConfigMap {name} kept changing; log not appended")))
+        })
+    }
+
+    fn install_progress(&self, machine: &str, progress: InstallProgress) -> BoxFuture<'_, Result<(), SinkError>> {
+        let machine = machine.to_owned();
+        Box::pin(async move {
+            let failed = |error: &dyn std::fmt::Display| SinkError {
+                machine: machine.clone(),
+                reason: format!("failed to write the install progress: {error}"),
+            };
+            let status = machinist_crds::apply::status::<Machine>(&json!({"installProgress": progress}))
+                .map_err(|e| failed(&e))?;
+            self.machines_api()
+                .patch_status(&machine, &PatchParams::apply(INSTALL_MANAGER).force(), &Patch::Apply(status))
+                .await
+                .map(drop)
+                .map_err(|e| failed(&e))
         })
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use machinist_crds::common::Quad;
-use machinist_crds::machine::{BootMenu, BootTarget, OnSuccess};
+use machinist_crds::machine::{BootMenu, BootTarget, InstallProgress, InstallStatus, MachinePhase, OnSuccess};
 
 /// MAC addresses, shared with DHCP so both index Machines the same way.
 pub use machinist_boot_dhcp::MacAddr;
@@ -33,6 +33,22 @@ pub struct BootRecord {
     pub on_success: OnSuccess,
     /// `spec.debug`: the agent opens a shell on the console.
     pub debug: bool,
+    /// The current install attempt reported success: the machine boots its disk even before
+    /// the operator turns `bootTarget` to `LocalDisk` (an agent rebooting at once must not
+    /// install again).
+    pub installed: bool,
+}
+
+/// What the boot services know of a machine's install (its `status.install` and
+/// `status.installProgress`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstallView {
+    /// `status.phase`.
+    pub phase: Option<MachinePhase>,
+    /// `status.install`, when the operator made a plan.
+    pub install: Option<InstallStatus>,
+    /// `status.installProgress`.
+    pub progress: Option<InstallProgress>,
 }
 
 /// Looks Machines up for the boot services.
@@ -48,6 +64,22 @@ pub trait MachineSource: Send + Sync + 'static {
     /// its record. The default refuses: registration is off.
     fn register(&self, mac: MacAddr) -> BoxFuture<'_, Result<BootRecord, RegisterError>> {
         Box::pin(std::future::ready(Err(RegisterError::Disabled(mac))))
+    }
+
+    /// The machine's install as last seen; `None` for an unknown machine.
+    fn install(&self, _machine: &str) -> Option<InstallView> {
+        None
+    }
+
+    /// Whether `presented` is the phone-home token of `machine` (the installed system's
+    /// credential, not the agent's). Unknown machines never verify.
+    fn verify_phone_home(&self, _machine: &str, _presented: &str) -> bool {
+        false
+    }
+
+    /// The machine's phone-home token, created when it has none. The default has none.
+    fn phone_home_token<'a>(&'a self, _machine: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(std::future::ready(None))
     }
 
     /// The machine's token when [`lookup`](Self::lookup) had none yet (its Secret is being
@@ -100,6 +132,10 @@ pub trait ReportSink: Send + Sync + 'static {
 
     /// Appends `text` to the machine's log, keeping at most [`LOG_KEEP`] bytes (the newest).
     fn append_log(&self, machine: &str, text: String) -> BoxFuture<'_, Result<(), SinkError>>;
+
+    /// Records install progress (or the phone-home, phase `Booted`) in
+    /// `status.installProgress`.
+    fn install_progress(&self, machine: &str, progress: InstallProgress) -> BoxFuture<'_, Result<(), SinkError>>;
 }
 
 /// Bytes of agent log kept per machine (the newest), well under a ConfigMap's 1 MiB.
@@ -146,6 +182,8 @@ struct Inner {
     by_mac: BTreeMap<MacAddr, BootRecord>,
     reports: Vec<(String, HardwareReport)>,
     logs: BTreeMap<String, String>,
+    installs: BTreeMap<String, InstallView>,
+    phone_home: BTreeMap<String, String>,
 }
 
 impl InMemoryMachines {
@@ -173,6 +211,13 @@ impl InMemoryMachines {
     pub fn log(&self, machine: &str) -> Option<String> {
         self.lock().logs.get(machine).cloned()
     }
+
+    /// Sets what is known of `machine`'s install and its phone-home token.
+    pub fn set_install(&self, machine: &str, view: InstallView, phone_home_token: &str) {
+        let mut inner = self.lock();
+        inner.installs.insert(machine.to_owned(), view);
+        inner.phone_home.insert(machine.to_owned(), phone_home_token.to_owned());
+    }
 }
 
 impl MachineSource for InMemoryMachines {
@@ -188,6 +233,18 @@ impl MachineSource for InMemoryMachines {
         }
         verified
     }
+
+    fn install(&self, machine: &str) -> Option<InstallView> {
+        self.lock().installs.get(machine).cloned()
+    }
+
+    fn verify_phone_home(&self, machine: &str, presented: &str) -> bool {
+        self.lock().phone_home.get(machine).is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+    }
+
+    fn phone_home_token<'a>(&'a self, machine: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(std::future::ready(self.lock().phone_home.get(machine).cloned()))
+    }
 }
 
 impl ReportSink for InMemoryMachines {
@@ -200,6 +257,13 @@ impl ReportSink for InMemoryMachines {
         let mut inner = self.lock();
         let log = inner.logs.entry(machine.to_owned()).or_default();
         *log = append_bounded(log, &text, LOG_KEEP);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn install_progress(&self, machine: &str, progress: InstallProgress) -> BoxFuture<'_, Result<(), SinkError>> {
+        if let Some(view) = self.lock().installs.get_mut(machine) {
+            view.progress = Some(progress);
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -222,6 +286,7 @@ mod tests {
             token: "t1".into(),
             on_success: OnSuccess::default(),
             debug: false,
+            installed: false,
         };
         machines.insert(MacAddr([2, 0, 0, 0, 0, 1]), record);
         assert!(machines.verify_token("m1", "t1"));

@@ -69,6 +69,7 @@ impl Server {
                 token: TOKEN.into(),
                 on_success: OnSuccess::default(),
                 debug: false,
+                installed: false,
             },
         );
         machines.insert(
@@ -84,6 +85,7 @@ impl Server {
                 token: "other-token".into(),
                 on_success: OnSuccess::default(),
                 debug: false,
+                installed: false,
             },
         );
         let router = http::router(settings, Arc::new(machines.clone()), Arc::new(machines.clone()));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Machine, MachineStatus};
@@ -17,6 +18,7 @@ use super::{Context, Error, apply_status, error_policy, now, succeeded};
 use crate::binding::{self, EntryOutcome, EntryRequest, Selected, SlotOutcome, SlotRequest};
 use crate::ledger::{CmdbOutcome, CmdbRequest, LedgerError, ProfileOutcome, ProfileRequest};
 use crate::lifecycle::{self, Change, FINALIZER, Next, Unallocated, Unbound};
+use crate::{install, roles};
 
 const CONTROLLER: &str = "machine";
 
@@ -67,8 +69,9 @@ async fn apply(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
     let mut changed = false;
     // Captures of a bind in this reconcile, for the allocation that follows at once.
     let mut captures: Option<Captures> = None;
-    // Registered → Inspecting → Matched → Allocated in one reconcile when nothing waits.
-    for _ in 0..4 {
+    // Registered → Inspecting → Matched → Allocated → Provisioning in one reconcile when nothing
+    // waits (and Provisioning → Provisioned → Ready when the reports are in).
+    for _ in 0..6 {
         let change: Change = match lifecycle::next(&current) {
             Next::Inspect => lifecycle::inspecting(&current, &now),
             Next::Bind { pinned } => {
@@ -77,6 +80,10 @@ async fn apply(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
                 change
             }
             Next::Allocate { profile } => allocate(&current, &profile, captures.take(), ctx, &now).await?,
+            Next::Provision { reinstall } => provision(&current, reinstall, ctx, &now),
+            Next::Installed => lifecycle::installed(&current, &now),
+            Next::Booted => lifecycle::booted(&current, &now),
+            Next::InstallFailed { message } => lifecycle::install_failed(&current, &message, &now),
             Next::Restart => {
                 release(&current, ctx).await?;
                 let why = if current.status.as_ref().and_then(|s| s.phase) == Some(MachinePhase::Failed) {
@@ -121,11 +128,46 @@ async fn cleanup(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// The status fields this controller owns: all but hardware, boot timeline and provider details,
-/// which belong to other writers (left out, they are not serialised, so not applied).
+/// The status fields this controller owns: all but hardware, boot timeline, install progress
+/// and provider details, which belong to other writers (left out, they are not serialised, so
+/// not applied).
 fn owned_status(machine: &Machine) -> MachineStatus {
     let status = machine.status.clone().unwrap_or_default();
-    MachineStatus { hardware: None, last_boot: None, provider: None, ..status }
+    MachineStatus { hardware: None, last_boot: None, install_progress: None, provider: None, ..status }
+}
+
+/// Makes the install plan from the cached Role and profile ([`install::plan`]) and starts the
+/// install, or says why it cannot start.
+fn provision(machine: &Machine, reinstall: Option<String>, ctx: &Context, now: &super::Time) -> Change {
+    let namespace = machine.namespace().unwrap_or_default();
+    let status = machine.status.clone().unwrap_or_default();
+    let Some(role_ref) = machine.spec.role.clone().or(status.role.clone()) else {
+        return lifecycle::unplanned(machine, "NoRole", "neither the Machine nor its profile names a Role".into(), now);
+    };
+    let Some(role) = ctx.roles.get(&ObjectRef::new(&role_ref.name).within(&namespace)) else {
+        let message = format!("Role {} does not exist", role_ref.name);
+        return lifecycle::unplanned(machine, "RoleNotFound", message, now);
+    };
+    let problems = roles::validate(&role.spec);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let message = format!("Role {} is invalid: {}", role_ref.name, list.join("; "));
+        return lifecycle::unplanned(machine, "RoleInvalid", message, now);
+    }
+    let profile_name = status.profile.clone().unwrap_or_default();
+    let profile = ctx.profiles.get(&ObjectRef::new(&profile_name).within(&namespace));
+    let inputs = install::PlanInputs {
+        role_ref: &role_ref,
+        role: &role.spec,
+        profile: &profile_name,
+        layout: profile.as_ref().and_then(|p| p.spec.install.as_ref()),
+        variables: &status.variables,
+        allowed_sources: &ctx.image_sources,
+    };
+    match install::plan(inputs) {
+        Ok(plan) => lifecycle::provisioning(machine, plan, reinstall, now),
+        Err(error) => lifecycle::unplanned(machine, "PlanInvalid", error.to_string(), now),
+    }
 }
 
 async fn write_status(machine: &Machine, ctx: &Context) -> Result<(), Error> {

@@ -25,7 +25,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use machinist_crds::{Cmdb, HardwareProfile, Machine};
+use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
 use machinist_matching::{CompiledProfile, RulesError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -227,7 +227,11 @@ pub struct Context {
     pub profiles: Store<HardwareProfile>,
     /// Cmdbs.
     pub cmdbs: Store<Cmdb>,
-    /// Machines to reconcile again (a profile or Cmdb they wait for changed).
+    /// Roles.
+    pub roles: Store<Role>,
+    /// URL prefixes install images may come from (empty: any http(s) URL).
+    pub image_sources: Vec<String>,
+    /// Machines to reconcile again (a profile, Cmdb or Role they wait for changed).
     pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
     events: Publisher,
     backoff: Backoff,
@@ -256,13 +260,21 @@ pub struct Caches {
     pub profiles: Store<HardwareProfile>,
     /// Cmdbs.
     pub cmdbs: Store<Cmdb>,
+    /// Roles.
+    pub roles: Store<Role>,
     /// Wake-ups for the Machine controller.
     pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
 }
 
 impl Context {
     /// A context over `caches`.
-    pub fn new(client: Client, metrics: Arc<Metrics>, caches: Caches, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        caches: Caches,
+        instance: Option<String>,
+        image_sources: Vec<String>,
+    ) -> Self {
         Self {
             profile_ledger: Ledger::new(client.clone(), ProfileBook, metrics.clone()),
             cmdb_ledger: Ledger::new(client.clone(), CmdbBook::default(), metrics.clone()),
@@ -272,6 +284,8 @@ impl Context {
             machines: caches.machines,
             profiles: caches.profiles,
             cmdbs: caches.cmdbs,
+            roles: caches.roles,
+            image_sources,
             wake: caches.wake,
             backoff: Backoff::default(),
             failures: FailureEvents::default(),

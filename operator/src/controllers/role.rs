@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Role, RoleStatus};
 
 use super::{Context, Error, apply_status, error_policy, now, succeeded};
@@ -37,11 +40,28 @@ pub async fn reconcile(role: Arc<Role>, ctx: Arc<Context>) -> Result<Action, Err
         };
         apply_status(&ctx, role.as_ref(), &owned).await?;
     }
+    wake_machines_of(&role, &ctx);
     if became_invalid {
         ctx.publish(role.as_ref(), &[Transition { reason: "InvalidRole".into(), message, warning: true }], "Validate");
     }
     succeeded("role", role.as_ref(), &ctx);
     Ok(Action::await_change())
+}
+
+/// Wakes the Machines that wait for this Role (allocated, or failed installing), so that a Role
+/// created or fixed after them starts their install.
+fn wake_machines_of(role: &Role, ctx: &Context) {
+    let namespace = role.namespace();
+    let name = role.name_any();
+    for machine in ctx.machines.state() {
+        let status = machine.status.as_ref();
+        let waits = matches!(status.and_then(|s| s.phase), Some(MachinePhase::Allocated | MachinePhase::Failed));
+        let names_it =
+            machine.spec.role.as_ref().or(status.and_then(|s| s.role.as_ref())).is_some_and(|r| r.name == name);
+        if waits && names_it && machine.namespace() == namespace {
+            let _ = ctx.wake.send(ObjectRef::from_obj(machine.as_ref())); // the Machine controller stopped
+        }
+    }
 }
 
 /// The Role controller's error policy.

@@ -7,6 +7,9 @@
 //! | `POST /machines/{name}/report` | a hardware report, `Authorization: Bearer <token>` ([`report`]) |
 //! | `POST /machines/{name}/progress` | a progress step → Event + `status.lastBoot` ([`agent`]) |
 //! | `POST /machines/{name}/log` | the agent's log → ConfigMap `machinist-log-<name>` ([`agent`]) |
+//! | `GET /machines/{name}/plan` | the install plan, with the phone-home credential ([`install`]) |
+//! | `POST /machines/{name}/install` | install progress → `status.installProgress` ([`install`]) |
+//! | `POST /machines/{name}/phone-home` | the installed system is up, with its own token ([`install`]) |
 //! | `GET /healthz` | `ok` |
 //!
 //! Metrics are served on their own port (see [`crate::metrics`]).
@@ -17,6 +20,7 @@
 
 pub mod agent;
 pub mod artifacts;
+pub mod install;
 pub mod report;
 
 use std::net::SocketAddr;
@@ -212,6 +216,9 @@ struct AppState {
     sink: Arc<dyn ReportSink>,
     timeline: Option<Timeline>,
     counters: Arc<HttpCounters>,
+    /// The last install report accepted per machine: the order check must not depend on how
+    /// fast the status write comes back through the cache.
+    installs: std::sync::Mutex<std::collections::HashMap<String, machinist_crds::machine::InstallProgress>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -235,7 +242,7 @@ pub fn router_with(
     timeline: Option<Timeline>,
     counters: Arc<HttpCounters>,
 ) -> Router {
-    let state = Arc::new(AppState { settings, source, sink, timeline, counters });
+    let state = Arc::new(AppState { settings, source, sink, timeline, counters, installs: Default::default() });
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ipxe/{mac}", get(script))
@@ -243,6 +250,9 @@ pub fn router_with(
         .route(Endpoint::Report.route(), post(report::receive))
         .route(Endpoint::Progress.route(), post(agent::progress))
         .route(Endpoint::Log.route(), post(agent::log))
+        .route(Endpoint::Plan.route(), get(install::plan))
+        .route(Endpoint::Install.route(), post(install::report))
+        .route(Endpoint::PhoneHome.route(), post(install::phone_home))
         .with_state(state)
 }
 
@@ -296,6 +306,7 @@ struct ScriptQuery {
 /// | unknown (not registered, see [`UnknownMac`]) | `Refuse` |
 /// | target absent or `Discovery` | RAM disk, `machinist.mode=discovery` |
 /// | `Install`, or any target with `?role=` | RAM disk, `machinist.mode=install` (and `machinist.role`) |
+/// | `Install` whose current attempt reported success | `exit` |
 /// | `Menu` | the `spec.bootMenu` roles, each chaining to `?role=` (Refuse without a `bootMenu`) |
 /// | `LocalDisk` | `exit` |
 /// | `None` | `Refuse` |
@@ -318,6 +329,8 @@ pub fn script_for(settings: &Settings, mac: MacAddr, record: Option<&BootRecord>
     }
     match record.boot_target {
         None | Some(BootTarget::Discovery) => ramdisk(settings, &agent(Mode::Discovery, None)),
+        // Installed a moment ago: the agent may reboot before the operator turns the target.
+        Some(BootTarget::Install) if record.installed => Script::LocalDisk,
         Some(BootTarget::Install) => ramdisk(settings, &agent(Mode::Install, None)),
         Some(BootTarget::LocalDisk) => Script::LocalDisk,
         Some(BootTarget::None) => Script::Refuse { reason: format!("machine {} is not to be booted", record.name) },
@@ -460,6 +473,7 @@ mod tests {
             token: "tok".into(),
             on_success: OnSuccess::Halt,
             debug: false,
+            installed: false,
         }
     }
 
@@ -493,6 +507,8 @@ mod tests {
             panic!("not a boot script")
         };
         assert!(install.args.contains(&"machinist.mode=install".to_owned()));
+        let installed = BootRecord { installed: true, ..record(Some(BootTarget::Install)) };
+        assert_eq!(script_for(&s, MAC, Some(&installed), None), Script::LocalDisk, "no second install");
         assert_eq!(script_for(&s, MAC, Some(&record(Some(BootTarget::LocalDisk))), None), Script::LocalDisk);
         assert!(matches!(script_for(&s, MAC, Some(&record(Some(BootTarget::None))), None), Script::Refuse { .. }));
         let Script::Menu { entries, default, timeout_seconds, .. } =

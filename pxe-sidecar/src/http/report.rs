@@ -36,13 +36,30 @@ pub(super) fn reply(code: StatusCode, message: &str) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     let mut response = reply(StatusCode::UNAUTHORIZED, "a valid machine token is required");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     response
 }
 
-/// Checks the machine's token and reads a body of at most `limit` bytes; the error is the
+/// Which credential a request must carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Credential {
+    /// The agent's token (`machinist.token`).
+    Agent,
+    /// The installed system's phone-home token.
+    PhoneHome,
+}
+
+/// Whether the request's bearer token is the machine's `credential`.
+pub(super) fn verified(state: &super::AppState, machine: &str, headers: &HeaderMap, credential: Credential) -> bool {
+    bearer_token(headers).is_some_and(|token| match credential {
+        Credential::Agent => state.source.verify_token(machine, token),
+        Credential::PhoneHome => state.source.verify_phone_home(machine, token),
+    })
+}
+
+/// Checks the machine's agent token and reads a body of at most `limit` bytes; the error is the
 /// response to send (401, 413 or 400).
 pub(super) async fn authorized_body(
     state: &super::AppState,
@@ -51,8 +68,20 @@ pub(super) async fn authorized_body(
     request: Request,
     limit: usize,
 ) -> Result<(HeaderMap, axum::body::Bytes), Response> {
+    checked_body(state, machine, what, request, limit, Credential::Agent).await
+}
+
+/// [`authorized_body`] for either credential.
+pub(super) async fn checked_body(
+    state: &super::AppState,
+    machine: &str,
+    what: &str,
+    request: Request,
+    limit: usize,
+    credential: Credential,
+) -> Result<(HeaderMap, axum::body::Bytes), Response> {
     let (parts, body) = request.into_parts();
-    let verified = bearer_token(&parts.headers).is_some_and(|token| state.source.verify_token(machine, token));
+    let verified = verified(state, machine, &parts.headers, credential);
     if !verified {
         tracing::info!(%machine, what, "agent request refused: missing or wrong token");
         return Err(unauthorized());
