@@ -18,6 +18,9 @@
 //! another attempt; 503 when they could not record it (try again).
 //! [`Endpoint`] names the paths and content types.
 //!
+//! What the agent writes into the installed system for cloud-init, [`seed::nocloud`], is here
+//! too: it is made from the plan the boot services serve.
+//!
 //! What the boot services make of a report — [`summary::summarize`], the typed digest written
 //! beside the items in `status.hardware` — is here too, because it reads the items' spelling
 //! (such as lshw's link speeds, [`speed`]) that the agent writes.
@@ -30,6 +33,7 @@ pub mod install;
 pub mod log;
 pub mod progress;
 pub mod report;
+pub mod seed;
 pub mod speed;
 pub mod summary;
 

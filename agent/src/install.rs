@@ -4,7 +4,8 @@
 //! checksum did not match has its first MiB wiped, so it never boots half an image.
 //!
 //! Formats: `raw`, compressed or not. `qcow2` and `tar` are refused with a clear reason
-//! before anything is written (not built yet).
+//! before anything is written (not built yet). Once written, the NoCloud seed goes into the
+//! image's `CIDATA` partition ([`crate::seed`]).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -136,6 +137,7 @@ fn write_plan(
     check_format(&plan.image)?;
     let path = device_path(dev_root, disk_name)?;
     let mut disk = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(|source| InstallError::NoDisk { disk: disk_name.to_owned(), source })?;
@@ -154,7 +156,17 @@ fn write_plan(
     let written = write_image(body, &plan.image, &mut disk, disk_name, |bytes| {
         report(InstallPhase::Writing, bytes, total, "");
     })?;
-    report(InstallPhase::Written, written.bytes, Some(written.bytes), "sha256 matches");
+    let seed = machinist_agent_protocol::seed::nocloud(sidecar.machine(), response);
+    let seeded = crate::seed::write(&mut disk, &seed).map_err(|source| InstallError::Io {
+        what: format!("failed to write the NoCloud seed on {disk_name}"),
+        source,
+    })?;
+    let message = match seeded {
+        crate::seed::Written::Partition(at) => format!("sha256 matches; NoCloud seed written (CIDATA at byte {at})"),
+        crate::seed::Written::NoPartition => "sha256 matches; the image has no CIDATA partition: no seed".to_owned(),
+    };
+    tracing::info!(?seeded, "NoCloud seed");
+    report(InstallPhase::Written, written.bytes, Some(written.bytes), &message);
     Ok(written)
 }
 

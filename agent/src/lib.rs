@@ -72,6 +72,7 @@ pub mod inventory;
 mod items;
 pub mod logbuf;
 pub mod network;
+pub mod seed;
 pub mod sidecar;
 
 pub use inventory::Inventory;

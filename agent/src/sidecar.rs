@@ -95,6 +95,11 @@ impl Sidecar {
         }
     }
 
+    /// The Machine's name.
+    pub fn machine(&self) -> &str {
+        &self.machine
+    }
+
     /// Sends the hardware report; `on_retry(attempt, why)` is told about each failed attempt.
     pub fn report(&self, report: &Report, on_retry: impl FnMut(u32, &str)) -> Result<(), SendError> {
         self.post(Endpoint::Report, &report.to_body(), self.backoff, on_retry)

@@ -14,6 +14,14 @@
 //!   two NICs, two disks, 2 vCPUs and 1536 MiB reports, and its Machine's `status.hardware`
 //!   shows them.
 //!
+//! - The seed scenario, installed: eDeploy's `vm` profile and `generate()` CMDB, a Role whose
+//!   image is the test system (`machinist_e2e::system`), a Machine; the VM PXE-boots into
+//!   discovery, reports, is matched, allocated and planned, PXE-boots into the installer, which
+//!   streams the image to its disk and writes the NoCloud seed, reboots, is told to boot its
+//!   disk, boots it (SeaBIOS → syslinux), takes its CMDB address by DHCP and its hostname from
+//!   the seed, phones home, and `kubectl wait --for=condition=Ready` succeeds; it answers HTTP
+//!   at its CMDB address with its CMDB hostname.
+//!
 //! The API is reached with the real `kubectl`, run inside the namespace. Needs root, QEMU,
 //! dnsmasq, busybox, kubectl (`scripts/deps`): skipped without them, failing under
 //! `MACHINIST_E2E=require`.
@@ -107,6 +115,11 @@ impl Machinist {
             self.process.tail(40)
         );
         String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The directory the boot services serve under `/artifacts/`.
+    fn artifacts(&self) -> PathBuf {
+        self._dir.path().join("artifacts")
     }
 
     fn machine(&self, name: &str) -> Value {
@@ -368,6 +381,113 @@ fn the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated()
     assert!(events.contains("Matched") && events.contains("Allocated"), "events: {events}");
     // The agent powers the VM off (onSuccess: Halt).
     vm.wait_exit(Duration::from_secs(60)).unwrap();
+}
+
+/// The production RAM disk with the real agent, built as users build it, into `dir`.
+fn production_ramdisk(agent: &Path, dir: &Path) {
+    let built = std::process::Command::new(env!("CARGO_BIN_EXE_machinist"))
+        .args(["ramdisk", "build", "--agent"])
+        .arg(agent)
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "ramdisk build: {}", String::from_utf8_lossy(&built.stderr));
+}
+
+/// The seed scenario through to Ready, under SeaBIOS: see the module's documentation.
+#[test]
+fn the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready() {
+    let test = "the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready";
+    if !need_boot_lab(test, &["kubectl", "curl", "mformat", "mcopy", "syslinux", "sha256sum"]).unwrap() {
+        return;
+    }
+    let Some(agent) = need_static_agent() else {
+        return;
+    };
+    const MAC: &str = "52:54:00:e2:e1:04";
+    let images = tempfile::tempdir().unwrap();
+    production_ramdisk(&agent, images.path());
+    let system = machinist_e2e::system::SystemImage::get().unwrap();
+
+    let lab = Lab::new(Ipv4Addr::new(192, 168, 122, 1)).unwrap();
+    let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
+    let dhcp = "  interfaces: [br0]\n  serverAddress: 192.168.122.1\n  \
+                dynamicRange: {start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: 192.168.122.1}\n  \
+                boot: {ipxeScriptUrl: machinist.ipxe}\n";
+    let kernel = images.path().join("vmlinuz");
+    let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
+    std::fs::create_dir_all(machinist.artifacts().join("images")).unwrap();
+    std::fs::copy(&system.gzip, machinist.artifacts().join("images/system.raw.gz")).unwrap();
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
+    machinist.kubectl(&["create", "namespace", "edeploy"], None);
+    for file in ["profiles.yaml", "cmdbs.yaml"] {
+        machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
+    }
+    // The `vm` profile's role, its image the test system on the boot services.
+    let role = format!(
+        "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
+         spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
+         url: http://192.168.122.1:8080/artifacts/images/system.raw.gz\n      sha256: {}\n      \
+         format: raw\n      compression: gzip\n",
+        system.gzip_sha256
+    );
+    machinist.kubectl(&["apply", "-f", "-"], Some(&role));
+    let manifest = format!(
+        "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-3, namespace: edeploy}}\n\
+         spec: {{interfaces: [{{mac: \"{MAC}\", boot: true}}], provider: {{manual: {{}}}}}}\n"
+    );
+    machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
+    let wait_secret =
+        ["wait", "-n", "edeploy", "--for=create", "secret/machinist-agent-vm-3", "--timeout", KUBECTL_TIMEOUT];
+    machinist.kubectl(&wait_secret, None);
+
+    // Over eDeploy's `gt(4)` GB, sparse; network first, then the disk; reboots allowed.
+    let disks = tempfile::tempdir().unwrap();
+    let disk = disks.path().join("disk.raw");
+    std::fs::File::create(&disk).unwrap().set_len(5 << 30).unwrap();
+    let config = VmConfig {
+        memory_mib: 1024,
+        extra_args: vec!["-drive".into(), format!("file={},format=raw,if=virtio", disk.display())],
+        boot: "order=nc".into(),
+        reboot: true,
+        ..VmConfig::new(MAC)
+    };
+    let vm = Vm::start(&lab, config).unwrap();
+    vm.wait_for("hardware report delivered", BOOT).unwrap();
+    eprintln!("power-on to hardware report: {:?}", vm.elapsed());
+    vm.wait_for("install plan", BOOT).unwrap();
+    vm.wait_for("installed attempt=1", BOOT).unwrap();
+    eprintln!("power-on to installed: {:?}", vm.elapsed());
+    let network = vm.wait_for(machinist_e2e::system::NETWORK, BOOT).unwrap();
+    eprintln!("power-on to the installed system's network: {:?}: {network}", vm.elapsed());
+    assert!(network.contains("seed=yes") && network.contains("hostname=host03"), "{network}");
+    assert!(network.contains("address=192.168.122.3"), "its CMDB address, by DHCP: {network}");
+    let phoned = vm.wait_for(machinist_e2e::system::PHONED_HOME, BOOT).unwrap();
+    assert!(phoned.ends_with(" ok"), "{phoned}");
+    machinist.kubectl(&["wait", "-n", "edeploy", "machine/vm-3", "--for=condition=Ready", "--timeout", "60s"], None);
+    eprintln!("power-on to Ready: {:?}", vm.elapsed());
+    let path = |jsonpath: &str| {
+        machinist.kubectl(&["get", "-n", "edeploy", "machine", "vm-3", "-o", &format!("jsonpath={jsonpath}")], None)
+    };
+    assert_eq!(path("{.status.phase}"), "Ready");
+    assert_eq!(path("{.status.bootTarget}"), "LocalDisk");
+    assert_eq!(path("{.status.install.plan.targetDisk}"), "/dev/vda");
+    assert_eq!(path("{.status.installProgress.phase}"), "Booted");
+    assert!(!path("{.status.provisionedTime}").is_empty());
+    let mut curl = lab.command("curl");
+    let answer = curl.args(["-sf", "--max-time", "10", "http://192.168.122.3/"]).output().unwrap();
+    assert!(answer.status.success(), "curl: {}", String::from_utf8_lossy(&answer.stderr));
+    assert_eq!(String::from_utf8_lossy(&answer.stdout).trim(), "host03");
+    let machine: Value =
+        serde_json::from_str(&machinist.kubectl(&["get", "-n", "edeploy", "machine", "vm-3", "-o", "json"], None))
+            .unwrap();
+    // The last boot: its disk (the script said so), then the installed system's DHCP and
+    // phone-home.
+    let kinds = step_kinds(&machine);
+    assert!(kinds.iter().any(|k| k == "PhoneHome"), "{kinds:?}");
+    assert_eq!(step_details(&machine, "Script"), ["local disk"], "{kinds:?}");
 }
 
 /// The README's run command: `machinist up --demo` makes its namespace, boots a VM through

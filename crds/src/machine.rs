@@ -525,9 +525,9 @@ pub struct InstallPlan {
     /// Hostname of the installed system (the CMDB entry's `hostname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    /// Network of the installed system, from the profile's layout and the CMDB entry. Not
-    /// written into the installed system yet: the installed system gets its CMDB address by
-    /// DHCP from the boot services.
+    /// Network of the installed system, from the profile's layout and the CMDB entry: the
+    /// agent writes it as the NoCloud seed's `network-config` (cloud-init applies it). Images
+    /// without cloud-init get their CMDB address by DHCP from the boot services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<PlannedNetwork>,
 }

@@ -16,3 +16,4 @@ pub mod boot;
 pub mod cluster;
 pub mod netns;
 pub mod prereq;
+pub mod system;

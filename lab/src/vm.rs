@@ -37,12 +37,24 @@ pub struct VmConfig {
     pub memory_mib: u32,
     /// Further QEMU arguments (disks, more NICs, `-smp`…).
     pub extra_args: Vec<String>,
+    /// QEMU's `-boot` value: `n` (the network only, the default) or `order=nc` (the network,
+    /// then the first disk: what an installed machine needs once iPXE exits to local boot).
+    pub boot: String,
+    /// Let the guest reboot (without it QEMU runs with `-no-reboot`: a reboot ends it).
+    pub reboot: bool,
 }
 
 impl VmConfig {
     /// A virtio-net VM with 512 MiB and `mac`.
     pub fn new(mac: impl Into<String>) -> Self {
-        Self { mac: mac.into(), nic: Nic::default(), memory_mib: 512, extra_args: Vec::new() }
+        Self {
+            mac: mac.into(),
+            nic: Nic::default(),
+            memory_mib: 512,
+            extra_args: Vec::new(),
+            boot: "n".to_owned(),
+            reboot: false,
+        }
     }
 }
 
@@ -59,12 +71,16 @@ pub struct Vm {
 
 impl Vm {
     /// Adds a tap to `lab` and starts `qemu-system-x86_64 -accel tcg -m <mib> -nographic
-    /// -no-reboot -boot n -netdev tap,… -device <nic>,netdev=n0,mac=<mac>` in it.
+    /// [-no-reboot] -boot <boot> -netdev tap,… -device <nic>,netdev=n0,mac=<mac>` in it.
     pub fn start(lab: &Lab, config: VmConfig) -> Result<Self> {
         let tap = lab.add_tap()?;
         let mut command = lab.command("qemu-system-x86_64");
+        command.args(["-accel", "tcg", "-m", &config.memory_mib.to_string(), "-nographic"]);
+        if !config.reboot {
+            command.arg("-no-reboot");
+        }
         command
-            .args(["-accel", "tcg", "-m", &config.memory_mib.to_string(), "-nographic", "-no-reboot", "-boot", "n"])
+            .args(["-boot", &config.boot])
             .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
             .args(["-device", &format!("{},netdev=n0,mac={}", config.nic.device(), config.mac)])
             .args(&config.extra_args);

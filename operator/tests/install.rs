@@ -198,6 +198,9 @@ async fn an_allocated_machine_is_installed_boots_its_disk_and_phones_home_to_rea
     let refused =
         run("curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", &wrong, &phone_home]);
     assert_eq!(refused, "401");
+    let wrong_query = format!("{phone_home}?token={token}");
+    let refused = run("curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", &wrong_query]);
+    assert_eq!(refused, "401", "nor in the query, where cloud-init's phone_home puts it");
     let right = format!("Authorization: Bearer {}", plan.phone_home.token);
     let accepted =
         run("curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", &right, &phone_home]);

@@ -7,12 +7,13 @@
 //! - `POST /machines/{name}/install` (agent token): a progress report → `status.installProgress`
 //!   and a boot timeline step. 409 when it is about another attempt or goes back
 //!   ([`follows`]).
-//! - `POST /machines/{name}/phone-home` (phone-home token): the installed system is up →
+//! - `POST /machines/{name}/phone-home` (phone-home token, as a bearer token or `?token=`, which
+//!   cloud-init's `phone_home` needs since it sends no headers): the installed system is up →
 //!   `status.installProgress.phase: Booted`, which the operator turns into `Ready`. 409 unless
 //!   the current attempt `Succeeded`.
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use machinist_agent_protocol::Endpoint;
@@ -21,7 +22,7 @@ use machinist_agent_protocol::install::{
 };
 use machinist_crds::machine::{BootStepKind, InstallPhase, InstallProgress, MachinePhase, Time};
 
-use super::report::{Credential, checked_body, reply, unauthorized, verified};
+use super::report::{Credential, checked_body, read_limited, reply, unauthorized, verified};
 use super::{AppState, Shared};
 use crate::timeline::StepRecord;
 
@@ -152,15 +153,28 @@ pub(super) async fn report(State(state): Shared, Path(machine): Path<String>, re
     record(&state, &machine, report.to_progress(now()), BootStepKind::Install, detail).await
 }
 
+/// `?token=` on the phone-home URL: cloud-init's `phone_home` sends no headers.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct TokenQuery {
+    token: Option<String>,
+}
+
 pub(super) async fn phone_home(
     State(state): Shared,
     Path(machine): Path<String>,
+    Query(query): Query<TokenQuery>,
     extensions: axum::http::Extensions,
     request: Request,
 ) -> Response {
     let what = Endpoint::PhoneHome.what();
     let limit = contract::PHONE_HOME_BODY_LIMIT;
-    if let Err(response) = checked_body(&state, &machine, what, request, limit, Credential::PhoneHome).await {
+    let by_query = query.token.as_deref().is_some_and(|t| !t.is_empty() && state.source.verify_phone_home(&machine, t));
+    let body = if by_query {
+        read_limited(&machine, what, request, limit).await
+    } else {
+        checked_body(&state, &machine, what, request, limit, Credential::PhoneHome).await
+    };
+    if let Err(response) = body {
         return response;
     }
     let view = state.source.install(&machine);

@@ -80,12 +80,22 @@ pub(super) async fn checked_body(
     limit: usize,
     credential: Credential,
 ) -> Result<(HeaderMap, axum::body::Bytes), Response> {
-    let (parts, body) = request.into_parts();
-    let verified = verified(state, machine, &parts.headers, credential);
-    if !verified {
+    if !verified(state, machine, request.headers(), credential) {
         tracing::info!(%machine, what, "agent request refused: missing or wrong token");
         return Err(unauthorized());
     }
+    read_limited(machine, what, request, limit).await
+}
+
+/// Reads a body of at most `limit` bytes (the caller checked the credential); the error is the
+/// response to send (413 or 400).
+pub(super) async fn read_limited(
+    machine: &str,
+    what: &str,
+    request: Request,
+    limit: usize,
+) -> Result<(HeaderMap, axum::body::Bytes), Response> {
+    let (parts, body) = request.into_parts();
     let too_large = || {
         tracing::info!(%machine, what, limit, "agent request refused: too large");
         reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what} bodies are limited to {limit} bytes"))
