@@ -42,6 +42,9 @@ pub struct VmConfig {
     pub boot: String,
     /// Let the guest reboot (without it QEMU runs with `-no-reboot`: a reboot ends it).
     pub reboot: bool,
+    /// Further properties of the NIC device (`romfile=`: no iPXE option ROM, so a UEFI
+    /// firmware's own PXE client boots it).
+    pub nic_properties: Vec<String>,
 }
 
 impl VmConfig {
@@ -54,8 +57,18 @@ impl VmConfig {
             extra_args: Vec::new(),
             boot: "n".to_owned(),
             reboot: false,
+            nic_properties: Vec::new(),
         }
     }
+}
+
+fn nic_device(config: &VmConfig) -> String {
+    let mut device = format!("{},netdev=n0,mac={}", config.nic.device(), config.mac);
+    for property in &config.nic_properties {
+        device.push(',');
+        device.push_str(property);
+    }
+    device
 }
 
 /// A QEMU VM on a new tap of a [`Lab`], booting from the network with QEMU's iPXE ROM. The CPU
@@ -82,7 +95,7 @@ impl Vm {
         command
             .args(["-boot", &config.boot])
             .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
-            .args(["-device", &format!("{},netdev=n0,mac={}", config.nic.device(), config.mac)])
+            .args(["-device", &nic_device(&config)])
             .args(&config.extra_args);
         let process = lab.spawn(format!("vm {} ({}, {tap})", config.mac, lab.name()), command)?;
         tracing::info!(mac = %config.mac, %tap, namespace = lab.name(), pid = process.id(), "lab VM started");

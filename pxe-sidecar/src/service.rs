@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kube::Client;
-use machinist_boot_dhcp::{Engine, Mode};
+use machinist_boot_dhcp::{Engine, Mode, RawConfig};
 use machinist_boot_tftp::{TftpMetrics, TftpServer, TransferObserver, install_ipxe};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -155,6 +155,21 @@ fn install_chain_script(root: &std::path::Path, public_url: &str) -> Result<(), 
     Ok(())
 }
 
+/// The DHCP settings our own HTTP service implies, where the configuration leaves them out:
+/// iPXE clients chain to `{publicUrl}/ipxe/{mac}`, and UEFI HTTP boot clients fetch the iPXE
+/// binaries from `{publicUrl}/ipxe-binaries` when the TFTP section installs them.
+pub fn dhcp_defaults(mut raw: RawConfig, http_public_url: Option<&str>, ipxe_over_http: bool) -> RawConfig {
+    if let Some(url) = http_public_url {
+        if raw.boot.ipxe_script_url.is_none() {
+            raw.boot.ipxe_script_url = Some(format!("{url}/ipxe/{{mac}}"));
+        }
+        if raw.boot.http_base_url.is_none() && ipxe_over_http {
+            raw.boot.http_base_url = Some(format!("{url}/ipxe-binaries"));
+        }
+    }
+    raw
+}
+
 /// Binds every configured service and starts it; they stop when `shutdown` is cancelled.
 pub async fn start(config: BootConfig, client: Client, shutdown: CancellationToken) -> Result<Running, ServiceError> {
     let cluster = ClusterMachines::start(client, &config.namespace, config.auto_register, shutdown.clone()).await?;
@@ -187,6 +202,9 @@ pub async fn start(config: BootConfig, client: Client, shutdown: CancellationTok
         if config.auto_register {
             settings.unknown_mac = UnknownMac::Register;
         }
+        // UEFI HTTP boot clients fetch the same iPXE binaries the TFTP server serves.
+        settings.ipxe_binaries =
+            config.tftp.as_ref().filter(|t| t.ipxe_source.is_some()).and_then(|t| std::fs::canonicalize(&t.root).ok());
         let counters = Arc::new(HttpCounters::default());
         sources.http = Some(counters.clone());
         if let Some(listener) = http::bind(http_config.listen).await? {
@@ -219,12 +237,8 @@ pub async fn start(config: BootConfig, client: Client, shutdown: CancellationTok
         }
     }
 
-    let mut dhcp_raw = config.dhcp.clone();
-    if dhcp_raw.boot.ipxe_script_url.is_none()
-        && let Some(url) = &http_public_url
-    {
-        dhcp_raw.boot.ipxe_script_url = Some(format!("{url}/ipxe/{{mac}}"));
-    }
+    let ipxe_over_http = config.tftp.as_ref().is_some_and(|t| t.ipxe_source.is_some());
+    let dhcp_raw = dhcp_defaults(config.dhcp.clone(), http_public_url.as_deref(), ipxe_over_http);
     let dhcp_config = Arc::new(dhcp_raw.validate()?);
     if dhcp_config.enabled() {
         if config.auto_register && dhcp_config.mode == Mode::Full && dhcp_config.dynamic_range.is_none() {
@@ -249,4 +263,23 @@ pub async fn start(config: BootConfig, client: Client, shutdown: CancellationTok
     }
     tracing::info!(listening = %bound, namespace = %config.namespace, auto_register = config.auto_register, "boot services up");
     Ok(Running { bound, tasks, shutdown })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_http_service_gives_dhcp_its_boot_urls() {
+        let raw = dhcp_defaults(RawConfig::default(), Some("http://10.0.0.1:8080"), true);
+        assert_eq!(raw.boot.ipxe_script_url.as_deref(), Some("http://10.0.0.1:8080/ipxe/{mac}"));
+        assert_eq!(raw.boot.http_base_url.as_deref(), Some("http://10.0.0.1:8080/ipxe-binaries"));
+        let without_binaries = dhcp_defaults(RawConfig::default(), Some("http://10.0.0.1:8080"), false);
+        assert_eq!(without_binaries.boot.http_base_url, None, "nothing to serve them from");
+        let mut configured = RawConfig::default();
+        configured.boot.http_base_url = Some("http://cdn/ipxe".into());
+        let kept = dhcp_defaults(configured, Some("http://10.0.0.1:8080"), true);
+        assert_eq!(kept.boot.http_base_url.as_deref(), Some("http://cdn/ipxe"));
+        assert_eq!(dhcp_defaults(RawConfig::default(), None, true).boot.ipxe_script_url, None);
+    }
 }

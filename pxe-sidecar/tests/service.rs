@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
 //! The boot services as `machinist-boot` runs them, against the embedded control plane, driven
 //! by curl: agent tokens created for Machines, auto-registration from an iPXE request, the
-//! agent's report, progress and log, the TFTP chain script (fetched with tftp-hpa), the boot timeline (`status.lastBoot` and Events), and
+//! agent's report, progress and log, the TFTP chain script (fetched with tftp-hpa), the iPXE
+//! binaries over HTTP for UEFI HTTP boot, the boot timeline (`status.lastBoot` and Events), and
 //! `/metrics` on its own port.
 
 use std::time::Duration;
@@ -77,6 +78,7 @@ http:
 tftp:
   listen: 127.0.0.1:0
   root: {}
+  ipxeSource: /usr/lib/ipxe
 metrics:
   listen: 127.0.0.1:0
 timeline:
@@ -181,6 +183,14 @@ timeline:
     let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "#!ipxe\nchain http://boot.invalid:8080/ipxe/${netX/mac}\n");
+    // UEFI HTTP boot clients get the same iPXE binary over HTTP; nothing else of the TFTP root.
+    let efi = curl(&[&format!("{http}/ipxe-binaries/ipxe.efi")]).await.unwrap();
+    expect_status(&efi, 200, "ipxe.efi over HTTP").unwrap();
+    assert_eq!(efi.body, std::fs::read("/usr/lib/ipxe/ipxe.efi").unwrap());
+    for refused in ["machinist.ipxe", "..%2Fetc%2Fpasswd", "ipxe.efi%00"] {
+        let reply = curl(&[&format!("{http}/ipxe-binaries/{refused}")]).await.unwrap();
+        expect_status(&reply, 404, refused).unwrap();
+    }
     let registered = "mac-52-54-00-99-00-01";
     wait(&machines, registered, "artifact and TFTP steps", |m: Option<&Machine>| {
         has(m, &[Script, BootStepKind::Artifact, BootStepKind::TftpFile])

@@ -372,8 +372,10 @@ impl Handler for Proxy {
     }
 }
 
-/// PXE vendor options (option 43) of a proxy reply: discovery control (6) = 8, "boot the file
-/// in this packet, no boot server discovery".
+/// PXE vendor options (option 43) of a reply to a PXE client: discovery control (6) = 8, "boot
+/// the file in this packet, no boot server discovery". Without it a UEFI firmware's own PXE
+/// client (OVMF's, with no iPXE ROM) that sees option 60 `PXEClient` asks a boot server on port
+/// 4011 and, in full mode where none answers, gives up (PXE-E16).
 pub const PXE_VENDOR_OPTIONS: [u8; 4] = [6, 1, 8, 255];
 
 /// Adds `siaddr`, the boot file (table in the crate docs) and the echoed vendor class to
@@ -407,7 +409,7 @@ impl Handler for BootOptions {
         if let Some(vendor) = choice.vendor_class {
             opts.insert(DhcpOption::ClassIdentifier(vendor.as_bytes().to_vec()));
         }
-        if proxy {
+        if proxy || choice.vendor_class == Some("PXEClient") {
             opts.insert(DhcpOption::VendorExtensions(PXE_VENDOR_OPTIONS.to_vec()));
         }
         tracing::debug!(%mac, file = %choice.filename, "boot options");

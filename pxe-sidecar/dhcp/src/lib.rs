@@ -24,8 +24,9 @@
 //! | Any other architecture, or HTTP boot without `boot.httpBaseUrl` | — | none (address only; no reply in proxy mode) | — |
 //!
 //! Echoing option 60 `PXEClient` in full-mode offers stops PXE ROMs waiting ~3 s for a
-//! proxyDHCP offer. Proxy replies carry no address (`yiaddr` 0) and PXE vendor options
-//! (option 43, discovery control 8: boot the file named in the packet).
+//! proxyDHCP offer. Replies to PXE clients, in both modes, carry PXE vendor options (option 43,
+//! discovery control 8: boot the file named in the packet), without which a UEFI firmware's
+//! own PXE client asks a boot server on port 4011. Proxy replies carry no address (`yiaddr` 0).
 //!
 //! # Leases
 //!

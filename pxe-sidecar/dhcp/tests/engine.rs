@@ -132,6 +132,13 @@ fn pxe_clients_get_boot_files_by_architecture() {
         assert_eq!(offer.fname_str().unwrap().unwrap().trim_end_matches('\0'), file, "arch {arch}");
         assert_eq!(offer.siaddr(), SERVER);
         assert_eq!(opt(&offer, OptionCode::ClassIdentifier), Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
+        // Boot the file named here: no boot server discovery on port 4011, which nobody
+        // answers in full mode.
+        assert_eq!(
+            opt(&offer, OptionCode::VendorExtensions),
+            Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255])),
+            "arch {arch}"
+        );
     }
     let ipxe = with(pxe(request(KNOWN, MessageType::Discover), 0), DhcpOption::UserClass(b"iPXE".to_vec()));
     let (offer, _) = send(&engine, &ipxe).unwrap();
@@ -145,6 +152,7 @@ fn pxe_clients_get_boot_files_by_architecture() {
     let (offer, _) = send(&engine, &http).unwrap();
     assert_eq!(offer.fname_str().unwrap().unwrap().trim_end_matches('\0'), "http://10.0.0.1:8080/ipxe.efi");
     assert_eq!(opt(&offer, OptionCode::ClassIdentifier), Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec())));
+    assert_eq!(opt(&offer, OptionCode::VendorExtensions), None, "PXE options are for PXE clients");
 }
 
 #[test]

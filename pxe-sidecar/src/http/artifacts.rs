@@ -171,6 +171,34 @@ pub(super) async fn serve(
     extensions: axum::http::Extensions,
 ) -> Response {
     let Some(root) = &state.settings.artifact_root else { return status(StatusCode::NOT_FOUND) };
+    serve_under(&state, root, &requested, &method, &request_headers, &extensions).await
+}
+
+/// `GET`/`HEAD /ipxe-binaries/{name}`: the iPXE binaries the TFTP server serves (`ipxe.efi`,
+/// `ipxe-arm64.efi`, `undionly.kpxe`), for UEFI HTTP boot clients. Any other name is 404.
+pub(super) async fn ipxe_binary(
+    State(state): Shared,
+    method: Method,
+    UrlPath(name): UrlPath<String>,
+    request_headers: HeaderMap,
+    extensions: axum::http::Extensions,
+) -> Response {
+    let known = machinist_boot_tftp::IPXE_BINARIES.iter().any(|b| b.served_name == name);
+    let Some(root) = state.settings.ipxe_binaries.as_ref().filter(|_| known) else {
+        return status(StatusCode::NOT_FOUND);
+    };
+    serve_under(&state, root, &name, &method, &request_headers, &extensions).await
+}
+
+async fn serve_under(
+    state: &super::AppState,
+    root: &Path,
+    requested: &str,
+    method: &Method,
+    request_headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Response {
+    let requested = requested.to_owned();
     let path = match resolve(root, &requested) {
         Ok(path) => path,
         Err(refusal) => {
@@ -249,7 +277,7 @@ pub(super) async fn serve(
     };
     set(&mut headers, header::CONTENT_TYPE, "application/octet-stream");
     set(&mut headers, header::CONTENT_LENGTH, &count.to_string());
-    if method == Method::HEAD {
+    if *method == Method::HEAD {
         return (code, headers).into_response();
     }
     if start > 0
@@ -260,7 +288,7 @@ pub(super) async fn serve(
     }
     tracing::info!(path = %requested, status = code.as_u16(), start, bytes = count, "serving artifact");
     state.counters.bump(&state.counters.artifacts);
-    if let (Some(timeline), Some(ip)) = (&state.timeline, super::peer(&extensions)) {
+    if let (Some(timeline), Some(ip)) = (&state.timeline, super::peer(extensions)) {
         let detail = match range {
             RangeRequest::Partial { start, end } => format!("{requested} bytes {start}-{end}"),
             _ => format!("{requested} ({len} bytes)"),

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /ipxe/{mac}` | the machine's iPXE script (see [`script_for`]); `?role=` picks a menu entry |
 //! | `GET`/`HEAD /artifacts/{path}` | files under [`HttpConfig::artifact_root`], with Range, ETag and Last-Modified ([`artifacts`]) |
+//! | `GET`/`HEAD /ipxe-binaries/{name}` | the iPXE binaries of the TFTP root (`ipxe.efi`…), for UEFI HTTP boot ([`artifacts`]) |
 //! | `POST /machines/{name}/report` | a hardware report, `Authorization: Bearer <token>` ([`report`]) |
 //! | `POST /machines/{name}/progress` | a progress step → Event + `status.lastBoot` ([`agent`]) |
 //! | `POST /machines/{name}/log` | the agent's log → ConfigMap `machinist-log-<name>` ([`agent`]) |
@@ -177,6 +178,9 @@ pub struct Settings {
     pub report_limit: usize,
     /// Log upload limit.
     pub log_limit: usize,
+    /// Where the iPXE binaries are (the TFTP root, once the service installed them there),
+    /// served under `/ipxe-binaries/` for UEFI HTTP boot; `None`: not served.
+    pub ipxe_binaries: Option<PathBuf>,
 }
 
 impl HttpConfig {
@@ -205,6 +209,7 @@ impl HttpConfig {
             unknown_mac: UnknownMac::Refuse,
             report_limit: self.report_limit,
             log_limit: self.log_limit,
+            ipxe_binaries: None,
         })
     }
 }
@@ -247,6 +252,7 @@ pub fn router_with(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ipxe/{mac}", get(script))
         .route("/artifacts/{*path}", get(artifacts::serve))
+        .route("/ipxe-binaries/{name}", get(artifacts::ipxe_binary))
         .route(Endpoint::Report.route(), post(report::receive))
         .route(Endpoint::Progress.route(), post(agent::progress))
         .route(Endpoint::Log.route(), post(agent::log))
@@ -458,6 +464,7 @@ mod tests {
             unknown_mac,
             report_limit: DEFAULT_REPORT_LIMIT,
             log_limit: DEFAULT_LOG_LIMIT,
+            ipxe_binaries: None,
         }
     }
 
