@@ -1,9 +1,11 @@
 //! `machinist up --demo`: the whole chain on one machine. A network namespace with a bridge
 //! (192.168.122.1/24, libvirt's default network, which eDeploy's `vm` profile expects), the
 //! boot services inside it, the seed examples applied (eDeploy's `hp` and `vm` profiles and
-//! their `generate()` CMDBs, the api/ui Roles), and N QEMU VMs that PXE-boot the RAM disk,
-//! report their hardware and are matched and allocated — with one line per machine in the
-//! terminal while `kubectl` sees the same. Stopping it stops the VMs and deletes the namespace.
+//! their `generate()` CMDBs, the api/ui Roles) and, for the `vm` profile's Role `mysql`, the
+//! demo's system image (`machinist_lab::system`) in place of eDeploy's tree; and N QEMU VMs
+//! that PXE-boot the RAM disk, report their hardware, are matched and allocated, install the
+//! image, boot their disk and phone home: Ready — with one line per machine in the terminal
+//! while `kubectl` sees the same. Stopping it stops the VMs and deletes the namespace.
 //!
 //! Everything it prints is for the person running it: what it set up, where to look, and how
 //! to stop it. The services' own logs stay at warnings unless `RUST_LOG` asks for more.
@@ -20,6 +22,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
+use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
 use machinist_lab::{BRIDGE, Lab, Vm, VmConfig};
 use serde_json::{Value, json};
@@ -115,6 +118,7 @@ pub async fn run(
     eprintln!("boot services are up: {}", crate::describe_boot_services(&dhcp_interfaces, &bound));
 
     apply_examples(&client, &options.examples).await?;
+    apply_system_role(&client, &options).await?;
     let names = create_machines(&client, options.vms).await?;
     let mut vms = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -123,15 +127,18 @@ pub async fn run(
         std::fs::File::create(&disk)
             .and_then(|file| file.set_len(8 << 30))
             .with_context(|| format!("failed to create the disk {}", disk.display()))?;
+        // The network first, then the disk it installs; reboots are part of the install.
         let config = VmConfig {
             memory_mib: 1024,
             extra_args: vec!["-drive".into(), format!("file={},format=raw,if=virtio", disk.display())],
+            boot: "order=nc".into(),
+            reboot: true,
             ..VmConfig::new(mac(i))
         };
         vms.push(Vm::start(&lab, config).with_context(|| format!("failed to start the VM of {name}"))?);
     }
     eprintln!(
-        "started {} (QEMU with an emulated CPU: expect about a minute until they are allocated)",
+        "started {} (QEMU with an emulated CPU: expect under a minute until they are Ready)",
         counted(vms.len(), "VM", "VMs")
     );
     eprintln!(
@@ -215,6 +222,46 @@ fn boot_yaml(options: &Options) -> String {
     )
 }
 
+/// Builds the demo's system image into the artifact root (the first time) and applies Role
+/// `mysql`, the `vm` profile's, with it as its image: eDeploy's example installs a tree of
+/// files, which machinist does not write yet.
+async fn apply_system_role(client: &Client, options: &Options) -> Result<()> {
+    // Beside the RAM disk, sharing its downloaded kernel package.
+    let cache = options.ramdisk.clone();
+    let image = tokio::task::spawn_blocking(move || machinist_lab::system::SystemImage::build_cached(&cache))
+        .await?
+        .with_context(|| {
+            format!(
+                "failed to build the demo's system image (it needs {} — scripts/deps installs them)",
+                machinist_lab::system::PROGRAMS.join(", ")
+            )
+        })?;
+    let images = options.ramdisk.join("images");
+    std::fs::create_dir_all(&images).with_context(|| format!("failed to create {}", images.display()))?;
+    let served = images.join("system.raw.gz");
+    std::fs::copy(&image.gzip, &served).with_context(|| format!("failed to copy the image to {}", served.display()))?;
+    let role = json!({
+        "apiVersion": "machinist.dev/v1alpha1", "kind": "Role", "metadata": {"name": "mysql", "namespace": NAMESPACE},
+        "spec": {
+            "version": "D7-F.1.0.0",
+            "description": "the demo's system image, in place of eDeploy's mysql tree",
+            "install": {"method": "Image", "image": {
+                "url": format!("http://{BRIDGE_ADDRESS}:8080/artifacts/images/system.raw.gz"),
+                "sha256": image.gzip_sha256, "format": "raw", "compression": "gzip"}},
+        },
+    });
+    let params = PatchParams::apply("machinist-demo").force();
+    Api::<Role>::namespaced(client.clone(), NAMESPACE)
+        .patch("mysql", &params, &Patch::Apply(&role))
+        .await
+        .context("failed to apply the demo's Role mysql")?;
+    eprintln!(
+        "applied Role mysql: the demo's system image ({} bytes), which the vm profile's machines install",
+        image.size
+    );
+    Ok(())
+}
+
 /// Relays connections from the namespace's loopback to the API server.
 async fn run_relay(listener: tokio::net::TcpListener, api: SocketAddr, shutdown: CancellationToken) {
     loop {
@@ -283,7 +330,7 @@ async fn create_machines(client: &Client, n: usize) -> Result<Vec<String>> {
         let name = format!("vm-{:02}", i + 1);
         let machine = json!({
             "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"interfaces": [{"mac": mac(i), "boot": true}], "provider": {"manual": {}}, "onSuccess": "halt"},
+            "spec": {"interfaces": [{"mac": mac(i), "boot": true}], "provider": {"manual": {}}},
         });
         machines
             .patch(&name, &params, &Patch::Apply(&machine))
@@ -326,12 +373,21 @@ async fn show_progress(client: &Client, names: &[String], shutdown: Cancellation
                 .and_then(|p| serde_json::to_value(p).ok())
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_else(|| "-".to_owned());
+            let installing = (status.phase == Some(MachinePhase::Provisioning))
+                .then_some(status.install_progress.as_ref())
+                .flatten()
+                .filter(|p| status.install.as_ref().map(|i| i.attempt) == Some(p.attempt))
+                .map(|p| match p.total_bytes {
+                    Some(total) if total > 0 => format!(" ({}%)", p.bytes_written.saturating_mul(100) / total),
+                    _ => format!(" ({} MiB)", p.bytes_written / (1024 * 1024)),
+                });
             let waiting = status
                 .conditions
                 .iter()
                 .filter(|c| c.status == "False")
                 .find_map(|c| waiting_for(&c.reason))
                 .map(|why| format!(" ({why})"))
+                .or(installing)
                 .unwrap_or_default();
             rows.insert(
                 machine.name_any(),
@@ -387,6 +443,8 @@ fn waiting_for(reason: &str) -> Option<&'static str> {
         "NoProfileMatched" => Some("no profile matches"),
         "ProfileFull" => Some("matching profile full"),
         "CmdbExhausted" => Some("no free CMDB entry"),
+        "RoleNotFound" => Some("its Role does not exist"),
+        "RoleInvalid" | "PlanInvalid" => Some("cannot install: see kubectl describe"),
         _ => None,
     }
 }

@@ -430,7 +430,7 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     };
     let images = tempfile::tempdir().unwrap();
     production_ramdisk(&agent, images.path());
-    let system = machinist_e2e::system::SystemImage::get().unwrap();
+    let system = machinist_e2e::system::get().unwrap();
 
     let lab = Lab::new(Ipv4Addr::new(192, 168, 122, 1)).unwrap();
     let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
@@ -529,11 +529,13 @@ fn seed_scenario(test: &str, firmware: Firmware) {
 }
 
 /// The README's run command: `machinist up --demo` makes its namespace, boots a VM through
-/// the whole chain to Allocated (shown in its table), and on Ctrl-C (SIGINT) stops the VM and
-/// removes the namespace.
+/// the whole chain to Ready (shown in its table: installed, booted from its disk, phoned home),
+/// and on Ctrl-C (SIGINT) stops the VM and removes the namespace.
 #[test]
-fn the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c() {
-    if !need_boot_lab("the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c", &["kill"]).unwrap() {
+fn the_demo_boots_a_vm_to_ready_and_cleans_up_on_ctrl_c() {
+    let mut programs = vec!["kill"];
+    programs.extend(machinist_e2e::system::PROGRAMS);
+    if !need_boot_lab("the_demo_boots_a_vm_to_ready_and_cleans_up_on_ctrl_c", &programs).unwrap() {
         return;
     }
     let Some(agent) = need_static_agent() else {
@@ -556,8 +558,8 @@ fn the_demo_boots_a_vm_to_allocated_and_cleans_up_on_ctrl_c() {
     let namespace = namespace.to_owned();
     assert!(std::fs::read_dir("/run/netns").unwrap().any(|e| e.unwrap().file_name() == namespace.as_str()));
     let row = demo
-        .wait_until("vm-01 Allocated with host03", BOOT, |line| {
-            line.starts_with("vm-01") && line.contains("Allocated") && line.contains("host03")
+        .wait_until("vm-01 Ready with host03", BOOT, |line| {
+            line.starts_with("vm-01") && line.contains(" Ready ") && line.contains("host03")
         })
         .unwrap();
     assert!(row.contains(" vm ") && row.contains("192.168.122.3"), "{row}");

@@ -63,7 +63,7 @@ fn the_system_image_boots_from_its_disk_under_bios_and_uefi() {
     {
         return;
     }
-    let image = SystemImage::get().unwrap();
+    let image = machinist_e2e::system::get().unwrap();
     assert_eq!(image.gzip_sha256.len(), 64);
     let bios_dir = tempfile::tempdir().unwrap();
     let uefi_dir = tempfile::tempdir().unwrap();
