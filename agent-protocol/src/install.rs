@@ -2,8 +2,9 @@
 //! phone-home.
 //!
 //! - `GET /machines/{name}/plan` (agent token) → [`PlanResponse`]: the attempt, the
-//!   [`InstallPlan`] the operator resolved, and the installed system's phone-home credential.
-//!   404 when the machine has no install to do.
+//!   [`InstallPlan`] the operator resolved, the installed system's phone-home credential and
+//!   its NoCloud seed (the Role's templates rendered). 404 when the machine has no install to
+//!   do; 422 when the Role's templates do not render (the install is then failed, saying why).
 //! - `POST /machines/{name}/install` (agent token), JSON [`InstallReport`]: where the install is.
 //!   Reports of one attempt go forward only ([`follows`]): `Planned` → `Writing` (bytes growing)
 //!   → `Written` → `Succeeded`, or `Failed` from any of the first three. Anything else is
@@ -35,6 +36,8 @@ pub struct PlanResponse {
     pub plan: InstallPlan,
     /// Where the installed system phones home, and with what.
     pub phone_home: PhoneHome,
+    /// The cloud-init NoCloud seed the agent writes into the image ([`crate::seed`]).
+    pub seed: crate::seed::NoCloud,
 }
 
 /// The installed system's way back to the boot services.

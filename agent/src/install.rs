@@ -156,8 +156,7 @@ fn write_plan(
     let written = write_image(body, &plan.image, &mut disk, disk_name, |bytes| {
         report(InstallPhase::Writing, bytes, total, "");
     })?;
-    let seed = machinist_agent_protocol::seed::nocloud(sidecar.machine(), response);
-    let seeded = crate::seed::write(&mut disk, &seed).map_err(|source| InstallError::Io {
+    let seeded = crate::seed::write(&mut disk, &response.seed).map_err(|source| InstallError::Io {
         what: format!("failed to write the NoCloud seed on {disk_name}"),
         source,
     })?;

@@ -1,7 +1,7 @@
-//! Writing the NoCloud seed ([`machinist_agent_protocol::seed`]) into the installed image: the
-//! agent finds, among the partitions of the disk it wrote (MBR or GPT), a FAT file system
-//! labelled `CIDATA` (cloud-init's NoCloud label) and writes `meta-data`, `user-data` and
-//! `network-config` there, in-process (no mount). An image without such a partition gets no
+//! Writing the NoCloud seed the plan carries ([`machinist_agent_protocol::seed`]) into the
+//! installed image: the agent finds, among the partitions of the disk it wrote (MBR or GPT), a
+//! FAT file system labelled `CIDATA` (cloud-init's NoCloud label) and writes `meta-data`,
+//! `user-data`, `vendor-data` and `network-config` there, in-process (no mount). An image without such a partition gets no
 //! seed (adding one at the end of the disk is not built yet).
 
 use std::fs::File;
@@ -154,7 +154,11 @@ pub fn write(disk: &mut File, seed: &NoCloud) -> io::Result<Written> {
         }
         {
             let root = fs.root_dir();
-            let mut files = vec![("meta-data", &seed.meta_data), ("user-data", &seed.user_data)];
+            let mut files = vec![
+                ("meta-data", &seed.meta_data),
+                ("user-data", &seed.user_data),
+                ("vendor-data", &seed.vendor_data),
+            ];
             if let Some(network) = &seed.network_config {
                 files.push(("network-config", network));
             }
@@ -227,7 +231,12 @@ mod tests {
     }
 
     fn seed() -> NoCloud {
-        NoCloud { meta_data: "m\n".into(), user_data: "#cloud-config\n".into(), network_config: Some("n\n".into()) }
+        NoCloud {
+            meta_data: "m\n".into(),
+            user_data: "#cloud-config\n".into(),
+            vendor_data: "#cloud-config\nphone_home: {}\n".into(),
+            network_config: Some("n\n".into()),
+        }
     }
 
     #[test]

@@ -75,7 +75,14 @@ impl BootServices {
         }))
         .unwrap();
         let install = InstallStatus { attempt: 1, plan, retry: None, started_time: None };
-        let view = InstallView { phase: Some(MachinePhase::Provisioning), install: Some(install), progress: None };
+        let view = InstallView {
+            phase: Some(MachinePhase::Provisioning),
+            install: Some(install),
+            progress: None,
+            variables: Default::default(),
+            templates: None,
+            namespace: "default".into(),
+        };
         machines.set_install("vm-1", view, PHONE_HOME);
         let config = HttpConfig {
             listen: Some(address),

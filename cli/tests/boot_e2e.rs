@@ -452,7 +452,9 @@ fn seed_scenario(test: &str, firmware: Firmware) {
         "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
          spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
          url: http://192.168.122.1:8080/artifacts/images/system.raw.gz\n      sha256: {}\n      \
-         format: raw\n      compression: gzip\n",
+         format: raw\n      compression: gzip\n  \
+         cloudInit:\n    metaData: |\n      instance-id: {{{{ machine }}}}-{{{{ attempt }}}}\n      \
+         local-hostname: {{{{ hostname }}}}\n",
         system.gzip_sha256
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&role));

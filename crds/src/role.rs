@@ -22,7 +22,7 @@ use crate::common::{Conditions, VERSION_PATTERN};
     shortname = "role",
     category = "machinist",
     derive = "PartialEq",
-    doc = "A versioned software environment for machines: an image streamed to disk or a Debian installer run with a preseed, then cloud-init and a post-install script. The operator checks it (condition Valid); the image method is installed, the Debian installer, cloud-init and the post-install script are not built yet.",
+    doc = "A versioned software environment for machines: an image streamed to disk or a Debian installer run with a preseed, then cloud-init and a post-install script. The operator checks it (condition Valid); the image method is installed with its cloud-init seed; the Debian installer and the post-install script are not built yet.",
     printcolumn(
         name = "Version",
         type_ = "string",
@@ -49,7 +49,11 @@ pub struct RoleSpec {
     pub install: RoleInstall,
 
     /// cloud-init NoCloud seed for the installed system. Templates (minijinja) over the
-    /// machine's variables: `{{ hostname }}`, `{{ ip }}`…; checked to parse, not written yet.
+    /// machine's variables (`{{ hostname }}`, `{{ ip }}`, `{{ disk }}`…, and `machine`,
+    /// `namespace`, `role`, `role_version`, `attempt`), rendered by the boot services into the
+    /// plan and written by the agent into the image's `CIDATA` partition. A template that does
+    /// not render (an undefined variable, over 100,000 instructions or 1 MiB of output) fails
+    /// the install, saying why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInit>,
 
@@ -165,7 +169,8 @@ pub struct DebianInstaller {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudInit {
-    /// `user-data` template.
+    /// `user-data` template; absent: an empty `#cloud-config`. machinist's own hostname and
+    /// phone-home go in `vendor-data`, which cloud-init merges with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 262144))]
     pub user_data: Option<String>,
@@ -173,7 +178,8 @@ pub struct CloudInit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     pub meta_data: Option<String>,
-    /// `network-config` template; absent: from the CMDB entry.
+    /// `network-config` template; absent: version 2 from the profile's `install.network` and
+    /// the CMDB entry (none without `install.network`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     pub network_config: Option<String>,

@@ -9,7 +9,7 @@
 //!
 //! The init mounts `CIDATA`, takes its hostname from `meta-data`, gets its address by DHCP
 //! (the boot services reserve the CMDB address), serves its hostname over HTTP on port 80, and
-//! POSTs to the phone-home URL of `user-data`, printing [`BOOTED`], [`NETWORK`] and
+//! POSTs to the phone-home URL of `vendor-data` (as cloud-init's `phone_home` would), printing [`BOOTED`], [`NETWORK`] and
 //! [`PHONED_HOME`] lines on the console.
 //!
 //! Host programs: those of `machinist-ramdisk` (the initramfs), and `mformat`, `mmd`, `mcopy`
@@ -89,7 +89,7 @@ for try in 1 2 3 4 5 6 7 8 9 10; do
 done
 value() { sed -n "s/^ *$1: *\"\{0,1\}\([^\"]*\)\"\{0,1\} *$/\1/p" "$2" | head -n 1; }
 name=$(value local-hostname /seed/meta-data)
-url=$(value url /seed/user-data)
+url=$(value url /seed/vendor-data)
 [ -n "$name" ] && hostname "$name"
 ip link set lo up
 ip link set eth0 up

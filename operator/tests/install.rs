@@ -13,6 +13,8 @@
 //!   1 is then refused, as are a plan request with another machine's token and a report that goes
 //!   back.
 //! - A disk smaller than the image is refused before anything is written.
+//! - A Role template that does not render (here: it runs out of fuel) fails the install with
+//!   the reason, before the agent writes anything.
 
 mod common;
 
@@ -68,10 +70,17 @@ fn image(fleet: &Fleet) -> (Vec<u8>, String) {
 }
 
 async fn apply_role(fleet: &Fleet, sha256: &str) {
+    apply_role_with(fleet, sha256, json!({"userData": "#cloud-config\nfqdn: {{ hostname }}.{{ machine }}.example\n"}))
+        .await;
+}
+
+/// Role `base` with the image `base.raw` and the `cloudInit` templates given.
+async fn apply_role_with(fleet: &Fleet, sha256: &str, cloud_init: serde_json::Value) {
     let role: Role = serde_json::from_value(json!({
         "apiVersion": "machinist.dev/v1alpha1", "kind": "Role", "metadata": {"name": "base"},
         "spec": {"version": "1.0", "install": {"method": "Image", "image": {
-            "url": format!("{}/artifacts/images/base.raw", fleet.http), "sha256": sha256, "format": "raw"}}},
+            "url": format!("{}/artifacts/images/base.raw", fleet.http), "sha256": sha256, "format": "raw"}},
+            "cloudInit": cloud_init},
     }))
     .unwrap();
     let params = PatchParams::apply("install-test").force();
@@ -173,6 +182,9 @@ async fn an_allocated_machine_is_installed_boots_its_disk_and_phones_home_to_rea
     let dev = devices(&fleet, "dev-ok", 8 << 20);
     let (plan, written) = install_in_background(&fleet, &name, &token, dev.clone()).await.unwrap();
     assert_eq!(written.bytes, IMAGE_BYTES as u64);
+    // The seed came with the plan: the Role's template rendered over the machine.
+    assert_eq!(plan.seed.user_data, "#cloud-config\nfqdn: pool-00000.web-0000.example\n");
+    assert!(plan.seed.vendor_data.contains("phone-home?token="), "{}", plan.seed.vendor_data);
     let disk = std::fs::read(dev.join("vda")).unwrap();
     assert_eq!(&disk[..IMAGE_BYTES], bytes.as_slice(), "the image, byte for byte");
     assert!(disk[IMAGE_BYTES..].iter().all(|b| *b == 0), "nothing past it");
@@ -296,6 +308,34 @@ async fn failed_installs_say_why_and_a_reinstall_is_a_new_attempt() {
     .unwrap();
     assert!(matches!(&refused, Err(SendError::Refused { status: 409, .. })), "{refused:?}");
 
+    shutdown.cancel();
+    operator.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_template_that_does_not_render_fails_the_install() {
+    if !peers("a_template_that_does_not_render_fails_the_install") {
+        return;
+    }
+    let fleet = Fleet::start().await;
+    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (_, sha256) = image(&fleet);
+    let looping = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}";
+    apply_role_with(&fleet, &sha256, json!({"userData": looping})).await;
+    apply_profile(&fleet).await;
+    let names = fleet.create_machines("loop", 0x500, 1).await;
+    fleet.report_all(&names, &qemu_items()).await;
+    let name = names[0].clone();
+    wait_phase(&fleet, &name, MachinePhase::Provisioning).await;
+    let token = fleet.tokens(&names).await[&name].clone();
+    let dev = devices(&fleet, "dev-loop", 8 << 20);
+    std::fs::write(dev.join("vda"), vec![0x5a; 8 << 20]).unwrap();
+    let error = install_in_background(&fleet, &name, &token, dev.clone()).await.unwrap_err();
+    assert!(matches!(&error, InstallError::Plan(SendError::Refused { status: 422, .. })), "{error}");
+    let failed = wait_phase(&fleet, &name, MachinePhase::Failed).await;
+    let message = &failed.status.as_ref().unwrap().failure.as_ref().unwrap().message;
+    assert!(message.contains("spec.cloudInit.userData") && message.contains("fuel"), "{message}");
+    assert_eq!(std::fs::read(dev.join("vda")).unwrap(), vec![0x5a; 8 << 20], "nothing written");
     shutdown.cancel();
     operator.await.unwrap().unwrap();
 }

@@ -4,6 +4,7 @@
 //!   ([`Directory`]) and HTTP ([`MachineSource`]) lookups without an API call;
 //! - Cmdbs give reserved machines their network settings (`spec.network` of the Cmdb named
 //!   in `status.allocation`);
+//! - Roles give the cloud-init templates of the seed an install plan carries;
 //! - agent token Secrets (`machinist-agent-<machine>`, label [`TOKEN_LABEL`]) authenticate
 //!   reports. The boot services create the missing ones ([`run_token_keeper`]): they are the
 //!   only party that hands tokens out (on kernel command lines) and checks them, so no other
@@ -34,7 +35,7 @@ use machinist_agent_protocol::summary::summarize;
 use machinist_boot_dhcp::{BootPolicy, Directory, MachineBoot, NetworkSettings};
 use machinist_crds::events::{self, Notice};
 use machinist_crds::machine::{BootTarget, BootTimeline};
-use machinist_crds::{Cmdb, Machine};
+use machinist_crds::{Cmdb, Machine, Role};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -97,7 +98,7 @@ pub struct TokenError(pub String);
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The initial lists did not complete in time.
-    #[error("the Machine, Cmdb and Secret caches of namespace {namespace} were not ready within {seconds} s")]
+    #[error("the Machine, Cmdb, Role and Secret caches of namespace {namespace} were not ready within {seconds} s")]
     NotReady {
         /// Namespace watched.
         namespace: String,
@@ -205,6 +206,7 @@ struct Inner {
     machines: Store<Machine>,
     index: Arc<Mutex<MacIndex>>,
     cmdbs: Store<Cmdb>,
+    roles: Store<Role>,
     secrets: Store<Secret>,
     client: Client,
     namespace: String,
@@ -290,6 +292,12 @@ impl ClusterMachines {
             shutdown.clone(),
             move |_| cmdb_changed.send_modify(|n| *n += 1),
         );
+        let roles = run_reflector(
+            Api::<Role>::namespaced(client.clone(), namespace),
+            watcher::Config::default(),
+            shutdown.clone(),
+            |_| {},
+        );
         let secrets = run_reflector(
             Api::<Secret>::namespaced(client.clone(), namespace),
             watcher::Config::default().labels(&format!("{TOKEN_LABEL}=true")),
@@ -310,6 +318,7 @@ impl ClusterMachines {
             }
             machines.wait_until_ready().await.is_ok()
                 && cmdbs.wait_until_ready().await.is_ok()
+                && roles.wait_until_ready().await.is_ok()
                 && secrets.wait_until_ready().await.is_ok()
         };
         if !matches!(tokio::time::timeout(WAIT, ready).await, Ok(true)) {
@@ -323,6 +332,7 @@ impl ClusterMachines {
                 machines,
                 index,
                 cmdbs,
+                roles,
                 secrets,
                 reporter: (controller, instance),
                 client,
@@ -541,7 +551,18 @@ impl MachineSource for ClusterMachines {
     fn install(&self, machine: &str) -> Option<InstallView> {
         let machine = self.machine(machine)?;
         let status = machine.status.clone().unwrap_or_default();
-        Some(InstallView { phase: status.phase, install: status.install, progress: status.install_progress })
+        let templates = status.install.as_ref().and_then(|install| {
+            let role = self.inner.roles.get(&ObjectRef::new(&install.plan.role.name).within(&self.inner.namespace))?;
+            role.spec.cloud_init.clone()
+        });
+        Some(InstallView {
+            phase: status.phase,
+            install: status.install,
+            progress: status.install_progress,
+            variables: status.variables,
+            templates,
+            namespace: self.inner.namespace.clone(),
+        })
     }
 
     fn verify_phone_home(&self, machine: &str, presented: &str) -> bool {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use machinist_crds::common::Quad;
 use machinist_crds::machine::{BootMenu, BootTarget, InstallProgress, InstallStatus, MachinePhase, OnSuccess};
+use machinist_crds::role::CloudInit;
 
 /// MAC addresses, shared with DHCP so both index Machines the same way.
 pub use machinist_boot_dhcp::MacAddr;
@@ -49,6 +50,12 @@ pub struct InstallView {
     pub install: Option<InstallStatus>,
     /// `status.installProgress`.
     pub progress: Option<InstallProgress>,
+    /// `status.variables`, for the Role's templates.
+    pub variables: BTreeMap<String, String>,
+    /// The cloud-init templates of the Role the plan installs, if it has any.
+    pub templates: Option<CloudInit>,
+    /// The Machine's namespace.
+    pub namespace: String,
 }
 
 /// Looks Machines up for the boot services.

@@ -3,7 +3,9 @@
 //!
 //! - `GET /machines/{name}/plan` (agent token): the plan the operator wrote in `status.install`,
 //!   its attempt, and the phone-home URL and token (the token is created on first use and kept
-//!   in the machine's token Secret, key `phoneHome`). 404 unless the machine is `Provisioning`.
+//!   in the machine's token Secret, key `phoneHome`), and the NoCloud seed ([`nocloud`]). 404
+//!   unless the machine is `Provisioning`; 422 when the Role's templates do not render, after
+//!   failing the install with the reason.
 //! - `POST /machines/{name}/install` (agent token): a progress report → `status.installProgress`
 //!   and a boot timeline step. 409 when it is about another attempt or goes back
 //!   ([`follows`]).
@@ -20,10 +22,12 @@ use machinist_agent_protocol::Endpoint;
 use machinist_agent_protocol::install::{
     self as contract, InstallReport, OrderError, PhoneHome, PlanResponse, follows, parse_install_report,
 };
+use machinist_agent_protocol::seed;
 use machinist_crds::machine::{BootStepKind, InstallPhase, InstallProgress, MachinePhase, Time};
 
 use super::report::{Credential, checked_body, read_limited, reply, unauthorized, verified};
 use super::{AppState, Shared};
+use crate::nocloud;
 use crate::timeline::StepRecord;
 
 pub(super) async fn plan(State(state): Shared, Path(machine): Path<String>, headers: HeaderMap) -> Response {
@@ -32,10 +36,10 @@ pub(super) async fn plan(State(state): Shared, Path(machine): Path<String>, head
         return unauthorized();
     }
     let view = state.source.install(&machine);
-    let (attempt, plan) = match view {
-        Some(view) if view.phase == Some(MachinePhase::Provisioning) && view.install.is_some() => {
-            let install = view.install.unwrap_or_else(|| unreachable!("checked above"));
-            (install.attempt, install.plan)
+    let (attempt, plan, view) = match view {
+        Some(mut view) if view.phase == Some(MachinePhase::Provisioning) && view.install.is_some() => {
+            let install = view.install.take().unwrap_or_else(|| unreachable!("checked above"));
+            (install.attempt, install.plan, view)
         }
         Some(view) => {
             let phase = view.phase.map_or("none".to_owned(), |p| format!("{p:?}"));
@@ -47,12 +51,35 @@ pub(super) async fn plan(State(state): Shared, Path(machine): Path<String>, head
         return reply(StatusCode::SERVICE_UNAVAILABLE, "failed to create the phone-home credential; try again");
     };
     let url = format!("{}{}", state.settings.public_url, Endpoint::PhoneHome.path(&machine));
+    let seed = nocloud::render(nocloud::SeedInputs {
+        machine: &machine,
+        namespace: &view.namespace,
+        attempt,
+        plan: &plan,
+        variables: &view.variables,
+        templates: view.templates.as_ref(),
+        phone_home_url: &seed::phone_home_url(&url, &token),
+    });
+    let seed = match seed {
+        Ok(seed) => seed,
+        Err(error) => {
+            // The install cannot go on: fail it, saying why, for the operator to show.
+            tracing::warn!(%machine, %error, "install refused: the seed does not render");
+            let failed = InstallReport::new(attempt, InstallPhase::Failed, 0, None, &error.to_string());
+            let recorded =
+                record(&state, &machine, failed.to_progress(now()), BootStepKind::Install, error.to_string()).await;
+            if recorded.status() != StatusCode::NO_CONTENT {
+                return recorded;
+            }
+            return reply(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string());
+        }
+    };
     tracing::info!(%machine, attempt, disk = %plan.target_disk, "install plan served");
     if let Some(timeline) = &state.timeline {
         let detail = format!("plan: Role {} on {} (attempt {attempt})", plan.role.name, plan.target_disk);
         timeline.record(StepRecord::now(&machine, BootStepKind::Install, detail));
     }
-    Json(PlanResponse { attempt, plan, phone_home: PhoneHome { url, token } }).into_response()
+    Json(PlanResponse { attempt, plan, phone_home: PhoneHome { url, token }, seed }).into_response()
 }
 
 /// What `machine` reported last for `attempt`: this server's memory, else the status.
