@@ -100,6 +100,10 @@ enum RamdiskAction {
         /// Debian kernel package; default: the one `linux-image-amd64` depends on.
         #[arg(long)]
         kernel_package: Option<String>,
+        /// A directory of firmware files (like /lib/firmware), searched before the firmware
+        /// packages; may be repeated.
+        #[arg(long = "firmware-dir", value_name = "DIR")]
+        firmware_dirs: Vec<PathBuf>,
     },
 }
 
@@ -180,8 +184,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             up(home, listen, boot_config, (!no_operator).then_some(operator_metrics), demo)
         }
         Command::Import { source: ImportSource::Edeploy { dir, namespace } } => import_edeploy(&dir, &namespace),
-        Command::Ramdisk { action: RamdiskAction::Build { agent, out, kernel_package } } => {
-            ramdisk_build(agent, &out, kernel_package)
+        Command::Ramdisk { action: RamdiskAction::Build { agent, out, kernel_package, firmware_dirs } } => {
+            ramdisk_build(agent, &out, kernel_package, firmware_dirs)
         }
     }
 }
@@ -326,9 +330,15 @@ fn describe_boot_services(dhcp_interfaces: &[String], bound: &machinist_boot::se
     }
 }
 
-fn ramdisk_build(agent: Option<PathBuf>, out: &Path, kernel_package: Option<String>) -> Result<ExitCode> {
+fn ramdisk_build(
+    agent: Option<PathBuf>,
+    out: &Path,
+    kernel_package: Option<String>,
+    firmware_dirs: Vec<PathBuf>,
+) -> Result<ExitCode> {
     let mut recipe = machinist_ramdisk::RamdiskRecipe::production(agent);
     recipe.kernel_package = kernel_package;
+    recipe.firmware.dirs = firmware_dirs;
     let downloads = out.join(machinist_ramdisk::DOWNLOADS_DIR);
     let built = machinist_ramdisk::build(&recipe, out, &downloads)
         .with_context(|| format!("failed to build the RAM disk in {}", out.display()))?;
@@ -342,7 +352,8 @@ fn ramdisk_build(agent: Option<PathBuf>, out: &Path, kernel_package: Option<Stri
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let mut stdout = std::io::stdout().lock();
     let lines = format!(
-        "kernel: {} ({:.1} MiB, {})\ninitrd: {} ({:.1} MiB, {:.1} MiB uncompressed)\nmodules: {} ({})\n",
+        "kernel: {} ({:.1} MiB, {})\ninitrd: {} ({:.1} MiB, {:.1} MiB uncompressed)\nmodules: {} ({})\n\
+         firmware: {} files, {} missing ({})\n",
         built.kernel.display(),
         mib(manifest.kernel_size),
         manifest.kernel_package,
@@ -351,6 +362,13 @@ fn ramdisk_build(agent: Option<PathBuf>, out: &Path, kernel_package: Option<Stri
         mib(manifest.uncompressed_size),
         manifest.modules.len(),
         manifest.modules.join(" "),
+        manifest.firmware.len(),
+        manifest.missing_firmware.len(),
+        if manifest.firmware_packages.is_empty() {
+            "no firmware package".to_owned()
+        } else {
+            manifest.firmware_packages.join(", ")
+        },
     );
     stdout.write_all(lines.as_bytes()).context("failed to write to stdout")?;
     Ok(ExitCode::SUCCESS)

@@ -574,3 +574,157 @@ fn the_demo_boots_a_vm_to_ready_and_cleans_up_on_ctrl_c() {
     let left = std::fs::read_dir("/run/netns").unwrap().any(|e| e.unwrap().file_name() == namespace.as_str());
     assert!(!left, "namespace {namespace} was not removed");
 }
+
+/// The production RAM disk on the server hardware QEMU emulates: a VM with four more NICs
+/// (Intel e1000 and e1000e, VMware vmxnet3, Realtek rtl8139) beside its virtio boot NIC, and
+/// ten storage controllers (LSI MegaRAID SAS 1078 and 2108, LSI SAS 1068, LSI 53C895A, VMware
+/// PVSCSI, virtio-scsi, virtio-blk, NVMe, AHCI, the `pc` machine's PIIX IDE) boots the image
+/// `machinist ramdisk build` makes. Its hardware report names every NIC by its MAC with the
+/// driver that should bind it, every controller's PCI function with its driver, and every disk
+/// by its size: one small disk behind each controller but the LSI SAS 1068, behind which
+/// Linux 6.1's `mptsas` finds no disk on QEMU 7.2's emulation, so only its driver is checked.
+#[test]
+fn the_production_ramdisk_reports_every_emulated_server_nic_and_storage_controller() {
+    const TEST: &str = "the_production_ramdisk_reports_every_emulated_server_nic_and_storage_controller";
+    if !need_boot_lab(TEST, &["kubectl"]).unwrap() {
+        return;
+    }
+    let Some(agent) = need_static_agent() else {
+        return;
+    };
+    const BOOT_MAC: &str = "52:54:00:e2:e1:06";
+    // QEMU model, MAC, the Linux driver that binds it.
+    const NICS: &[(&str, &str, &str)] = &[
+        ("e1000", "52:54:00:e2:e2:01", "e1000"),
+        ("e1000e", "52:54:00:e2:e2:02", "e1000e"),
+        ("vmxnet3", "52:54:00:e2:e2:03", "vmxnet3"),
+        ("rtl8139", "52:54:00:e2:e2:04", "8139cp"),
+    ];
+    // QEMU controller (`ide`: the machine's own PIIX IDE), the Linux driver that binds it, and
+    // the size in MiB of the disk behind it: each size says which controller's driver found it.
+    const CONTROLLERS: &[(&str, &str, Option<u64>)] = &[
+        ("megasas", "megaraid_sas", Some(101)),
+        ("megasas-gen2", "megaraid_sas", Some(102)),
+        ("mptsas1068", "mptsas", None),
+        ("lsi53c895a", "sym53c8xx", Some(104)),
+        ("pvscsi", "vmw_pvscsi", Some(105)),
+        ("virtio-scsi-pci", "virtio-pci", Some(106)),
+        ("virtio-blk-pci", "virtio-pci", Some(110)),
+        ("nvme", "nvme", Some(107)),
+        ("ahci", "ahci", Some(108)),
+        ("ide", "ata_piix", Some(109)),
+    ];
+    let images = tempfile::tempdir().unwrap();
+    production_ramdisk(&agent, images.path());
+    let built: Value =
+        serde_json::from_str(&std::fs::read_to_string(images.path().join("manifest.json")).unwrap()).unwrap();
+    eprintln!("initrd: {} bytes", built["initrdSize"]);
+
+    let lab = Lab::new(Ipv4Addr::new(10, 93, 0, 1)).unwrap();
+    let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
+    let dhcp = "  interfaces: [br0]\n  serverAddress: 10.93.0.1\n  \
+                dynamicRange: {start: 10.93.0.100, end: 10.93.0.150, netmask: 255.255.255.0, gateway: 10.93.0.1}\n  \
+                boot: {ipxeScriptUrl: machinist.ipxe}\n";
+    let kernel = images.path().join("vmlinuz");
+    let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "default");
+    let manifest = format!(
+        "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-servers}}\n\
+         spec: {{interfaces: [{{mac: \"{BOOT_MAC}\", boot: true}}], provider: {{manual: {{}}}}, onSuccess: halt}}\n"
+    );
+    machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
+    machinist
+        .kubectl(&["wait", "--for=create", "secret/machinist-agent-vm-servers", "--timeout", KUBECTL_TIMEOUT], None);
+
+    let disks = tempfile::tempdir().unwrap();
+    let controllers: Vec<(&str, Option<u64>)> = CONTROLLERS.iter().map(|(model, _, mib)| (*model, *mib)).collect();
+    let config = VmConfig {
+        memory_mib: 1024,
+        extra_args: server_hardware_args(NICS, &controllers, disks.path()),
+        ..VmConfig::new(BOOT_MAC)
+    };
+    let vm = Vm::start(&lab, config).unwrap();
+    let modules = vm.wait_for("modules loaded", BOOT).unwrap();
+    eprintln!("{modules}");
+    vm.wait_for("hardware report delivered", BOOT).unwrap();
+    let reported = vm.elapsed();
+    machinist.wait_for_step("vm-servers", "HardwareReport");
+    let memory = "--for=jsonpath={.status.hardware.summary.memoryMiB}=1024";
+    machinist.kubectl(&["wait", "machine/vm-servers", memory, "--timeout", KUBECTL_TIMEOUT], None);
+    eprintln!("power-on to hardware report: {reported:?}; in status: {:?}", vm.elapsed());
+
+    let machine = machinist.machine("vm-servers");
+    let summary = &machine["status"]["hardware"]["summary"];
+    let items = report_items(&machine);
+    let item = |kind: &str, name: &str, key: &str| {
+        items.iter().find(|i| i[0] == kind && i[1] == name && i[2] == key).map(|i| i[3].clone())
+    };
+    let macs: Vec<String> = summary["nics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|nic| nic["mac"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert!(macs.iter().any(|m| m == BOOT_MAC), "the boot NIC: {macs:?}");
+    for (model, mac, driver) in NICS {
+        assert!(macs.iter().any(|m| m == mac), "{model} ({mac}) missing from the report's NICs: {macs:?}");
+        let name = items
+            .iter()
+            .find(|i| i[0] == "network" && i[2] == "serial" && i[3].eq_ignore_ascii_case(mac))
+            .map(|i| i[1].clone())
+            .unwrap_or_else(|| panic!("no network item with serial {mac}: {items:?}"));
+        assert_eq!(item("network", &name, "driver").as_deref(), Some(*driver), "{model} ({mac}, {name})");
+    }
+    let pci_drivers: Vec<&str> =
+        items.iter().filter(|i| i[0] == "pci" && i[2] == "driver").map(|i| i[3].as_str()).collect();
+    for (model, driver, _) in CONTROLLERS {
+        assert!(pci_drivers.contains(driver), "{model}: no PCI function bound to {driver}: {pci_drivers:?}");
+    }
+    let mut sizes: Vec<u64> =
+        summary["disks"].as_array().unwrap().iter().map(|disk| disk["sizeBytes"].as_u64().unwrap()).collect();
+    sizes.sort_unstable();
+    let missing: Vec<&str> = CONTROLLERS
+        .iter()
+        .filter(|(_, _, mib)| mib.is_some_and(|mib| !sizes.contains(&(mib << 20))))
+        .map(|(model, _, _)| *model)
+        .collect();
+    assert!(missing.is_empty(), "no disk behind {missing:?}; disk sizes {sizes:?}");
+    let mut expected: Vec<u64> = CONTROLLERS.iter().filter_map(|(_, _, mib)| mib.map(|mib| mib << 20)).collect();
+    expected.sort_unstable();
+    assert_eq!(sizes, expected, "one disk per controller, nothing else");
+    // The agent powers the VM off (onSuccess: Halt).
+    vm.wait_exit(Duration::from_secs(60)).unwrap();
+}
+
+/// QEMU arguments for `nics` (model, MAC, driver; no option ROM, so that only the boot NIC
+/// network-boots) on restricted user networks, and `controllers` (QEMU model, or `ide` for the
+/// machine's own IDE; `nvme`, `virtio-blk-pci` and `ide` need a disk), each with a sparse disk of the given size
+/// (MiB) in `dir` when one is given.
+fn server_hardware_args(nics: &[(&str, &str, &str)], controllers: &[(&str, Option<u64>)], dir: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for (index, (model, mac, _)) in nics.iter().enumerate() {
+        args.extend([
+            "-netdev".to_owned(),
+            format!("user,id=x{index},restrict=on"),
+            "-device".to_owned(),
+            format!("{model},netdev=x{index},mac={mac},romfile="),
+        ]);
+    }
+    for (index, (controller, mib)) in controllers.iter().enumerate() {
+        let drive = mib.map(|mib| {
+            let path = dir.join(format!("{controller}.raw"));
+            std::fs::File::create(&path).unwrap().set_len(mib << 20).unwrap();
+            args.extend(["-drive".to_owned(), format!("if=none,id=d{index},file={},format=raw", path.display())]);
+            format!("drive=d{index}")
+        });
+        let devices = match (*controller, drive) {
+            ("nvme", Some(drive)) => vec![format!("nvme,serial=machinist{index},{drive}")],
+            ("virtio-blk-pci", Some(drive)) => vec![format!("virtio-blk-pci,{drive}")],
+            ("ide", Some(drive)) => vec![format!("ide-hd,bus=ide.0,{drive}")],
+            ("ahci", Some(drive)) => vec![format!("ahci,id=c{index}"), format!("ide-hd,bus=c{index}.0,{drive}")],
+            (scsi, Some(drive)) => vec![format!("{scsi},id=c{index}"), format!("scsi-hd,bus=c{index}.0,{drive}")],
+            (other, None) => vec![format!("{other},id=c{index}")],
+        };
+        args.extend(devices.into_iter().flat_map(|device| ["-device".to_owned(), device]));
+    }
+    args
+}

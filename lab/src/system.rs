@@ -140,6 +140,7 @@ pub fn recipe() -> RamdiskRecipe {
         agent: None,
         init: Init::Script(INIT_SCRIPT.to_owned()),
         extra_files: Vec::new(),
+        firmware: machinist_ramdisk::FirmwareSources::none(),
     }
 }
 

@@ -1,15 +1,20 @@
 //! Building: gather the kernel, modules, busybox and agent, compose the image, write
 //! `vmlinuz`, `initrd.gz` and `manifest.json`; and the cache of finished builds.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::elf::is_static_elf64;
 use crate::error::{Error, Result, io};
-use crate::kernel::{ModuleTree, default_kernel_package, fetch_package, unpack};
+use crate::firmware::{FirmwareRoots, select};
+use crate::init::ModuleLoading;
+use crate::kernel::{ModuleTree, default_kernel_package, extract, fetch_package, fetch_package_if_available, unpack};
 use crate::layout::{Parts, compose};
 use crate::manifest::{Built, MANIFEST_FILE, Manifest};
-use crate::modules::resolve;
+use crate::modules::{
+    load_plan, modinfo_values, module_depends, module_firmware, render_modules_alias, render_modules_dep, resolve,
+};
 use crate::recipe::{HashInputs, RamdiskRecipe, recipe_hash};
 use crate::run::{find_program, gzip, run};
 
@@ -17,7 +22,7 @@ use crate::run::{find_program, gzip, run};
 pub const KERNEL_FILE: &str = "vmlinuz";
 /// The RAM disk's file name in an output directory.
 pub const INITRD_FILE: &str = "initrd.gz";
-/// Where [`build_cached`] keeps downloaded kernel packages, under its cache root.
+/// Where [`build_cached`] keeps downloaded kernel and firmware packages, under its cache root.
 pub const DOWNLOADS_DIR: &str = "packages";
 
 /// The inputs read from the host before building.
@@ -49,8 +54,8 @@ fn read_static(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Builds the kernel and RAM disk of `recipe` into `out_dir` (created; `vmlinuz`, `initrd.gz`,
-/// `manifest.json` replaced), downloading the kernel package into `downloads` unless it is
-/// there already. Always builds; see [`build_cached`] for a cache.
+/// `manifest.json` replaced), downloading the kernel and firmware packages into `downloads`
+/// unless they are there already. Always builds; see [`build_cached`] for a cache.
 pub fn build(recipe: &RamdiskRecipe, out_dir: &Path, downloads: &Path) -> Result<Built> {
     let gathered = gather(recipe)?;
     assemble(recipe, &gathered, out_dir, downloads)
@@ -97,10 +102,16 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
 
     // Resolve, reading each module once; the first read error stops the build.
     let mut failure = None;
-    let mut contents = std::collections::BTreeMap::new();
+    let mut contents = BTreeMap::new();
+    let mut firmware_names = BTreeMap::new();
+    let mut aliases = BTreeMap::new();
+    let mut depends = BTreeMap::new();
     let resolution = resolve(&recipe.modules, &tree.builtin, |name| match tree.read_module(name) {
         Ok(Some((relative, bytes))) => {
-            let dependencies = crate::modules::module_depends(&bytes);
+            let dependencies = module_depends(&bytes);
+            firmware_names.insert(name.to_owned(), module_firmware(&bytes));
+            aliases.insert(name.to_owned(), modinfo_values(&bytes, "alias"));
+            depends.insert(name.to_owned(), dependencies.clone());
             contents.insert(name.to_owned(), (relative, bytes));
             Some(dependencies)
         }
@@ -113,12 +124,55 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
     if let Some(error) = failure {
         return Err(error);
     }
+    let mut warnings = resolution.warnings.clone();
+    let module_dir = format!("/lib/modules/{}", unpacked.release);
+    let relative_paths: BTreeMap<String, String> =
+        contents.iter().map(|(name, (relative, _))| (name.clone(), relative.to_string_lossy().into_owned())).collect();
     let modules: Vec<(String, Vec<u8>)> = resolution
         .order
         .iter()
         .filter_map(|name| contents.remove(name))
-        .map(|(relative, bytes)| (format!("/lib/modules/{}/{}", unpacked.release, relative.to_string_lossy()), bytes))
+        .map(|(relative, bytes)| (format!("{module_dir}/{}", relative.to_string_lossy()), bytes))
         .collect();
+    // How /init loads them: the PCI drivers when their hardware is there (modprobe of the
+    // devices' modalias), the rest as the plan says.
+    let path = |name: &String| relative_paths.get(name).map(|relative| format!("{module_dir}/{relative}"));
+    let plan = load_plan(&resolution.order, &recipe.modules, &depends, &aliases);
+    let loading = ModuleLoading {
+        always: plan.always.iter().filter_map(path).collect(),
+        companions: plan.companions.iter().filter_map(|(name, after)| Some((path(name)?, after.clone()))).collect(),
+    };
+    let module_index = [
+        (format!("{module_dir}/modules.dep"), render_modules_dep(&resolution.order, &depends, &relative_paths)),
+        (format!("{module_dir}/modules.alias"), render_modules_alias(&resolution.order, &aliases)),
+    ];
+
+    // Firmware: the directories first, then the packages apt can download.
+    let mut roots = FirmwareRoots::new();
+    for dir in &recipe.firmware.dirs {
+        roots.add_dir(dir);
+    }
+    let mut firmware_packages = Vec::new();
+    for package in &recipe.firmware.packages {
+        let Some(deb) = fetch_package_if_available(package, downloads)? else {
+            warnings.push(format!(
+                "firmware package {package} is not available from apt (is its component, e.g. \
+                 non-free-firmware, in the apt sources? scripts/deps adds it): its firmware is left out"
+            ));
+            continue;
+        };
+        let into = scratch.path().join("firmware").join(package);
+        firmware_packages.push(extract(&deb, &into)?);
+        roots.add_package(&into);
+    }
+    let wanted_firmware: Vec<(String, Vec<String>)> = resolution
+        .order
+        .iter()
+        .filter_map(|name| firmware_names.remove(name).map(|files| (name.clone(), files)))
+        .filter(|(_, files)| !files.is_empty())
+        .collect();
+    let firmware = select(&wanted_firmware, |name| roots.read(name))?;
+    warnings.extend(firmware.warnings.iter().cloned());
 
     let busybox_path = find_program("busybox").unwrap_or_else(|| PathBuf::from("busybox"));
     let applets: Vec<String> =
@@ -128,6 +182,9 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
         applets: &applets,
         agent: gathered.agent.as_deref(),
         modules: &modules,
+        loading: &loading,
+        module_index: &module_index,
+        firmware: &firmware.files,
         init: &recipe.init,
         extra_files: &recipe.extra_files,
     })?;
@@ -155,7 +212,10 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
         module_paths: modules.iter().map(|(path, _)| path.clone()).collect(),
         builtin: resolution.builtin,
         missing: resolution.missing,
-        warnings: resolution.warnings,
+        firmware: firmware.files.iter().map(|(name, _)| name.clone()).collect(),
+        missing_firmware: firmware.missing,
+        firmware_packages,
+        warnings,
         files: image.paths(),
         kernel_size: size(&kernel)?,
         initrd_size: size(&initrd)?,

@@ -41,6 +41,9 @@ pub enum Error {
     /// The kernel package is not what was expected.
     #[error("{0}")]
     Kernel(String),
+    /// A Debian package cannot be named, downloaded or unpacked.
+    #[error("{0}")]
+    Package(String),
     /// A cached image's manifest cannot be read.
     #[error("{path}: {detail}")]
     Manifest {

@@ -7,8 +7,18 @@ pub const AGENT_PATH: &str = "/bin/machinist-agent";
 pub const BUSYBOX_PATH: &str = "/bin/busybox";
 /// The `udhcpc` event script in the image: `busybox udhcpc -i IFACE -s` it.
 pub const UDHCPC_SCRIPT_PATH: &str = "/usr/share/udhcpc/default.script";
-/// The modules in load order, one absolute path per line.
+/// Every module of the image in load order (dependencies first), one absolute path per line.
 pub const MODULE_LIST_PATH: &str = "/etc/machinist/modules";
+
+/// The modules the production `/init` loads besides those the PCI devices present select.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModuleLoading {
+    /// Absolute paths in the image, `insmod`ed in this order whatever the hardware.
+    pub always: Vec<String>,
+    /// Absolute paths `insmod`ed, in this order, only when one of the modules named is loaded
+    /// (`mlx4_en` when `mlx4_core` is).
+    pub companions: Vec<(String, Vec<String>)>,
+}
 
 /// What `/init` does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,10 +31,10 @@ pub enum Init {
 }
 
 impl Init {
-    /// `/init`'s text, for modules at `module_paths` (absolute paths in the image, in load order).
-    pub fn render(&self, module_paths: &[String]) -> String {
+    /// `/init`'s text, loading the modules that no PCI device selects as `loading` says.
+    pub fn render(&self, loading: &ModuleLoading) -> String {
         match self {
-            Self::Agent => render_agent_init(module_paths),
+            Self::Agent => render_agent_init(loading),
             Self::Script(script) => script.clone(),
         }
     }
@@ -44,12 +54,23 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 exec </dev/console >/dev/console 2>&1
 say() { echo "machinist-init: $*"; }
 
-# Drivers, dependencies first. A driver for absent hardware fails to load: that is fine.
-loaded=0 failed=0
+# Drivers. First those of the PCI devices present: busybox modprobe matches each device's
+# modalias against /lib/modules/$(uname -r)/modules.alias and loads the drivers with their
+# dependencies (modules.dep). Then, dependencies first, the drivers of the buses those create
+# (virtio, SCSI disks, Hyper-V VMBus), always, and the companions of the PCI drivers loaded
+# (mlx4_en of mlx4_core). A driver that fails to load (no such hardware) is logged and
+# counted: that is fine.
+failed=0
+aliases=$(cat /sys/bus/pci/devices/*/modalias 2>/dev/null)
+if [ -n "$aliases" ]; then
+  err=$(modprobe -q -a $aliases 2>&1)
+  if [ -n "$err" ]; then
+    echo "$err" >>/run/machinist-init.log
+    failed=$(echo "$err" | wc -l)
+  fi
+fi
 load() {
-  if err=$(insmod "$1" 2>&1); then
-    loaded=$((loaded + 1))
-  else
+  if ! err=$(insmod "$1" 2>&1); then
     case "$err" in
       *"File exists"*) ;;
       *) failed=$((failed + 1)); echo "machinist-init: insmod ${1##*/}: $err" >>/run/machinist-init.log ;;
@@ -58,7 +79,8 @@ load() {
 }
 "##;
 
-const AGENT_INIT_TAIL: &str = r##"say "$loaded modules loaded, $failed not (no such hardware?; see /run/machinist-init.log)"
+const AGENT_INIT_TAIL: &str = r##"loaded=$(wc -l </proc/modules)
+say "$loaded modules loaded, $failed not (no such hardware?; see /run/machinist-init.log)"
 
 if [ -x /bin/machinist-agent ]; then
   say "starting /bin/machinist-agent"
@@ -76,14 +98,22 @@ done
 "##;
 
 /// The production `/init`: mounts `proc`, `sysfs`, `devtmpfs`, `devpts` and a `/run` tmpfs;
-/// `insmod`s `module_paths` in order (failures are logged to `/run/machinist-init.log` and
-/// counted, not fatal); runs [`AGENT_PATH`] with the console as stdin, stdout and stderr; when
-/// it is missing or exits, says so and runs a shell on the console, forever. The agent runs as
-/// a child rather than `exec`ed so that its exit cannot end PID 1 (a kernel panic).
-pub fn render_agent_init(module_paths: &[String]) -> String {
+/// loads the drivers of the PCI devices present (`modprobe -a` of their `modalias`, matched
+/// against the image's `modules.alias`, dependencies from its `modules.dep`), then `insmod`s
+/// `loading.always` in order and each of `loading.companions` whose module is loaded
+/// (failures are logged to `/run/machinist-init.log` and counted, not fatal); runs
+/// [`AGENT_PATH`] with the console as stdin, stdout and stderr; when it is missing or exits,
+/// says so and runs a shell on the console, forever. The agent runs as a child rather than
+/// `exec`ed so that its exit cannot end PID 1 (a kernel panic).
+pub fn render_agent_init(loading: &ModuleLoading) -> String {
     let mut script = String::from(AGENT_INIT_HEAD);
-    for path in module_paths {
+    for path in &loading.always {
         script.push_str(&format!("load {}\n", shell_quote(path)));
+    }
+    for (path, after) in &loading.companions {
+        let test: Vec<String> =
+            after.iter().map(|module| format!("[ -d {} ]", shell_quote(&format!("/sys/module/{module}")))).collect();
+        script.push_str(&format!("if {}; then load {}; fi\n", test.join(" || "), shell_quote(path)));
     }
     script.push_str(AGENT_INIT_TAIL);
     script
@@ -160,18 +190,27 @@ mod tests {
 
     #[test]
     fn agent_init_loads_modules_in_order_then_runs_the_agent() {
-        let script = Init::Agent.render(&[
-            "/lib/modules/6.1.0-56-amd64/kernel/drivers/virtio/virtio_ring.ko".to_owned(),
-            "/lib/modules/6.1.0-56-amd64/kernel/drivers/net/virtio_net.ko".to_owned(),
-        ]);
+        let script = Init::Agent.render(&ModuleLoading {
+            always: vec![
+                "/lib/modules/6.1.0-56-amd64/kernel/drivers/virtio/virtio_ring.ko".to_owned(),
+                "/lib/modules/6.1.0-56-amd64/kernel/drivers/net/virtio_net.ko".to_owned(),
+            ],
+            companions: vec![("/lib/modules/r/mlx4_en.ko".to_owned(), vec!["mlx4_core".to_owned()])],
+        });
         assert!(script.starts_with("#!/bin/busybox sh\n"));
         for mount in ["-t proc", "-t sysfs", "-t devtmpfs", "-o mode=0755,nosuid,nodev tmpfs /run"] {
             assert!(script.contains(mount), "{mount}");
         }
+        let modprobe = script.find("modprobe -q -a $aliases");
+        assert!(script.contains("aliases=$(cat /sys/bus/pci/devices/*/modalias"));
         let ring = script.find("load /lib/modules/6.1.0-56-amd64/kernel/drivers/virtio/virtio_ring.ko\n");
         let net = script.find("load /lib/modules/6.1.0-56-amd64/kernel/drivers/net/virtio_net.ko\n");
         let agent = script.find("  /bin/machinist-agent </dev/console >/dev/console 2>&1\n");
-        assert!(ring.is_some() && ring < net && net < agent, "{script}");
+        let companion = script.find("if [ -d /sys/module/mlx4_core ]; then load /lib/modules/r/mlx4_en.ko; fi\n");
+        assert!(
+            modprobe.is_some() && modprobe < ring && ring < net && net < companion && companion < agent,
+            "{script}"
+        );
         // PID 1 never ends: no exec of the agent, and a shell loop at the end.
         assert!(!script.contains("exec /bin/machinist-agent"));
         assert!(script.trim_end().ends_with("done"));
@@ -180,21 +219,25 @@ mod tests {
 
     #[test]
     fn agent_init_without_modules_still_runs_the_agent() {
-        let script = render_agent_init(&[]);
+        let script = render_agent_init(&ModuleLoading::default());
         assert!(!script.contains("\nload "));
         assert!(script.contains("/bin/machinist-agent is missing"));
     }
 
     #[test]
     fn odd_module_paths_are_quoted() {
-        let script = render_agent_init(&["/lib/modules/x y/it's.ko".to_owned()]);
+        let script = render_agent_init(&ModuleLoading {
+            always: vec!["/lib/modules/x y/it's.ko".to_owned()],
+            ..Default::default()
+        });
         assert!(script.contains(r#"load '/lib/modules/x y/it'\''s.ko'"#));
     }
 
     #[test]
     fn test_scripts_are_used_as_they_are() {
         let init = Init::Script("#!/bin/sh\necho hi\n".to_owned());
-        assert_eq!(init.render(&["/a.ko".to_owned()]), "#!/bin/sh\necho hi\n");
+        let loading = ModuleLoading { always: vec!["/a.ko".to_owned()], ..Default::default() };
+        assert_eq!(init.render(&loading), "#!/bin/sh\necho hi\n");
     }
 
     #[test]

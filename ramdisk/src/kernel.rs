@@ -1,5 +1,6 @@
-//! The Debian kernel package: which one, downloading it once into a cache, unpacking it, and
-//! its module tree (`modules.builtin`, the `.ko` files, their `depends=`).
+//! Debian packages: the kernel package (which one, downloading it once into a cache, unpacking
+//! it, its module tree: `modules.builtin`, the `.ko` files, their `depends=`), and the firmware
+//! packages (downloaded when apt has them, unpacked).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -33,9 +34,7 @@ pub fn default_kernel_package() -> Result<String> {
 /// `downloads/<package>.deb`, downloaded with `apt-get download` the first time. Concurrent
 /// callers download into their own temporary directories and rename into place.
 pub fn fetch_package(package: &str, downloads: &Path) -> Result<PathBuf> {
-    if package.is_empty() || !package.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+_".contains(&b)) {
-        return Err(Error::Kernel(format!("{package:?} is not a Debian package name")));
-    }
+    check_package_name(package)?;
     let deb = downloads.join(format!("{package}.deb"));
     if deb.is_file() {
         return Ok(deb);
@@ -46,7 +45,7 @@ pub fn fetch_package(package: &str, downloads: &Path) -> Result<PathBuf> {
         .tempdir_in(downloads)
         .map_err(io(format!("creating a download directory in {}", downloads.display())))?;
     run(Command::new("apt-get").args(["download", package]).current_dir(scratch.path())).map_err(|e| {
-        Error::Kernel(format!("downloading {package} (needs the Debian archive; try `apt-get update`): {e}"))
+        Error::Package(format!("downloading {package} (needs the Debian archive; try `apt-get update`): {e}"))
     })?;
     let downloaded = only_entry(scratch.path(), |name| name.ends_with(".deb"))?;
     std::fs::rename(&downloaded, &deb).map_err(io(format!(
@@ -55,6 +54,45 @@ pub fn fetch_package(package: &str, downloads: &Path) -> Result<PathBuf> {
         deb.display()
     )))?;
     Ok(deb)
+}
+
+fn check_package_name(package: &str) -> Result<()> {
+    if package.is_empty() || !package.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+_".contains(&b)) {
+        return Err(Error::Package(format!("{package:?} is not a Debian package name")));
+    }
+    Ok(())
+}
+
+/// The `Candidate:` of `apt-cache policy`'s output; `None` for `(none)` or no such line (apt
+/// knows no such package: its component is not in the sources, or it does not exist).
+pub fn parse_policy_candidate(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .find(|v| !v.is_empty() && *v != "(none)")
+        .map(str::to_owned)
+}
+
+/// `downloads/<package>.deb` as [`fetch_package`] gives it, or `None` without downloading
+/// when it is not there and apt has no candidate for it (`apt-cache policy`).
+pub fn fetch_package_if_available(package: &str, downloads: &Path) -> Result<Option<PathBuf>> {
+    check_package_name(package)?;
+    if downloads.join(format!("{package}.deb")).is_file() {
+        return fetch_package(package, downloads).map(Some);
+    }
+    let policy = run(Command::new("apt-cache").args(["policy", package]))?;
+    match parse_policy_candidate(&policy) {
+        Some(_) => fetch_package(package, downloads).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `dpkg -x deb into`, and the package's name and version (`firmware-bnx2x 20230210-5`).
+pub fn extract(deb: &Path, into: &Path) -> Result<String> {
+    std::fs::create_dir_all(into).map_err(io(format!("creating {}", into.display())))?;
+    run(Command::new("dpkg").arg("-x").arg(deb).arg(into))?;
+    let fields = run(Command::new("dpkg-deb").arg("--show").arg("--showformat=${Package} ${Version}").arg(deb))?;
+    Ok(fields.trim().to_owned())
 }
 
 /// An unpacked kernel package.
@@ -183,5 +221,14 @@ mod tests {
         let text = "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n  Recommends: firmware\n";
         assert_eq!(parse_metapackage_depends(text).as_deref(), Some("linux-image-6.1.0-56-amd64"));
         assert_eq!(parse_metapackage_depends("linux-image-amd64\n"), None);
+    }
+
+    #[test]
+    fn the_policy_names_the_candidate_or_none() {
+        let known = "firmware-bnx2x:\n  Installed: (none)\n  Candidate: 20230210-5\n  Version table:\n";
+        assert_eq!(parse_policy_candidate(known).as_deref(), Some("20230210-5"));
+        let unavailable = "firmware-bnx2x:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n";
+        assert_eq!(parse_policy_candidate(unavailable), None);
+        assert_eq!(parse_policy_candidate(""), None, "apt-cache policy prints nothing for an unknown name");
     }
 }

@@ -1,8 +1,9 @@
 //! Where everything goes in the image. Pure: from the bytes gathered by [`crate::build`].
 
 use crate::error::Result;
+use crate::firmware::FIRMWARE_DIR;
 use crate::image::{Entry, Image, image_path};
-use crate::init::{AGENT_PATH, BUSYBOX_PATH, Init, MODULE_LIST_PATH, UDHCPC_SCRIPT, UDHCPC_SCRIPT_PATH};
+use crate::init::{AGENT_PATH, BUSYBOX_PATH, Init, MODULE_LIST_PATH, ModuleLoading, UDHCPC_SCRIPT, UDHCPC_SCRIPT_PATH};
 use crate::recipe::ExtraFile;
 
 /// What goes into the image.
@@ -17,6 +18,13 @@ pub struct Parts<'a> {
     pub agent: Option<&'a [u8]>,
     /// Modules in load order: absolute path in the image and contents.
     pub modules: &'a [(String, Vec<u8>)],
+    /// The modules `/init` loads besides those the PCI devices select.
+    pub loading: &'a ModuleLoading,
+    /// `modprobe`'s index files: absolute path in the image (`…/modules.dep`,
+    /// `…/modules.alias`) and text.
+    pub module_index: &'a [(String, String)],
+    /// Firmware files: name relative to [`FIRMWARE_DIR`] and contents.
+    pub firmware: &'a [(String, Vec<u8>)],
     /// What `/init` does.
     pub init: &'a Init,
     /// Further files, which win over everything else.
@@ -25,7 +33,8 @@ pub struct Parts<'a> {
 
 /// The image: the base directories (`/dev` with a console node, `/proc`, `/sys`, `/run`,
 /// `/tmp`, `/root`, `/etc`), busybox and its applet links, the agent, the modules and their
-/// load order ([`MODULE_LIST_PATH`]), the `udhcpc` script, `/init`, then the extra files.
+/// load order ([`MODULE_LIST_PATH`]) and `modprobe`'s index, the firmware under
+/// [`FIRMWARE_DIR`], the `udhcpc` script, `/init`, then the extra files.
 pub fn compose(parts: &Parts<'_>) -> Result<Image> {
     let mut image = Image::new();
     for dir in ["dev", "proc", "sys", "run", "root", "etc", "mnt", "var"] {
@@ -42,10 +51,16 @@ pub fn compose(parts: &Parts<'_>) -> Result<Image> {
     for (path, data) in parts.modules {
         image.file(strip(path), data.as_slice(), 0o644);
     }
+    for (path, text) in parts.module_index {
+        image.file(strip(path), text.as_str(), 0o644);
+    }
+    for (name, data) in parts.firmware {
+        image.file(&format!("{}/{name}", strip(FIRMWARE_DIR)), data.as_slice(), 0o644);
+    }
     let list: String = module_paths.iter().map(|p| format!("{p}\n")).collect();
     image.file(strip(MODULE_LIST_PATH), list, 0o644);
     image.file(strip(UDHCPC_SCRIPT_PATH), UDHCPC_SCRIPT, 0o755);
-    image.file("init", parts.init.render(&module_paths), 0o755);
+    image.file("init", parts.init.render(parts.loading), 0o755);
     for applet in parts.applets {
         let path = strip(applet);
         if !path.is_empty() && !path.contains("..") {
@@ -80,6 +95,12 @@ mod tests {
             applets: &applets,
             agent: Some(b"agent"),
             modules: &modules,
+            loading: &ModuleLoading {
+                always: vec!["/lib/modules/r/kernel/virtio_net.ko".to_owned()],
+                companions: vec![],
+            },
+            module_index: &[("/lib/modules/r/modules.dep".to_owned(), "kernel/virtio.ko:\n".to_owned())],
+            firmware: &[("tigon/tg3.bin".to_owned(), b"fw".to_vec())],
             init: &Init::Agent,
             extra_files: &extra,
         })?;
@@ -95,6 +116,8 @@ mod tests {
             "etc/machinist/modules",
             "etc/machinist/extra",
             "usr/share/udhcpc/default.script",
+            "lib/firmware/tigon/tg3.bin",
+            "lib/modules/r/modules.dep",
         ] {
             assert!(paths.iter().any(|p| p == expected), "{expected} missing from {paths:?}");
         }
@@ -106,7 +129,9 @@ mod tests {
         assert_eq!(data, b"/lib/modules/r/kernel/virtio.ko\n/lib/modules/r/kernel/virtio_net.ko\n");
         let Some(Entry::File { data, mode }) = image.get("init") else { panic!("no init") };
         assert_eq!(*mode, 0o755);
-        assert!(String::from_utf8_lossy(data).contains("load /lib/modules/r/kernel/virtio_net.ko"));
+        let init = String::from_utf8_lossy(data);
+        assert!(init.contains("load /lib/modules/r/kernel/virtio_net.ko"));
+        assert!(!init.contains("load /lib/modules/r/kernel/virtio.ko"), "only the modules loaded always");
         Ok(())
     }
 
@@ -118,6 +143,9 @@ mod tests {
             applets: &[],
             agent: None,
             modules: &[],
+            loading: &ModuleLoading::default(),
+            module_index: &[],
+            firmware: &[],
             init: &Init::Script(String::new()),
             extra_files: &extra,
         });

@@ -12,19 +12,23 @@
 //! How (see `docs/ramdisk.md`): the kernel package is the one `linux-image-amd64` depends on
 //! unless named ([`kernel`]: `apt-get download` once into a cache, `dpkg -x`); the wanted
 //! modules and their dependencies are ordered from each module's `depends=` field, built-in
-//! ones (`modules.builtin`) and missing ones left out with a warning ([`modules`]); the image
-//! ([`layout`]) holds busybox with its applet links, the agent, the modules, their load order,
-//! a `udhcpc` script and `/init` ([`init`]); it is written as a `newc` cpio archive with fixed
-//! owners, times and inode numbers in path order ([`image`]) and compressed with `gzip -9 -n`,
-//! so the same inputs give the same bytes. [`build_cached`] keys a cache by the kernel package
-//! and [`recipe_hash`](recipe::recipe_hash).
+//! ones (`modules.builtin`) and missing ones left out with a warning, and indexed for
+//! `modprobe` (`modules.dep`, `modules.alias`) so that `/init` loads the drivers of the PCI
+//! devices present only ([`modules`]); the files their `firmware=` fields name come from
+//! firmware directories and Debian firmware packages, missing ones a warning ([`firmware`]);
+//! the image ([`layout`]) holds busybox with its applet links, the agent, the modules, their
+//! load order and index, the firmware, a `udhcpc` script and `/init` ([`init`]); it is written
+//! as a `newc` cpio archive with fixed owners, times and inode numbers in path order
+//! ([`image`]) and compressed with `gzip -6 -n`, so the same inputs give the same bytes.
+//! [`build_cached`] keys a cache by the kernel package and [`recipe_hash`](recipe::recipe_hash).
 //!
-//! Host programs: `apt-cache`, `apt-get`, `dpkg`, `gzip` and a static `busybox`
+//! Host programs: `apt-cache`, `apt-get`, `dpkg`, `dpkg-deb`, `gzip` and a static `busybox`
 //! (`busybox-static`).
 
 mod build;
 pub mod elf;
 mod error;
+pub mod firmware;
 pub mod image;
 pub mod init;
 pub mod kernel;
@@ -36,6 +40,7 @@ pub mod run;
 
 pub use build::{DOWNLOADS_DIR, INITRD_FILE, KERNEL_FILE, build, build_cached};
 pub use error::{Error, Result};
-pub use init::Init;
+pub use firmware::FirmwareSources;
+pub use init::{Init, ModuleLoading};
 pub use manifest::{Built, MANIFEST_FILE, Manifest};
-pub use recipe::{PRODUCTION_MODULES, RamdiskRecipe};
+pub use recipe::{PRODUCTION_FIRMWARE_PACKAGES, PRODUCTION_MODULES, RamdiskRecipe};

@@ -28,7 +28,17 @@ pub struct Manifest {
     pub builtin: Vec<String>,
     /// Wanted modules and dependencies the kernel package does not have.
     pub missing: Vec<String>,
-    /// Missing modules and dependency cycles, in words.
+    /// Firmware files in the image, relative to `/lib/firmware` (`bnx2x/bnx2x-e2-7.13.21.0.fw`).
+    #[serde(default)]
+    pub firmware: Vec<String>,
+    /// Firmware files a module names and no source had, as `module: file`.
+    #[serde(default)]
+    pub missing_firmware: Vec<String>,
+    /// The firmware packages used, as `package version` (`firmware-bnx2x 20230210-5`).
+    #[serde(default)]
+    pub firmware_packages: Vec<String>,
+    /// Missing modules and firmware, unavailable firmware packages and dependency cycles, in
+    /// words.
     pub warnings: Vec<String>,
     /// Every path in the image, sorted (the archive's order).
     pub files: Vec<String>,

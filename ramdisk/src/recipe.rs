@@ -2,31 +2,79 @@
 
 use std::path::PathBuf;
 
+use crate::firmware::FirmwareSources;
 use crate::init::Init;
 
 /// The metapackage whose dependency names the kernel package when none is given.
 pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
 
-/// The drivers of the production RAM disk: virtio (PCI transport, network, block, SCSI), Intel
-/// 1/10 GbE (e1000, e1000e, igb, ixgbe), Mellanox ConnectX (mlx5), AHCI SATA, NVMe and SCSI
-/// disks. Their dependencies are added; names the kernel lacks are warnings.
+/// The drivers of the production RAM disk, NICs then storage (docs/ramdisk.md says why each
+/// is there and what is left out). Their dependencies are added; names the kernel lacks are
+/// warnings.
 pub const PRODUCTION_MODULES: &[&str] = &[
+    // Paravirtual and emulated NICs: QEMU/KVM (virtio), VMware (vmxnet3), Hyper-V (hv_netvsc),
+    // QEMU's and libvirt's rtl8139 model (8139cp).
     "virtio_pci",
     "virtio_net",
-    "virtio_blk",
-    "virtio_scsi",
+    "vmxnet3",
+    "hv_netvsc",
+    "8139cp",
+    // Intel: PRO/1000 (e1000, also VMware's and VirtualBox's E1000), 82574/I217-I219 (e1000e),
+    // I350/I210 (igb), I225/I226 (igc), 82599/X540/X550 (ixgbe), X710/XL710/XXV710 (i40e),
+    // E810 (ice).
     "e1000",
     "e1000e",
     "igb",
+    "igc",
     "ixgbe",
+    "i40e",
+    "ice",
+    // Broadcom: NetXtreme (tg3), NetXtreme II 10 GbE (bnx2x), NetXtreme-C/E (bnxt_en).
+    "tg3",
+    "bnx2x",
+    "bnxt_en",
+    // NVIDIA Mellanox ConnectX-3 (mlx4_en, with mlx4_core) and ConnectX-4 and later (mlx5_core).
+    "mlx4_en",
     "mlx5_core",
+    // Emulex OneConnect (be2net), QLogic FastLinQ 41000/45000 (qede).
+    "be2net",
+    "qede",
+    // Realtek RTL8111/8168/8125 (r8169): small servers and desktop-class boards.
+    "r8169",
+    // Paravirtual and emulated storage: virtio, VMware PVSCSI, LSI Logic Parallel and SAS
+    // (VMware's default SCSI controllers; QEMU's mptsas1068), Hyper-V, QEMU's lsi53c895a.
+    "virtio_blk",
+    "virtio_scsi",
+    "vmw_pvscsi",
+    "mptspi",
+    "mptsas",
+    "hv_storvsc",
+    "sym53c8xx",
+    // SATA (AHCI; PIIX IDE: QEMU's `pc` machine, Hyper-V generation 1, legacy-mode SATA), NVMe.
     "ahci",
+    "ata_piix",
     "nvme",
+    // RAID controllers and HBAs: Broadcom MegaRAID and Dell PERC (megaraid_sas), Broadcom SAS
+    // HBAs (mpt3sas), HPE Smart Array (hpsa, smartpqi), Adaptec (aacraid), Intel C600 SAS (isci).
+    "megaraid_sas",
+    "mpt3sas",
+    "hpsa",
+    "smartpqi",
+    "aacraid",
+    "isci",
+    // SCSI disks (everything behind the SCSI, SAS, SATA and RAID drivers above).
     "sd_mod",
 ];
 
+/// The Debian packages the production RAM disk takes its modules' firmware from (the files
+/// each module's `firmware=` fields name, not the whole packages): `isci` (firmware-linux-free,
+/// in `main`); `bnx2x` (firmware-bnx2x), `qed` for qede (firmware-qlogic), `tg3` and the `ice`
+/// DDP package (firmware-misc-nonfree), `r8169` (firmware-realtek), in `non-free-firmware`.
+pub const PRODUCTION_FIRMWARE_PACKAGES: &[&str] =
+    &["firmware-linux-free", "firmware-bnx2x", "firmware-qlogic", "firmware-misc-nonfree", "firmware-realtek"];
+
 /// Bumped when the RAM disk's construction changes in a way the recipe does not show.
-pub const BUILDER_VERSION: &str = "1";
+pub const BUILDER_VERSION: &str = "2";
 
 /// A file added to the image: its path in the image, contents, permission bits.
 pub type ExtraFile = (PathBuf, Vec<u8>, u32);
@@ -45,10 +93,13 @@ pub struct RamdiskRecipe {
     pub init: Init,
     /// Further files: path in the image, contents, mode. They win over generated files.
     pub extra_files: Vec<ExtraFile>,
+    /// Where the modules' firmware comes from; [`FirmwareSources::none`]: no firmware.
+    pub firmware: FirmwareSources,
 }
 
 impl RamdiskRecipe {
-    /// The production RAM disk: [`PRODUCTION_MODULES`], [`Init::Agent`], `agent` as the agent.
+    /// The production RAM disk: [`PRODUCTION_MODULES`], [`Init::Agent`], `agent` as the agent,
+    /// firmware from [`PRODUCTION_FIRMWARE_PACKAGES`].
     pub fn production(agent: Option<PathBuf>) -> Self {
         Self {
             kernel_package: None,
@@ -56,6 +107,10 @@ impl RamdiskRecipe {
             agent,
             init: Init::Agent,
             extra_files: Vec::new(),
+            firmware: FirmwareSources {
+                packages: PRODUCTION_FIRMWARE_PACKAGES.iter().map(|p| (*p).to_owned()).collect(),
+                dirs: Vec::new(),
+            },
         }
     }
 }
@@ -72,7 +127,8 @@ pub struct HashInputs<'a> {
 }
 
 /// FNV-1a (64 bits) over everything that makes the image: [`BUILDER_VERSION`], the kernel
-/// package, the modules, the init, the busybox and agent bytes and the extra files, each
+/// package, the modules, the init, the busybox and agent bytes, the extra files and the
+/// firmware sources (package names and directory paths, not their contents), each
 /// length-prefixed so that no two different recipes concatenate alike.
 pub fn recipe_hash(recipe: &RamdiskRecipe, inputs: HashInputs<'_>) -> u64 {
     let mut hash = Fnv::new();
@@ -102,6 +158,14 @@ pub fn recipe_hash(recipe: &RamdiskRecipe, inputs: HashInputs<'_>) -> u64 {
         hash.part(path.to_string_lossy().as_bytes());
         hash.part(data);
         hash.part(&mode.to_le_bytes());
+    }
+    hash.part(&(recipe.firmware.packages.len() as u64).to_le_bytes());
+    for package in &recipe.firmware.packages {
+        hash.part(package.as_bytes());
+    }
+    hash.part(&(recipe.firmware.dirs.len() as u64).to_le_bytes());
+    for dir in &recipe.firmware.dirs {
+        hash.part(dir.to_string_lossy().as_bytes());
     }
     hash.0
 }
@@ -146,7 +210,7 @@ mod tests {
         let mut changed = Vec::new();
 
         let mut recipe = base.clone();
-        recipe.modules.push("igc".into());
+        recipe.modules.push("e100".into());
         changed.push(recipe_hash(&recipe, INPUTS));
         let mut recipe = base.clone();
         recipe.modules.reverse();
@@ -160,6 +224,12 @@ mod tests {
         let mut other = recipe.clone();
         other.extra_files[0].2 = 0o755;
         changed.push(recipe_hash(&other, INPUTS));
+        let mut recipe = base.clone();
+        recipe.firmware.packages.pop();
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut recipe = base.clone();
+        recipe.firmware.dirs.push("/lib/firmware".into());
+        changed.push(recipe_hash(&recipe, INPUTS));
         changed.push(recipe_hash(&base, HashInputs { kernel_package: "linux-image-6.1.0-57-amd64", ..INPUTS }));
         changed.push(recipe_hash(&base, HashInputs { busybox: b"busybox2", ..INPUTS }));
         changed.push(recipe_hash(&base, HashInputs { agent: Some(b"agent"), ..INPUTS }));
@@ -170,6 +240,21 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), changed.len() + 1, "some input does not change the hash");
+    }
+
+    #[test]
+    fn the_production_lists_name_each_driver_and_package_once() {
+        let mut modules = PRODUCTION_MODULES.to_vec();
+        modules.sort_unstable();
+        modules.dedup();
+        assert_eq!(modules.len(), PRODUCTION_MODULES.len());
+        let mut packages = PRODUCTION_FIRMWARE_PACKAGES.to_vec();
+        packages.sort_unstable();
+        packages.dedup();
+        assert_eq!(packages.len(), PRODUCTION_FIRMWARE_PACKAGES.len());
+        let recipe = RamdiskRecipe::production(None);
+        assert_eq!(recipe.firmware.packages, PRODUCTION_FIRMWARE_PACKAGES);
+        assert!(recipe.firmware.dirs.is_empty());
     }
 
     #[test]

@@ -47,13 +47,14 @@ pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|path| executable(path))
 }
 
-/// `gzip -9 -n` of `input` into `output`: no name, no timestamp, so the same input gives the
-/// same bytes.
+/// `gzip -6 -n` of `input` into `output`: no name, no timestamp, so the same input gives the
+/// same bytes. Level 6, not 9: on the production image (kernel modules mostly) `-9` takes eight
+/// times as long for under 1 % less.
 pub(crate) fn gzip(input: &Path, output: &Path) -> Result<()> {
     let from = File::open(input).map_err(io(format!("opening {}", input.display())))?;
     let to = File::create(output).map_err(io(format!("creating {}", output.display())))?;
     let mut command = Command::new("gzip");
-    command.args(["-9", "-n", "-c"]).stdin(from).stdout(to).stderr(Stdio::piped());
+    command.args(["-6", "-n", "-c"]).stdin(from).stdout(to).stderr(Stdio::piped());
     let child = command.spawn().map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             Error::MissingProgram { program: "gzip".into(), hint: "apt-get install gzip".into() }
@@ -66,7 +67,7 @@ pub(crate) fn gzip(input: &Path, output: &Path) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Command {
-            command: format!("gzip -9 -n -c < {} > {}", input.display(), output.display()),
+            command: format!("gzip -6 -n -c < {} > {}", input.display(), output.display()),
             status: result.status.to_string(),
             stderr: String::from_utf8_lossy(&result.stderr).trim().to_owned(),
         })
