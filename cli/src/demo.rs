@@ -138,7 +138,7 @@ pub async fn run(
         vms.push(Vm::start(&lab, config).with_context(|| format!("failed to start the VM of {name}"))?);
     }
     eprintln!(
-        "started {} (QEMU with an emulated CPU: expect under a minute until they are Ready)",
+        "started {} (QEMU with an emulated CPU: expect a minute or two until they are Ready)",
         counted(vms.len(), "VM", "VMs")
     );
     eprintln!(
