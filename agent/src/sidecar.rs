@@ -38,6 +38,9 @@ pub enum SendError {
     },
 }
 
+/// How many times a plan request answered 404 is tried again (see [`Sidecar::plan`]).
+pub const PLAN_NOT_FOUND_ATTEMPTS: u32 = 5;
+
 /// What to do after one attempt (pure).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -113,9 +116,13 @@ impl Sidecar {
     }
 
     /// Fetches the install plan, retrying while the boot services are unreachable.
+    ///
+    /// A 404 ("no install to do") is tried again [`PLAN_NOT_FOUND_ATTEMPTS`] times: the boot
+    /// services answer from a cache, which can lag a moment behind the operator's write that
+    /// started the install.
     pub fn plan(&self) -> Result<PlanResponse, SendError> {
         let url = format!("{}{}", self.base, Endpoint::Plan.path(&self.machine));
-        let mut response = self.get(&url, &format!("Bearer {}", self.token), self.backoff)?;
+        let mut response = self.get(&url, &format!("Bearer {}", self.token), self.backoff, PLAN_NOT_FOUND_ATTEMPTS)?;
         let body = response.body_mut().read_to_string().map_err(|e| SendError::GaveUp {
             url: url.clone(),
             attempts: 1,
@@ -142,19 +149,22 @@ impl Sidecar {
     /// or answers 5xx/408/429; the response body streams from the returned reader, with the
     /// `Content-Length` when the server sent one.
     pub fn download(&self, url: &str, attempts: u32) -> Result<(impl std::io::Read + use<>, Option<u64>), SendError> {
-        let response = self.get(url, "", Backoff { attempts, ..self.backoff })?;
+        let response = self.get(url, "", Backoff { attempts, ..self.backoff }, 0)?;
         let length =
             response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         Ok((response.into_body().into_with_config().limit(u64::MAX).reader(), length))
     }
 
+    /// A GET, retried as `backoff` says; a 404 is retried `not_found_retries` times at most.
     fn get(
         &self,
         url: &str,
         authorization: &str,
         backoff: Backoff,
+        not_found_retries: u32,
     ) -> Result<ureq::http::Response<ureq::Body>, SendError> {
         let mut last = String::new();
+        let mut not_found = 0;
         for attempt in 0..backoff.attempts.max(1) {
             if attempt > 0 {
                 std::thread::sleep(backoff.delay(attempt - 1, random_fraction()));
@@ -166,6 +176,11 @@ impl Sidecar {
             let why = match request.call() {
                 Ok(mut response) => match outcome(response.status().as_u16()) {
                     Outcome::Delivered => return Ok(response),
+                    Outcome::Refused(404) if not_found < not_found_retries && attempt + 1 < backoff.attempts => {
+                        not_found += 1;
+                        let body = response.body_mut().read_to_string().unwrap_or_default();
+                        format!("HTTP 404: {}", body.trim())
+                    }
                     Outcome::Refused(status) => {
                         let body = response.body_mut().read_to_string().unwrap_or_default();
                         return Err(SendError::Refused { url: url.to_owned(), status, body: body.trim().to_owned() });

@@ -283,7 +283,12 @@ async fn failed_installs_say_why_and_a_reinstall_is_a_new_attempt() {
     let retried = wait_phase(&fleet, &first, MachinePhase::Provisioning).await;
     assert_eq!(retried.status.as_ref().unwrap().install.as_ref().map(|i| i.attempt), Some(2));
     assert_eq!(retried.status.as_ref().unwrap().failure, None);
-    // A late report of attempt 1 is refused.
+    let dev = devices(&fleet, "dev-retry", 8 << 20);
+    let (plan, written) = install_in_background(&fleet, &first, &tokens[&first], dev.clone()).await.unwrap();
+    assert_eq!((plan.attempt, written.bytes), (2, IMAGE_BYTES as u64));
+    assert_eq!(&std::fs::read(dev.join("vda")).unwrap()[..IMAGE_BYTES], bytes.as_slice());
+    wait_phase(&fleet, &first, MachinePhase::Provisioned).await;
+    // A late report of attempt 1 is refused (the boot services know attempt 2: they served its plan).
     let late = sidecar(&fleet, &first, &tokens[&first]);
     let stale = tokio::task::spawn_blocking(move || {
         late.install_report(&InstallReport::new(1, InstallPhase::Succeeded, 1, None, "late"))
@@ -294,11 +299,6 @@ async fn failed_installs_say_why_and_a_reinstall_is_a_new_attempt() {
         matches!(&stale, Err(SendError::Refused { status: 409, body, .. }) if body.contains("attempt 1")),
         "{stale:?}"
     );
-    let dev = devices(&fleet, "dev-retry", 8 << 20);
-    let (plan, written) = install_in_background(&fleet, &first, &tokens[&first], dev.clone()).await.unwrap();
-    assert_eq!((plan.attempt, written.bytes), (2, IMAGE_BYTES as u64));
-    assert_eq!(&std::fs::read(dev.join("vda")).unwrap()[..IMAGE_BYTES], bytes.as_slice());
-    wait_phase(&fleet, &first, MachinePhase::Provisioned).await;
     // Going back after success is refused.
     let backwards = sidecar(&fleet, &first, &tokens[&first]);
     let refused = tokio::task::spawn_blocking(move || {

@@ -97,6 +97,15 @@ fn previous(
         .max_by_key(|p| (p.phase, p.bytes_written))
 }
 
+/// Whether this server accepted a success (or the phone-home) of `machine`'s current attempt.
+pub(super) fn succeeded_here(state: &AppState, machine: &str) -> bool {
+    let current = state.source.install(machine).and_then(|v| v.install).map(|i| i.attempt);
+    let remembered = state.installs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(machine).cloned();
+    remembered.is_some_and(|p| {
+        Some(p.attempt) == current && matches!(p.phase, InstallPhase::Succeeded | InstallPhase::Booted)
+    })
+}
+
 fn conflict(machine: &str, what: &str, error: &OrderError) -> Response {
     tracing::info!(%machine, %error, "{what} refused");
     reply(StatusCode::CONFLICT, &error.to_string())

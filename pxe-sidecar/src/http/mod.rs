@@ -426,6 +426,10 @@ async fn script(
     {
         known.token = token;
     }
+    // An install this server saw succeed counts even before the cache shows it.
+    if let Some(known) = record.as_mut().filter(|r| !r.installed) {
+        known.installed = install::succeeded_here(&state, &known.name);
+    }
     let script = script_for(&state.settings, mac, record.as_ref(), query.role.as_deref());
     state.counters.bump(&state.counters.scripts);
     match ipxe::render(&script) {
