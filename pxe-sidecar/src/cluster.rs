@@ -216,6 +216,9 @@ struct Inner {
     reporter: (String, String),
     /// Bumped after each Machine or Cmdb event reached the caches.
     changes: tokio::sync::watch::Receiver<u64>,
+    /// Agent tokens this process created, by Machine: they verify before the Secret cache
+    /// shows them (one entry per Machine, replaced, never more than the Machines).
+    created: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for ClusterMachines {
@@ -340,6 +343,7 @@ impl ClusterMachines {
                 auto_register,
                 registrations,
                 changes,
+                created: Mutex::new(HashMap::new()),
             }),
         };
         tokio::spawn(cluster.clone().run_registrar(queue, shutdown));
@@ -443,6 +447,12 @@ impl ClusterMachines {
         match secrets.create(&PostParams::default(), &secret).await {
             Ok(_) => {
                 tracing::info!(machine = %name, secret = %secret_name, "created the agent token");
+                // Until the Secret cache shows it, a report with it must still verify.
+                self.inner
+                    .created
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(name, token.clone());
                 Ok(token)
             }
             // Created meanwhile (by us for another request, or by a person): use it.
@@ -583,7 +593,12 @@ impl MachineSource for ClusterMachines {
     }
 
     fn verify_token(&self, machine: &str, presented: &str) -> bool {
-        self.token_of(machine).is_some_and(|token| constant_time_eq(token.as_bytes(), presented.as_bytes()))
+        // The cache's token when it has one; else the one this process just created, which
+        // the cache has not shown yet.
+        let token = self.token_of(machine).or_else(|| {
+            self.inner.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(machine).cloned()
+        });
+        token.is_some_and(|token| constant_time_eq(token.as_bytes(), presented.as_bytes()))
     }
 
     fn register(&self, mac: MacAddr) -> BoxFuture<'_, Result<BootRecord, RegisterError>> {
