@@ -281,14 +281,7 @@ fn the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated()
     const SECOND_MAC: &str = "52:54:00:e2:e1:13";
     // The production image, with the real agent, as users build it.
     let images = tempfile::tempdir().unwrap();
-    let built = std::process::Command::new(env!("CARGO_BIN_EXE_machinist"))
-        .args(["ramdisk", "build", "--agent"])
-        .arg(&agent)
-        .arg("--out")
-        .arg(images.path())
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "ramdisk build: {}", String::from_utf8_lossy(&built.stderr));
+    production_ramdisk(&agent, images.path());
 
     // eDeploy's `vm` profile wants an address in 192.168.122.0/24 (libvirt's default network):
     // the lab's bridge, inside its own namespace, uses it.
