@@ -156,14 +156,10 @@ fn write_plan(
     let written = write_image(body, &plan.image, &mut disk, disk_name, |bytes| {
         report(InstallPhase::Writing, bytes, total, "");
     })?;
-    let seeded = crate::seed::write(&mut disk, &response.seed).map_err(|source| InstallError::Io {
-        what: format!("failed to write the NoCloud seed on {disk_name}"),
-        source,
+    let seeded = crate::seed::write(&mut disk, &response.seed, plan.image.grow_last_partition).map_err(|source| {
+        InstallError::Io { what: format!("failed to write the NoCloud seed on {disk_name}"), source }
     })?;
-    let message = match seeded {
-        crate::seed::Written::Partition(at) => format!("sha256 matches; NoCloud seed written (CIDATA at byte {at})"),
-        crate::seed::Written::NoPartition => "sha256 matches; the image has no CIDATA partition: no seed".to_owned(),
-    };
+    let message = format!("sha256 matches; {seeded}");
     tracing::info!(?seeded, "NoCloud seed");
     report(InstallPhase::Written, written.bytes, Some(written.bytes), &message);
     Ok(written)
@@ -354,7 +350,7 @@ mod tests {
     use super::*;
 
     fn source(sha256: String, format: ImageFormat, compression: Compression) -> ImageSource {
-        ImageSource { url: "http://x/image".into(), sha256, format, compression }
+        ImageSource { url: "http://x/image".into(), sha256, format, compression, grow_last_partition: false }
     }
 
     fn image_bytes() -> Vec<u8> {

@@ -59,7 +59,9 @@ pub enum TableError {
     #[error("all {0} GPT partition entries are used")]
     GptFull(u64),
     /// The new partition does not fit after the last one.
-    #[error("no room for a {need}-byte partition: the last partition ends at byte {end}, the usable disk at byte {limit}")]
+    #[error(
+        "no room for a {need}-byte partition: the last partition ends at byte {end}, the usable disk at byte {limit}"
+    )]
     NoRoom {
         /// Bytes wanted.
         need: u64,
@@ -367,14 +369,9 @@ fn gpt_edit(head: &[u8], disk_sectors: u64, request: &Request) -> Result<Edit, T
     if let Some(new) = request.add {
         let slot = entries.chunks_exact(size).position(|e| !used(e)).ok_or(TableError::GptFull(count))?;
         let stop = align_down(new_last_usable + 1);
-        let start = stop
-            .checked_sub(new.sectors)
-            .filter(|start| *start > highest && *start >= first_usable)
-            .ok_or(TableError::NoRoom {
-                need: new.sectors * SECTOR,
-                end: (highest + 1) * SECTOR,
-                limit: stop * SECTOR,
-            })?;
+        let start = stop.checked_sub(new.sectors).filter(|start| *start > highest && *start >= first_usable).ok_or(
+            TableError::NoRoom { need: new.sectors * SECTOR, end: (highest + 1) * SECTOR, limit: stop * SECTOR },
+        )?;
         let e = &mut entries[slot * size..(slot + 1) * size];
         e.fill(0);
         e[..16].copy_from_slice(&BASIC_DATA);
@@ -464,7 +461,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
     const ADD: NewPartition = NewPartition { sectors: 8 * 2048, guid: [7; 16] };
 
-    fn apply(disk: &mut Vec<u8>, edit: &Edit) {
+    fn apply(disk: &mut [u8], edit: &Edit) {
         for w in edit.scrub.iter().chain(&edit.table) {
             let at = w.offset as usize;
             disk[at..at + w.bytes.len()].copy_from_slice(&w.bytes);
@@ -479,7 +476,10 @@ mod tests {
         let edit = edit(&head, disk, &Request { add: Some(ADD), grow: true }).unwrap();
         let start = 64 * 2048 - 8 * 2048;
         assert_eq!(edit.added, Some(crate::seed::Span { start: start * 512, len: 8 * MIB }));
-        assert_eq!(edit.grown, Some(Grown { number: 3, start: 4096 * 512, from: 4096 * 512, to: (start - 4096) * 512 }));
+        assert_eq!(
+            edit.grown,
+            Some(Grown { number: 3, start: 4096 * 512, from: 4096 * 512, to: (start - 4096) * 512 })
+        );
         assert_eq!(edit.table.len(), 1);
         let entries = mbr_entries(&edit.table[0].bytes);
         assert_eq!((entries[1].kind, entries[1].start, entries[1].count), (MBR_FAT16_LBA, start, 8 * 2048));
@@ -603,7 +603,10 @@ mod tests {
         assert_eq!((u64_at(e, 32), u64_at(e, 40)), (55 * 2048, 63 * 2048 - 1));
         assert_eq!(&e[56..68], "CIDATA".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<_>>().as_slice());
         assert_eq!(u64_at(&entries[..128], 40), 55 * 2048 - 1, "root grown up to CIDATA");
-        assert_eq!(edit.grown, Some(Grown { number: 1, start: 8192 * 512, from: 24543 * 512, to: (55 * 2048 - 8192) * 512 }));
+        assert_eq!(
+            edit.grown,
+            Some(Grown { number: 1, start: 8192 * 512, from: 24543 * 512, to: (55 * 2048 - 8192) * 512 })
+        );
         assert_eq!(entries[13 * 128..15 * 128], image[1024 + 13 * 128..1024 + 15 * 128], "other entries untouched");
         assert_eq!(primary[56..72], [0x99; 16], "disk GUID kept");
         let old_backup = ((image_sectors - 33) * 512) as usize;
@@ -640,10 +643,14 @@ mod tests {
         let image = gpt_image(16 * 2048, &[(0, 0x83, 2048, 32734)]);
         let mut bad_header = image.clone();
         bad_header[512 + 40] ^= 1;
-        assert!(matches!(edit(&bad_header, 64 * MIB, &request), Err(TableError::CorruptGpt(why)) if why.contains("header CRC32")));
+        assert!(
+            matches!(edit(&bad_header, 64 * MIB, &request), Err(TableError::CorruptGpt(why)) if why.contains("header CRC32"))
+        );
         let mut bad_entries = image.clone();
         bad_entries[1024 + 40] ^= 1;
-        assert!(matches!(edit(&bad_entries, 64 * MIB, &request), Err(TableError::CorruptGpt(why)) if why.contains("entries CRC32")));
+        assert!(
+            matches!(edit(&bad_entries, 64 * MIB, &request), Err(TableError::CorruptGpt(why)) if why.contains("entries CRC32"))
+        );
         assert!(matches!(edit(&image, 4 * MIB, &request), Err(TableError::BeyondDisk { .. })));
         assert!(matches!(edit(&image, 16 * MIB, &request), Err(TableError::NoRoom { .. })), "the image fills the disk");
         let full: Vec<_> = (0..128).map(|i| (i, 0x83, 2048 + i as u64 * 16, 2048 + i as u64 * 16 + 15)).collect();
@@ -653,6 +660,8 @@ mod tests {
         assert_eq!(edit(&empty, 64 * MIB, &Request { add: None, grow: true }), Err(TableError::NothingToGrow));
         let mut short = image.clone();
         short.truncate(2048);
-        assert!(matches!(edit(&short, 64 * MIB, &request), Err(TableError::CorruptGpt(why)) if why.contains("entries end")));
+        assert!(
+            matches!(edit(&short, 64 * MIB, &request), Err(TableError::CorruptGpt(why)) if why.contains("entries end"))
+        );
     }
 }
