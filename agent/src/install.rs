@@ -5,7 +5,8 @@
 //!
 //! Formats: `raw`, compressed or not. `qcow2` and `tar` are refused with a clear reason
 //! before anything is written (not built yet). Once written, the NoCloud seed goes into the
-//! image's `CIDATA` partition ([`crate::seed`]).
+//! image's `CIDATA` partition, added at the end of the disk when the image has none, and the
+//! last partition is grown when the Role asks ([`crate::seed`]).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};

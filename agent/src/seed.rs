@@ -1,8 +1,21 @@
 //! Writing the NoCloud seed the plan carries ([`machinist_agent_protocol::seed`]) into the
 //! installed image: the agent finds, among the partitions of the disk it wrote (MBR or GPT), a
 //! FAT file system labelled `CIDATA` (cloud-init's NoCloud label) and writes `meta-data`,
-//! `user-data`, `vendor-data` and `network-config` there, in-process (no mount). An image without such a partition gets no
-//! seed (adding one at the end of the disk is not built yet).
+//! `user-data`, `vendor-data` and `network-config` there, in-process (no mount).
+//!
+//! An image without such a partition (Debian's and Ubuntu's cloud images) gets one: the agent
+//! adds an [`ADDED_SIZE`] partition at the end of the disk, after the image (the disk is larger
+//! than the image), formats it FAT16 labelled `CIDATA` with `fatfs` and writes the seed into it,
+//! then changes the table ([`crate::table`]: a free MBR primary slot of type `0x0e`, or a GPT
+//! basic data entry named `CIDATA` with the backup GPT moved to the disk's end). A table that
+//! cannot take it (no MBR or GPT, a corrupt GPT, no free slot or entry, no room for
+//! [`ADDED_SIZE`] between the last partition and the usable disk's last 1 MiB boundary) is left
+//! as it was: no seed, and [`Written`] says why; the install still succeeds. A reinstall writes
+//! the image's own table again, so the partition is added, and formatted, afresh.
+//!
+//! When the Role asks (`image.growLastPartition`), the partition that ends last is grown in
+//! the table up to the added `CIDATA` partition, or else to the last usable sector; its file
+//! system is left to the installed system (cloud-init's `growpart` and `resize_rootfs`).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -141,7 +154,7 @@ pub enum Seeded {
     NotAdded(TableError),
 }
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
     /// Where the seed went.
