@@ -5,7 +5,8 @@
 //! [`machinist_agent::seed::write`]; `sgdisk -v`, `sfdisk --verify` and `--json`, `fsck.fat -n`,
 //! `blkid` (what cloud-init looks the seed up with) and `mtype`/`mdir` read the result. Tables
 //! that cannot take a partition (no room, four MBR primaries, a GPT with a bad CRC) leave the
-//! disk as it was, byte for byte (`cmp`).
+//! disk as it was, byte for byte (`cmp`), unless a growth was asked for and could be done (four
+//! MBR primaries: the fourth grows, the other three stay).
 //!
 //! Prerequisites follow `machinist_e2e::prereq` (gdisk, fdisk, dosfstools, mtools from
 //! `scripts/deps`): skipped under `MACHINIST_E2E=auto` when a tool is missing, a failure under
