@@ -5,7 +5,8 @@
 //!
 //! Formats: `raw`, compressed or not. `qcow2` and `tar` are refused with a clear reason
 //! before anything is written (not built yet). Once written, the NoCloud seed goes into the
-//! image's `CIDATA` partition ([`crate::seed`]).
+//! image's `CIDATA` partition, added at the end of the disk when the image has none, and the
+//! last partition is grown when the Role asks ([`crate::seed`]).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -156,14 +157,10 @@ fn write_plan(
     let written = write_image(body, &plan.image, &mut disk, disk_name, |bytes| {
         report(InstallPhase::Writing, bytes, total, "");
     })?;
-    let seeded = crate::seed::write(&mut disk, &response.seed).map_err(|source| InstallError::Io {
-        what: format!("failed to write the NoCloud seed on {disk_name}"),
-        source,
+    let seeded = crate::seed::write(&mut disk, &response.seed, plan.image.grow_last_partition).map_err(|source| {
+        InstallError::Io { what: format!("failed to write the NoCloud seed on {disk_name}"), source }
     })?;
-    let message = match seeded {
-        crate::seed::Written::Partition(at) => format!("sha256 matches; NoCloud seed written (CIDATA at byte {at})"),
-        crate::seed::Written::NoPartition => "sha256 matches; the image has no CIDATA partition: no seed".to_owned(),
-    };
+    let message = format!("sha256 matches; {seeded}");
     tracing::info!(?seeded, "NoCloud seed");
     report(InstallPhase::Written, written.bytes, Some(written.bytes), &message);
     Ok(written)
@@ -354,7 +351,7 @@ mod tests {
     use super::*;
 
     fn source(sha256: String, format: ImageFormat, compression: Compression) -> ImageSource {
-        ImageSource { url: "http://x/image".into(), sha256, format, compression }
+        ImageSource { url: "http://x/image".into(), sha256, format, compression, grow_last_partition: false }
     }
 
     fn image_bytes() -> Vec<u8> {

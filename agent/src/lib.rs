@@ -74,6 +74,7 @@ pub mod logbuf;
 pub mod network;
 pub mod seed;
 pub mod sidecar;
+pub mod table;
 
 pub use inventory::Inventory;
 pub use items::to_items;

@@ -1,13 +1,28 @@
 //! Writing the NoCloud seed the plan carries ([`machinist_agent_protocol::seed`]) into the
 //! installed image: the agent finds, among the partitions of the disk it wrote (MBR or GPT), a
 //! FAT file system labelled `CIDATA` (cloud-init's NoCloud label) and writes `meta-data`,
-//! `user-data`, `vendor-data` and `network-config` there, in-process (no mount). An image without such a partition gets no
-//! seed (adding one at the end of the disk is not built yet).
+//! `user-data`, `vendor-data` and `network-config` there, in-process (no mount).
+//!
+//! An image without such a partition (Debian's and Ubuntu's cloud images) gets one: the agent
+//! adds an [`ADDED_SIZE`] partition at the end of the disk, after the image (the disk is larger
+//! than the image), formats it FAT16 labelled `CIDATA` with `fatfs` and writes the seed into it,
+//! then changes the table ([`crate::table`]: a free MBR primary slot of type `0x0e`, or a GPT
+//! basic data entry named `CIDATA` with the backup GPT moved to the disk's end). A table that
+//! cannot take it (no MBR or GPT, a corrupt GPT, no free slot or entry, no room for
+//! [`ADDED_SIZE`] between the last partition and the usable disk's last 1 MiB boundary) is left
+//! as it was: no seed, and [`Written`] says why; the install still succeeds. A reinstall writes
+//! the image's own table again, so the partition is added, and formatted, afresh.
+//!
+//! When the Role asks (`image.growLastPartition`), the partition that ends last is grown in
+//! the table up to the added `CIDATA` partition, or else to the last usable sector; its file
+//! system is left to the installed system (cloud-init's `growpart` and `resize_rootfs`).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use machinist_agent_protocol::seed::NoCloud;
+
+use crate::table::{self, Grown, NewPartition, Request, TableError};
 
 /// Bytes per sector of partition tables.
 const SECTOR: u64 = 512;
@@ -123,62 +138,174 @@ impl Seek for Slice<'_> {
     }
 }
 
+/// The size of a `CIDATA` partition the agent adds: 8 MiB, FAT16. A seed is at most about
+/// 3 MiB (the `user-data`, `meta-data` and `network-config` templates render to at most 1 MiB
+/// each; `vendor-data` is machinist's few lines).
+pub const ADDED_SIZE: u64 = 8 << 20;
+
 /// Where the seed went.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Written {
-    /// Into the partition starting at this byte.
+pub enum Seeded {
+    /// Into the image's own `CIDATA` partition, starting at this byte.
     Partition(u64),
-    /// The image has no `CIDATA` partition.
-    NoPartition,
+    /// Into a `CIDATA` partition the agent added at the end of the disk, starting at this byte.
+    Added(u64),
+    /// Nowhere: the image has no `CIDATA` partition and none could be added, for this reason.
+    NotAdded(TableError),
 }
 
-/// Writes `seed` into the disk's `CIDATA` partition, if it has one.
-pub fn write(disk: &mut File, seed: &NoCloud) -> io::Result<Written> {
-    let mut head = vec![0u8; 34 * SECTOR as usize];
+/// What [`write()`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Where the seed went.
+    pub seed: Seeded,
+    /// The last partition's growth, when it was asked for.
+    pub grown: Option<Result<Grown, TableError>>,
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.seed {
+            Seeded::Partition(at) => write!(f, "NoCloud seed written (CIDATA at byte {at})")?,
+            Seeded::Added(at) => write!(f, "CIDATA partition added at byte {at}, NoCloud seed written")?,
+            Seeded::NotAdded(why) => {
+                write!(f, "the image has no CIDATA partition and none could be added ({why}): no seed")?;
+            }
+        }
+        match &self.grown {
+            None => Ok(()),
+            Some(Ok(grown)) if grown.to == grown.from => {
+                write!(f, "; partition {} already reaches the end ({} bytes)", grown.number, grown.to)
+            }
+            Some(Ok(grown)) => write!(
+                f,
+                "; partition {} grown from {} to {} bytes (its file system is grown by the installed system)",
+                grown.number, grown.from, grown.to
+            ),
+            Some(Err(why)) => write!(f, "; the last partition was not grown: {why}"),
+        }
+    }
+}
+
+/// Writes `seed` into the disk's `CIDATA` partition; when the image has none, adds one at the
+/// end of the disk ([`ADDED_SIZE`], FAT16) if its MBR or GPT allows. `grow` grows the image's
+/// last partition in the table ([`crate::table`]). A table that cannot be changed is said so in
+/// the result, not an error; errors are the disk's.
+pub fn write(disk: &mut File, seed: &NoCloud, grow: bool) -> io::Result<Written> {
+    let disk_size = disk.seek(SeekFrom::End(0))?;
+    let mut head = vec![0u8; usize::try_from(disk_size.min(table::HEAD)).unwrap_or(0)];
     disk.seek(SeekFrom::Start(0))?;
-    let mut filled = 0;
-    while filled < head.len() {
-        match disk.read(&mut head[filled..])? {
-            0 => break,
-            n => filled += n,
+    disk.read_exact(&mut head)?;
+    if let Some(span) = find_cidata(disk, &head) {
+        fill(disk, span, seed)?;
+        let grown = if grow { Some(change(disk, &head, disk_size, &Request { add: None, grow })?) } else { None };
+        return Ok(Written { seed: Seeded::Partition(span.start), grown });
+    }
+    let add = NewPartition { sectors: ADDED_SIZE / table::SECTOR, guid: random_guid()? };
+    let both = match table::edit(&head, disk_size, &Request { add: Some(add), grow }) {
+        Ok(edit) => {
+            let at = add_partition(disk, &edit, add, seed)?;
+            return Ok(Written { seed: Seeded::Added(at), grown: edit.grown.map(Ok) });
+        }
+        Err(why) if !grow => return Ok(Written { seed: Seeded::NotAdded(why), grown: None }),
+        Err(why) => why,
+    };
+    // One of the two cannot be done: each alone.
+    match table::edit(&head, disk_size, &Request { add: Some(add), grow: false }) {
+        Ok(edit) => {
+            let at = add_partition(disk, &edit, add, seed)?;
+            Ok(Written { seed: Seeded::Added(at), grown: Some(Err(both)) })
+        }
+        Err(why) => {
+            let grown = change(disk, &head, disk_size, &Request { add: None, grow })?;
+            Ok(Written { seed: Seeded::NotAdded(why), grown: Some(grown) })
         }
     }
-    head.truncate(filled);
-    for span in partitions(&head) {
-        let slice = Slice { file: disk, span, position: 0 };
-        let Ok(fs) = fatfs::FileSystem::new(slice, fatfs::FsOptions::new()) else {
-            continue; // not FAT
-        };
-        if !fs.volume_label().trim().eq_ignore_ascii_case(LABEL) {
-            continue;
+}
+
+/// Applies an edit that adds a partition: zeroes the old backup GPT, formats the new partition
+/// (FAT16, labelled `CIDATA`, its volume id from the partition GUID) and writes the seed into
+/// it, then writes the tables. Returns its first byte.
+fn add_partition(disk: &mut File, edit: &table::Edit, add: NewPartition, seed: &NoCloud) -> io::Result<u64> {
+    let Some(span) = edit.added else {
+        return Err(io::Error::other("the partition table edit added no partition"));
+    };
+    put(disk, &edit.scrub)?;
+    let mut label = [b' '; 11];
+    label[..LABEL.len()].copy_from_slice(LABEL.as_bytes());
+    let options = fatfs::FormatVolumeOptions::new()
+        .volume_label(label)
+        .volume_id(u32::from_le_bytes([add.guid[0], add.guid[1], add.guid[2], add.guid[3]]))
+        .fat_type(fatfs::FatType::Fat16);
+    fatfs::format_volume(Slice { file: disk, span, position: 0 }, options)?;
+    fill(disk, span, seed)?;
+    put(disk, &edit.table)?;
+    disk.sync_all()?;
+    Ok(span.start)
+}
+
+/// The first FAT partition labelled `CIDATA`.
+fn find_cidata(disk: &mut File, head: &[u8]) -> Option<Span> {
+    partitions(head).into_iter().find(|span| {
+        let slice = Slice { file: disk, span: *span, position: 0 };
+        fatfs::FileSystem::new(slice, fatfs::FsOptions::new())
+            .is_ok_and(|fs| fs.volume_label().trim().eq_ignore_ascii_case(LABEL))
+    })
+}
+
+/// Writes the seed's files into the FAT file system of `span`, replacing them.
+fn fill(disk: &mut File, span: Span, seed: &NoCloud) -> io::Result<()> {
+    let fs = fatfs::FileSystem::new(Slice { file: disk, span, position: 0 }, fatfs::FsOptions::new())?;
+    {
+        let root = fs.root_dir();
+        let mut files =
+            vec![("meta-data", &seed.meta_data), ("user-data", &seed.user_data), ("vendor-data", &seed.vendor_data)];
+        if let Some(network) = &seed.network_config {
+            files.push(("network-config", network));
         }
-        {
-            let root = fs.root_dir();
-            let mut files = vec![
-                ("meta-data", &seed.meta_data),
-                ("user-data", &seed.user_data),
-                ("vendor-data", &seed.vendor_data),
-            ];
-            if let Some(network) = &seed.network_config {
-                files.push(("network-config", network));
-            }
-            for (name, text) in files {
-                let mut file = root.create_file(name)?;
-                file.truncate()?;
-                file.write_all(text.as_bytes())?;
-                file.flush()?;
-            }
+        for (name, text) in files {
+            let mut file = root.create_file(name)?;
+            file.truncate()?;
+            file.write_all(text.as_bytes())?;
+            file.flush()?;
         }
-        fs.unmount()?;
-        disk.sync_all()?;
-        return Ok(Written::Partition(span.start));
     }
-    Ok(Written::NoPartition)
+    fs.unmount()?;
+    disk.sync_all()
+}
+
+/// Applies a table change that adds nothing; a table that cannot change is the `Err`.
+fn change(disk: &mut File, head: &[u8], disk_size: u64, request: &Request) -> io::Result<Result<Grown, TableError>> {
+    let edit = match table::edit(head, disk_size, request) {
+        Ok(edit) => edit,
+        Err(why) => return Ok(Err(why)),
+    };
+    put(disk, &edit.scrub)?;
+    put(disk, &edit.table)?;
+    disk.sync_all()?;
+    Ok(edit.grown.ok_or(TableError::NothingToGrow))
+}
+
+fn put(disk: &mut File, writes: &[table::Write]) -> io::Result<()> {
+    for w in writes {
+        disk.seek(SeekFrom::Start(w.offset))?;
+        disk.write_all(&w.bytes)?;
+    }
+    Ok(())
+}
+
+/// A random (version 4) GUID, as GPT stores it (the first three fields little-endian).
+fn random_guid() -> io::Result<[u8; 16]> {
+    let mut guid = [0u8; 16];
+    getrandom::fill(&mut guid).map_err(|e| io::Error::other(format!("no randomness for a partition GUID: {e}")))?;
+    guid[7] = (guid[7] & 0x0f) | 0x40;
+    guid[8] = (guid[8] & 0x3f) | 0x80;
+    Ok(guid)
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn mbr(entries: &[(u8, u32, u32)]) -> Vec<u8> {
@@ -242,9 +369,12 @@ mod tests {
     #[test]
     fn the_seed_goes_into_the_cidata_partition() {
         let (_file, mut disk) = disk_with("CIDATA");
-        assert_eq!(write(&mut disk, &seed()).unwrap(), Written::Partition(4096 * 512));
+        assert_eq!(
+            write(&mut disk, &seed(), false).unwrap(),
+            Written { seed: Seeded::Partition(4096 * 512), grown: None }
+        );
         // Written again (a reinstall): replaced, not appended.
-        write(&mut disk, &seed()).unwrap();
+        write(&mut disk, &seed(), false).unwrap();
         let span = Span { start: 4096 * 512, len: 4096 * 512 };
         let fs = fatfs::FileSystem::new(Slice { file: &mut disk, span, position: 0 }, fatfs::FsOptions::new()).unwrap();
         let mut text = String::new();
@@ -256,8 +386,43 @@ mod tests {
     }
 
     #[test]
-    fn an_image_without_cidata_gets_no_seed() {
+    fn an_image_without_cidata_gets_one_added_when_there_is_room() {
         let (_file, mut disk) = disk_with("BOOT");
-        assert_eq!(write(&mut disk, &seed()).unwrap(), Written::NoPartition);
+        let written = write(&mut disk, &seed(), true).unwrap();
+        let Seeded::NotAdded(why) = &written.seed else { panic!("{written:?}") };
+        assert!(matches!(why, TableError::NoRoom { .. }), "{why}");
+        assert!(written.to_string().contains("no seed"), "{written}");
+        assert_eq!(written.grown.as_ref().unwrap().as_ref().unwrap().to, 4096 * 512, "already at the end");
+
+        disk.set_len(16 << 20).unwrap();
+        let written = write(&mut disk, &seed(), true).unwrap();
+        assert_eq!(written.seed, Seeded::Added(8 << 20), "8 MiB at the end of 16");
+        assert_eq!(written.grown.as_ref().unwrap().as_ref().unwrap().to, 6 << 20, "grown up to the new one");
+        assert_eq!(
+            written.to_string(),
+            "CIDATA partition added at byte 8388608, NoCloud seed written; partition 2 grown from 2097152 to 6291456 \
+             bytes (its file system is grown by the installed system)"
+        );
+        // Installed again over the same disk: the added partition is found, not added twice.
+        let again = write(&mut disk, &seed(), false).unwrap();
+        assert_eq!(again, Written { seed: Seeded::Partition(8 << 20), grown: None });
+        let span = Span { start: 8 << 20, len: ADDED_SIZE };
+        let fs = fatfs::FileSystem::new(Slice { file: &mut disk, span, position: 0 }, fatfs::FsOptions::new()).unwrap();
+        assert_eq!(fs.fat_type(), fatfs::FatType::Fat16);
+        let mut text = String::new();
+        fs.root_dir().open_file("user-data").unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "#cloud-config\n");
+    }
+
+    #[test]
+    fn a_partition_that_cannot_grow_does_not_stop_the_seed() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut disk = file.reopen().unwrap();
+        disk.set_len(16 << 20).unwrap();
+        disk.write_all(&mbr(&[(0x83, 2048, 2048), (0x05, 4096, 4096)])).unwrap();
+        let written = write(&mut disk, &seed(), true).unwrap();
+        assert_eq!(written.seed, Seeded::Added(8 << 20));
+        assert_eq!(written.grown, Some(Err(TableError::Extended(5))));
+        assert!(written.to_string().ends_with("; the last partition was not grown: the last partition is an extended partition (type 0x05), which is not grown"), "{written}");
     }
 }

@@ -116,6 +116,15 @@ pub struct ImageSource {
     /// Compression of the file.
     #[serde(default)]
     pub compression: Compression,
+    /// Grow the image's last partition (the one that ends last on the disk) in the partition
+    /// table, up to the `CIDATA` partition the agent adds at the end of the disk, or else (the
+    /// image brings its own `CIDATA`, or none could be added) up to the disk's last usable
+    /// sector. Off by default. Only the table entry grows: the file system in it is grown by the
+    /// installed system on its first boot (cloud-init's `growpart` and `resize_rootfs`, on by
+    /// default in cloud images). A partition that cannot be grown (an extended MBR partition, a
+    /// corrupt GPT) is left as it was, and the install still succeeds, saying why.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grow_last_partition: bool,
 }
 
 /// Image format.
