@@ -70,6 +70,7 @@ pub mod backoff;
 pub mod install;
 pub mod inventory;
 mod items;
+pub mod kexec;
 pub mod logbuf;
 pub mod network;
 pub mod seed;

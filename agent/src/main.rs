@@ -9,7 +9,7 @@
 //! Off a RAM disk (development, tests): `machinist-agent --cmdline FILE --no-network --no-power
 //! [--dev-root DIR]`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use machinist_agent::backoff::Backoff;
 use machinist_agent::install;
+use machinist_agent::kexec;
 use machinist_agent::logbuf::LogBuffer;
 use machinist_agent::network;
 use machinist_agent::sidecar::Sidecar;
@@ -75,9 +76,9 @@ fn main() -> ExitCode {
     }
     let sidecar = Sidecar::new(&args, Backoff::default());
     match run(&options, &args, &sidecar) {
-        Ok(()) => {
+        Ok(installed) => {
             tracing::info!(elapsed = ?started.elapsed(), "done");
-            finish(&options, args.on_success)
+            finish(&options, args.on_success, installed.as_deref(), &sidecar)
         }
         Err(error) => {
             tracing::error!("{error:#}");
@@ -92,7 +93,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<()> {
+/// Does what the mode says; in install mode, returns the disk installed.
+fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<Option<PathBuf>> {
     tracing::info!(machine = %args.machine, mode = ?args.mode, url = %args.url, "machinist agent starting");
     if !options.no_network {
         let interface =
@@ -100,7 +102,7 @@ fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<()> {
         tracing::info!(%interface, "network up");
     }
     if args.mode == Mode::Install {
-        return install_role(options, sidecar);
+        return install_role(options, sidecar).map(Some);
     }
     let inventory = machinist_agent::Inventory::collect(&options.root).context("failed to take the inventory")?;
     let items = machinist_agent::to_items(&inventory);
@@ -112,11 +114,11 @@ fn run(options: &Options, args: &Args, sidecar: &Sidecar) -> Result<()> {
         .report(&Report { items }, |attempt, why| tracing::warn!(attempt, %why, "report not delivered; retrying"))
         .context("failed to deliver the hardware report")?;
     tracing::info!("hardware report delivered");
-    Ok(())
+    Ok(None)
 }
 
-/// Install mode: the plan, the image, the reports ([`install::install`]).
-fn install_role(options: &Options, sidecar: &Sidecar) -> Result<()> {
+/// Install mode: the plan, the image, the reports ([`install::install`]); the disk written.
+fn install_role(options: &Options, sidecar: &Sidecar) -> Result<PathBuf> {
     let (plan, written) = install::install(sidecar, &options.dev_root, DOWNLOAD_ATTEMPTS)?;
     tracing::info!(
         attempt = plan.attempt,
@@ -125,10 +127,17 @@ fn install_role(options: &Options, sidecar: &Sidecar) -> Result<()> {
         downloaded = written.downloaded,
         "installed"
     );
-    Ok(())
+    Ok(install::device_path(&options.dev_root, &plan.plan.target_disk)?)
 }
 
-fn finish(options: &Options, on_success: OnSuccess) -> ExitCode {
+/// What `onSuccess` says. `kexec` after an install boots the installed kernel
+/// ([`machinist_agent::kexec`]); when that cannot be prepared, and after discovery, it reboots
+/// through the firmware like `reboot` (the boot services serve an installed machine local boot).
+fn finish(options: &Options, on_success: OnSuccess, installed: Option<&Path>, sidecar: &Sidecar) -> ExitCode {
+    let kexec_loaded = match (on_success, installed) {
+        (OnSuccess::Kexec, Some(disk)) => prepare_kexec(disk, options.no_power, sidecar),
+        _ => false,
+    };
     if options.no_power {
         tracing::info!(?on_success, "--no-power: exiting instead");
         return ExitCode::SUCCESS;
@@ -136,8 +145,7 @@ fn finish(options: &Options, on_success: OnSuccess) -> ExitCode {
     nix::unistd::sync();
     let mode = match on_success {
         OnSuccess::Halt => nix::sys::reboot::RebootMode::RB_POWER_OFF,
-        // kexec into the installed kernel is not built yet: a firmware reboot, which boots the
-        // installed disk (the boot services serve it local boot once installed).
+        OnSuccess::Kexec if kexec_loaded => nix::sys::reboot::RebootMode::RB_KEXEC,
         OnSuccess::Reboot | OnSuccess::Kexec => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
         OnSuccess::Console => {
             tracing::info!("onSuccess: console — staying up");
@@ -145,7 +153,7 @@ fn finish(options: &Options, on_success: OnSuccess) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    tracing::info!(?on_success, "powering off or rebooting");
+    tracing::info!(?on_success, ?mode, "powering off or rebooting");
     match nix::sys::reboot::reboot(mode) {
         Ok(never) => match never {},
         Err(error) => {
@@ -153,4 +161,33 @@ fn finish(options: &Options, on_success: OnSuccess) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Finds the installed system's boot entry on `disk` and, unless `dry_run`, loads it with
+/// `kexec -l`; says how it went in the log and the boot timeline. Whether a kernel is loaded.
+fn prepare_kexec(disk: &Path, dry_run: bool, sidecar: &Sidecar) -> bool {
+    let outcome = kexec::find(disk).and_then(|found| {
+        let what = format!(
+            "{} from {} (partition at byte {}), {} + {} bytes, append {:?}",
+            found.entry.kernel,
+            found.config,
+            found.partition,
+            found.kernel.len(),
+            found.initrd.len(),
+            found.entry.append
+        );
+        if !dry_run {
+            kexec::load(&found, Path::new(kexec::KEXEC), &kexec::scratch_dir())?;
+        }
+        Ok(what)
+    });
+    let (loaded, message, level) = match outcome {
+        Ok(what) => (!dry_run, what, Level::Info),
+        Err(error) => (false, format!("not possible, rebooting through the firmware instead: {error}"), Level::Warning),
+    };
+    tracing::info!("kexec: {message}");
+    if let Err(error) = sidecar.progress("kexec", &message, level) {
+        tracing::warn!(%error, "failed to report progress");
+    }
+    loaded
 }

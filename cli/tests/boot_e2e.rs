@@ -397,8 +397,10 @@ fn the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready(
 
 /// The same under OVMF (UEFI) with the NIC's option ROM disabled: the firmware's own PXE client
 /// gets `ipxe.efi` over TFTP (told by option 43 not to look for a boot server) and chains to
-/// the script, as every UEFI server does; after the install, iPXE's `exit` hands back to the
-/// firmware, which boots the disk's `EFI/BOOT/BOOTX64.EFI`.
+/// the script, as every UEFI server does. This Machine says `onSuccess: kexec`: after the
+/// install the agent boots the installed kernel (found in the image's `syslinux.cfg`) without
+/// going through the firmware (after discovery it still reboots through the firmware, to PXE
+/// into the installer).
 #[test]
 fn the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready() {
     seed_scenario("the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready", Firmware::Uefi);
@@ -451,9 +453,13 @@ fn seed_scenario(test: &str, firmware: Firmware) {
         system.gzip_sha256
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&role));
+    let on_success = match firmware {
+        Firmware::Bios => "reboot",
+        Firmware::Uefi => "kexec",
+    };
     let manifest = format!(
         "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-3, namespace: edeploy}}\n\
-         spec: {{interfaces: [{{mac: \"{mac}\", boot: true}}], provider: {{manual: {{}}}}}}\n"
+         spec: {{interfaces: [{{mac: \"{mac}\", boot: true}}], provider: {{manual: {{}}}}, onSuccess: {on_success}}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
     let wait_secret =
@@ -488,12 +494,25 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     vm.wait_for("install plan", BOOT).unwrap();
     vm.wait_for("installed attempt=1", BOOT).unwrap();
     eprintln!("{firmware:?}: power-on to installed: {:?}", vm.elapsed());
+    if firmware == Firmware::Uefi {
+        let kexec = vm.wait_for("kexec: ", BOOT).unwrap();
+        assert!(kexec.contains("/vmlinuz from /syslinux.cfg"), "{kexec}");
+    }
     let network = vm.wait_for(machinist_e2e::system::NETWORK, BOOT).unwrap();
     eprintln!("{firmware:?}: power-on to the installed system's network: {:?}: {network}", vm.elapsed());
     assert!(network.contains("seed=yes") && network.contains("hostname=host03"), "{network}");
     assert!(network.contains("address=192.168.122.3"), "its CMDB address, by DHCP: {network}");
     let phoned = vm.wait_for(machinist_e2e::system::PHONED_HOME, BOOT).unwrap();
     assert!(phoned.ends_with(" ok"), "{phoned}");
+    if firmware == Firmware::Uefi {
+        // From the agent's kexec to the installed system: the kernel started the new one
+        // itself; nothing restarted the machine (which would have gone through OVMF).
+        let transcript = vm.transcript();
+        let at = transcript.iter().position(|l| l.contains("kexec: /vmlinuz")).unwrap();
+        let after = &transcript[at..];
+        assert!(after.iter().any(|l| l.contains("Starting new kernel")), "{after:?}");
+        assert!(!after.iter().any(|l| l.contains("reboot: Restarting system")), "{after:?}");
+    }
     machinist.kubectl(&["wait", "-n", "edeploy", "machine/vm-3", "--for=condition=Ready", "--timeout", "60s"], None);
     eprintln!("{firmware:?}: power-on to Ready: {:?}", vm.elapsed());
     let path = |jsonpath: &str| {
@@ -512,14 +531,19 @@ fn seed_scenario(test: &str, firmware: Firmware) {
         serde_json::from_str(&machinist.kubectl(&["get", "-n", "edeploy", "machine", "vm-3", "-o", "json"], None))
             .unwrap();
     // Installed once; then its disk booted and the installed system phoned home. Under
-    // SeaBIOS the last network boot was told to boot the disk (iPXE `exit`); OVMF, once the
-    // disk holds an EFI boot loader, boots it without trying the network again.
+    // SeaBIOS the last network boot was told to boot the disk (iPXE `exit`); under OVMF the
+    // agent kexec'd the installed kernel: no network boot after the install.
     let kinds = step_kinds(&machine);
     assert!(kinds.last().is_some_and(|k| k == "PhoneHome"), "{kinds:?}");
     let scripts = step_details(&machine, "Script");
     assert!(scripts.iter().filter(|s| *s == "install").count() <= 1, "installed twice: {kinds:?} {scripts:?}");
-    if firmware == Firmware::Bios {
-        assert_eq!(scripts, ["local disk"], "{kinds:?}");
+    match firmware {
+        Firmware::Bios => assert_eq!(scripts, ["local disk"], "{kinds:?}"),
+        Firmware::Uefi => {
+            assert!(!scripts.iter().any(|s| s == "local disk"), "{kinds:?} {scripts:?}");
+            let progress = step_details(&machine, "Progress");
+            assert!(progress.iter().any(|p| p.contains("kexec: /vmlinuz")), "{progress:?}");
+        }
     }
 }
 

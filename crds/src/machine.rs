@@ -269,8 +269,10 @@ pub enum OnSuccess {
     /// Reboot.
     #[default]
     Reboot,
-    /// kexec straight into the installed kernel, skipping firmware. Not built yet: the agent
-    /// reboots, which boots the installed disk.
+    /// After an install, kexec straight into the installed kernel, skipping firmware: the
+    /// agent boots the default entry of the image's syslinux/extlinux configuration or the
+    /// first entry of its `grub.cfg`; without one (or when kexec fails) it reboots. After
+    /// discovery it reboots.
     Kexec,
     /// Power off.
     Halt,

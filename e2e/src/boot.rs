@@ -282,6 +282,7 @@ pub fn recipe() -> RamdiskRecipe {
         init: Init::Script(INIT_SCRIPT.to_owned()),
         extra_files: Vec::new(),
         firmware: machinist_ramdisk::FirmwareSources::none(),
+        programs: Vec::new(),
     }
 }
 

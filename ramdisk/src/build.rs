@@ -1,4 +1,4 @@
-//! Building: gather the kernel, modules, busybox and agent, compose the image, write
+//! Building: gather the kernel, modules, busybox, agent and programs, compose the image, write
 //! `vmlinuz`, `initrd.gz` and `manifest.json`; and the cache of finished builds.
 
 use std::collections::BTreeMap;
@@ -174,6 +174,9 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
     let firmware = select(&wanted_firmware, |name| roots.read(name))?;
     warnings.extend(firmware.warnings.iter().cloned());
 
+    let (programs, program_packages) =
+        crate::programs::gather(&recipe.programs, downloads, &scratch.path().join("programs"))?;
+
     let busybox_path = find_program("busybox").unwrap_or_else(|| PathBuf::from("busybox"));
     let applets: Vec<String> =
         run(Command::new(&busybox_path).arg("--list-full"))?.lines().map(str::to_owned).collect();
@@ -184,6 +187,7 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
         modules: &modules,
         loading: &loading,
         module_index: &module_index,
+        programs: &programs,
         firmware: &firmware.files,
         init: &recipe.init,
         extra_files: &recipe.extra_files,
@@ -215,6 +219,7 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
         firmware: firmware.files.iter().map(|(name, _)| name.clone()).collect(),
         missing_firmware: firmware.missing,
         firmware_packages,
+        program_packages,
         warnings,
         files: image.paths(),
         kernel_size: size(&kernel)?,

@@ -1,5 +1,9 @@
-//! Telling statically linked binaries (what a RAM disk without libraries can run), and
-//! finding a section of a kernel module. Pure.
+//! Telling statically linked binaries (what a RAM disk without libraries can run), what a
+//! dynamically linked one needs (its interpreter and libraries), and finding a section of a
+//! kernel module. Pure.
+
+use object::elf;
+use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
 
 /// Whether `bytes` is a 64-bit little-endian ELF without a program interpreter (`PT_INTERP`):
 /// a static executable, or a static PIE.
@@ -15,6 +19,53 @@ pub fn is_static_elf64(bytes: &[u8]) -> bool {
     };
     let Ok(phoff) = usize::try_from(phoff) else { return false };
     (0..usize::from(count)).all(|i| u32_at(phoff + i * usize::from(entsize)).is_some_and(|kind| kind != 3))
+}
+
+/// What a dynamically linked 64-bit ELF file needs to run: its program interpreter
+/// (`PT_INTERP`, e.g. `/lib64/ld-linux-x86-64.so.2`; `None` for a shared library) and the
+/// libraries its `DT_NEEDED` entries name, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicNeeds {
+    /// The program interpreter's path.
+    pub interpreter: Option<String>,
+    /// Library names (`libc.so.6`).
+    pub needed: Vec<String>,
+}
+
+/// Why [`dynamic_needs`] cannot read a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    /// Not a 64-bit ELF file, or a malformed one.
+    #[error("{0}")]
+    Read(#[from] object::read::Error),
+    /// A `DT_NEEDED` entry points outside the string table.
+    #[error("a DT_NEEDED entry names no string")]
+    Needed,
+}
+
+/// The [`DynamicNeeds`] of `bytes`.
+pub fn dynamic_needs(bytes: &[u8]) -> Result<DynamicNeeds, ElfError> {
+    let file = ElfFile64::<object::Endianness>::parse(bytes)?;
+    let endian = file.endian();
+    let mut interpreter = None;
+    for header in file.elf_program_headers() {
+        if let Some(path) = header.interpreter(endian, bytes)? {
+            interpreter = Some(String::from_utf8_lossy(path).into_owned());
+        }
+    }
+    let sections = file.elf_section_table();
+    let mut needed = Vec::new();
+    if let Some((entries, link)) = sections.dynamic(endian, bytes)? {
+        let strings = sections.strings(endian, bytes, link)?;
+        for entry in entries {
+            if entry.d_tag(endian) == elf::DT_NEEDED {
+                let offset = u32::try_from(entry.d_val(endian)).map_err(|_| ElfError::Needed)?;
+                let name = strings.get(offset).map_err(|()| ElfError::Needed)?;
+                needed.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    Ok(DynamicNeeds { interpreter, needed })
 }
 
 /// The contents of the section called `name` of a 64-bit little-endian ELF file (`.modinfo`

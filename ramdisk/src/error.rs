@@ -44,6 +44,9 @@ pub enum Error {
     /// A Debian package cannot be named, downloaded or unpacked.
     #[error("{0}")]
     Package(String),
+    /// A dynamically linked program cannot be carried (not ELF, a library missing).
+    #[error("{0}")]
+    Program(String),
     /// A cached image's manifest cannot be read.
     #[error("{path}: {detail}")]
     Manifest {

@@ -1,5 +1,7 @@
 //! Where everything goes in the image. Pure: from the bytes gathered by [`crate::build`].
 
+use std::path::Path;
+
 use crate::error::Result;
 use crate::firmware::FIRMWARE_DIR;
 use crate::image::{Entry, Image, image_path};
@@ -23,6 +25,8 @@ pub struct Parts<'a> {
     /// `modprobe`'s index files: absolute path in the image (`…/modules.dep`,
     /// `…/modules.alias`) and text.
     pub module_index: &'a [(String, String)],
+    /// Dynamically linked programs, their loader and libraries: absolute path and contents.
+    pub programs: &'a [(String, Vec<u8>)],
     /// Firmware files: name relative to [`FIRMWARE_DIR`] and contents.
     pub firmware: &'a [(String, Vec<u8>)],
     /// What `/init` does.
@@ -32,7 +36,7 @@ pub struct Parts<'a> {
 }
 
 /// The image: the base directories (`/dev` with a console node, `/proc`, `/sys`, `/run`,
-/// `/tmp`, `/root`, `/etc`), busybox and its applet links, the agent, the modules and their
+/// `/tmp`, `/root`, `/etc`), busybox and its applet links, the agent, the programs, the modules and their
 /// load order ([`MODULE_LIST_PATH`]) and `modprobe`'s index, the firmware under
 /// [`FIRMWARE_DIR`], the `udhcpc` script, `/init`, then the extra files.
 pub fn compose(parts: &Parts<'_>) -> Result<Image> {
@@ -46,6 +50,9 @@ pub fn compose(parts: &Parts<'_>) -> Result<Image> {
     image.file(strip(BUSYBOX_PATH), parts.busybox, 0o755);
     if let Some(agent) = parts.agent {
         image.file(strip(AGENT_PATH), agent, 0o755);
+    }
+    for (path, data) in parts.programs {
+        image.file(&image_path(Path::new(path))?, data.as_slice(), 0o755);
     }
     let module_paths: Vec<String> = parts.modules.iter().map(|(path, _)| path.clone()).collect();
     for (path, data) in parts.modules {
@@ -100,6 +107,7 @@ mod tests {
                 companions: vec![],
             },
             module_index: &[("/lib/modules/r/modules.dep".to_owned(), "kernel/virtio.ko:\n".to_owned())],
+            programs: &[("/sbin/kexec".to_owned(), b"elf".to_vec())],
             firmware: &[("tigon/tg3.bin".to_owned(), b"fw".to_vec())],
             init: &Init::Agent,
             extra_files: &extra,
@@ -118,6 +126,7 @@ mod tests {
             "usr/share/udhcpc/default.script",
             "lib/firmware/tigon/tg3.bin",
             "lib/modules/r/modules.dep",
+            "sbin/kexec",
         ] {
             assert!(paths.iter().any(|p| p == expected), "{expected} missing from {paths:?}");
         }
@@ -145,6 +154,7 @@ mod tests {
             modules: &[],
             loading: &ModuleLoading::default(),
             module_index: &[],
+            programs: &[],
             firmware: &[],
             init: &Init::Script(String::new()),
             extra_files: &extra,

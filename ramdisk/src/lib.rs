@@ -16,7 +16,9 @@
 //! `modprobe` (`modules.dep`, `modules.alias`) so that `/init` loads the drivers of the PCI
 //! devices present only ([`modules`]); the files their `firmware=` fields name come from
 //! firmware directories and Debian firmware packages, missing ones a warning ([`firmware`]);
-//! the image ([`layout`]) holds busybox with its applet links, the agent, the modules, their
+//! dynamically linked programs (kexec-tools' `kexec`) come with their dynamic loader and
+//! libraries, all from Debian packages ([`programs`]);
+//! the image ([`layout`]) holds busybox with its applet links, the agent, the programs, the modules, their
 //! load order and index, the firmware, a `udhcpc` script and `/init` ([`init`]); it is written
 //! as a `newc` cpio archive with fixed owners, times and inode numbers in path order
 //! ([`image`]) and compressed with `gzip -6 -n`, so the same inputs give the same bytes.
@@ -35,6 +37,7 @@ pub mod kernel;
 pub mod layout;
 mod manifest;
 pub mod modules;
+pub mod programs;
 pub mod recipe;
 pub mod run;
 
@@ -43,4 +46,5 @@ pub use error::{Error, Result};
 pub use firmware::FirmwareSources;
 pub use init::{Init, ModuleLoading};
 pub use manifest::{Built, MANIFEST_FILE, Manifest};
+pub use programs::Program;
 pub use recipe::{PRODUCTION_FIRMWARE_PACKAGES, PRODUCTION_MODULES, RamdiskRecipe};

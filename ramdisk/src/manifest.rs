@@ -37,6 +37,9 @@ pub struct Manifest {
     /// The firmware packages used, as `package version` (`firmware-bnx2x 20230210-5`).
     #[serde(default)]
     pub firmware_packages: Vec<String>,
+    /// The packages the programs and their libraries come from, as `name version`.
+    #[serde(default)]
+    pub program_packages: Vec<String>,
     /// Missing modules and firmware, unavailable firmware packages and dependency cycles, in
     /// words.
     pub warnings: Vec<String>,

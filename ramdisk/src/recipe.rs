@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::firmware::FirmwareSources;
 use crate::init::Init;
+use crate::programs::Program;
 
 /// The metapackage whose dependency names the kernel package when none is given.
 pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
@@ -74,7 +75,7 @@ pub const PRODUCTION_FIRMWARE_PACKAGES: &[&str] =
     &["firmware-linux-free", "firmware-bnx2x", "firmware-qlogic", "firmware-misc-nonfree", "firmware-realtek"];
 
 /// Bumped when the RAM disk's construction changes in a way the recipe does not show.
-pub const BUILDER_VERSION: &str = "2";
+pub const BUILDER_VERSION: &str = "3";
 
 /// A file added to the image: its path in the image, contents, permission bits.
 pub type ExtraFile = (PathBuf, Vec<u8>, u32);
@@ -95,11 +96,13 @@ pub struct RamdiskRecipe {
     pub extra_files: Vec<ExtraFile>,
     /// Where the modules' firmware comes from; [`FirmwareSources::none`]: no firmware.
     pub firmware: FirmwareSources,
+    /// Dynamically linked programs, carried with their libraries.
+    pub programs: Vec<Program>,
 }
 
 impl RamdiskRecipe {
     /// The production RAM disk: [`PRODUCTION_MODULES`], [`Init::Agent`], `agent` as the agent,
-    /// firmware from [`PRODUCTION_FIRMWARE_PACKAGES`].
+    /// firmware from [`PRODUCTION_FIRMWARE_PACKAGES`], `kexec` ([`Program::kexec`]).
     pub fn production(agent: Option<PathBuf>) -> Self {
         Self {
             kernel_package: None,
@@ -111,6 +114,7 @@ impl RamdiskRecipe {
                 packages: PRODUCTION_FIRMWARE_PACKAGES.iter().map(|p| (*p).to_owned()).collect(),
                 dirs: Vec::new(),
             },
+            programs: vec![Program::kexec()],
         }
     }
 }
@@ -166,6 +170,15 @@ pub fn recipe_hash(recipe: &RamdiskRecipe, inputs: HashInputs<'_>) -> u64 {
     hash.part(&(recipe.firmware.dirs.len() as u64).to_le_bytes());
     for dir in &recipe.firmware.dirs {
         hash.part(dir.to_string_lossy().as_bytes());
+    }
+    hash.part(&(recipe.programs.len() as u64).to_le_bytes());
+    for program in &recipe.programs {
+        hash.part(program.package.as_bytes());
+        hash.part(program.path.as_bytes());
+        hash.part(&(program.library_packages.len() as u64).to_le_bytes());
+        for package in &program.library_packages {
+            hash.part(package.as_bytes());
+        }
     }
     hash.0
 }
@@ -229,6 +242,12 @@ mod tests {
         changed.push(recipe_hash(&recipe, INPUTS));
         let mut recipe = base.clone();
         recipe.firmware.dirs.push("/lib/firmware".into());
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut recipe = base.clone();
+        recipe.programs.clear();
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut recipe = base.clone();
+        recipe.programs[0].library_packages.pop();
         changed.push(recipe_hash(&recipe, INPUTS));
         changed.push(recipe_hash(&base, HashInputs { kernel_package: "linux-image-6.1.0-57-amd64", ..INPUTS }));
         changed.push(recipe_hash(&base, HashInputs { busybox: b"busybox2", ..INPUTS }));

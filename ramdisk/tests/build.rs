@@ -60,11 +60,22 @@ fn production_ramdisk_builds_reproducibly() -> Result<(), String> {
 
     let files = list(&first.initrd);
     assert_eq!(files, manifest.files);
-    for expected in
-        ["init", "bin/machinist-agent", "bin/busybox", "bin/sh", "usr/share/udhcpc/default.script", "dev/console"]
-    {
+    for expected in [
+        "init",
+        "bin/machinist-agent",
+        "bin/busybox",
+        "bin/sh",
+        "usr/share/udhcpc/default.script",
+        "dev/console",
+        // kexec with its loader and libraries, from Debian's packages.
+        "sbin/kexec",
+        "lib64/ld-linux-x86-64.so.2",
+        "lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libxenctrl.so.4.17",
+    ] {
         assert!(files.iter().any(|f| f == expected), "{expected} missing from the initrd");
     }
+    assert!(manifest.program_packages.iter().any(|p| p.starts_with("kexec-tools ")), "{:?}", manifest.program_packages);
     for module in ["virtio_net", "nvme", "virtio_pci", "virtio", "virtio_ring", "net_failover", "failover", "nvme_core"]
     {
         assert!(manifest.modules.iter().any(|m| m == module), "{module} not in {:?}", manifest.modules);
