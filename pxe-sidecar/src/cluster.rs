@@ -575,6 +575,11 @@ impl MachineSource for ClusterMachines {
         })
     }
 
+    fn install_attempt(&self, machine: &str) -> Option<i32> {
+        let machine = self.machine(machine)?;
+        machine.status.as_ref()?.install.as_ref().map(|install| install.attempt)
+    }
+
     fn verify_phone_home(&self, machine: &str, presented: &str) -> bool {
         self.secret_value(machine, PHONE_HOME_KEY)
             .is_some_and(|token| constant_time_eq(token.as_bytes(), presented.as_bytes()))
