@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The boot services are machinist-boot's HTTP router with in-memory machines (no API server:
-//! the plan is set directly), on loopback. The image is pseudo-random (incompressible: the gzip
+//! the plan is set directly), on loopback (`machinist_e2e::boot_http`, a thread and runtime of
+//! their own). The image is pseudo-random (incompressible: the gzip
 //! variant measures decompression at about the same size). The disk file is written in place
 //! and flushed by both sides (`dd conv=fsync`, the agent's `sync_all`); each run starts with a
 //! dropped page cache for the disk file where the kernel allows it. Figures go to stdout as a
@@ -17,40 +18,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)] // a bench binary reports on stdout
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use machinist_agent_protocol::cmdline::{Args, Mode, OnSuccess};
 use machinist_agent_protocol::install::InstallPlan;
-use machinist_boot::http::{self, HttpConfig, RamDisk};
 use machinist_boot::machines::{BootRecord, InMemoryMachines, InstallView};
 use machinist_crds::machine::{InstallStatus, MachinePhase};
+use machinist_e2e::boot_http::BootHttp;
 use serde_json::json;
 use sha2::Digest as _;
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "bench-token";
 const RUNS: usize = 3;
 
-struct Server {
-    address: SocketAddr,
-    machines: InMemoryMachines,
-    _shutdown: tokio::runtime::Runtime,
-    stop: CancellationToken,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn serve(artifacts: &Path) -> Server {
+fn serve(artifacts: &Path) -> BootHttp {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
     let machines = InMemoryMachines::new();
     let record = BootRecord {
         name: "bench".into(),
@@ -62,27 +46,10 @@ fn serve(artifacts: &Path) -> Server {
         installed: false,
     };
     machines.insert("52:54:00:be:00:01".parse().unwrap(), record);
-    let config = HttpConfig {
-        listen: Some(address),
-        public_url: format!("http://{address}"),
-        artifact_root: Some(artifacts.to_owned()),
-        ramdisk: RamDisk { kernel: "k".into(), initrd: "i".into(), args: vec![] },
-        report_limit: http::DEFAULT_REPORT_LIMIT,
-        log_limit: http::DEFAULT_LOG_LIMIT,
-    };
-    let router = http::router(config.validate().unwrap(), Arc::new(machines.clone()), Arc::new(machines.clone()));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let stop = CancellationToken::new();
-    listener.set_nonblocking(true).unwrap();
-    let serving = stop.clone();
-    runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        http::serve(listener, router, serving).await.unwrap();
-    });
-    Server { address, machines, _shutdown: runtime, stop }
+    BootHttp::start(listener, machines, Some(artifacts)).unwrap()
 }
 
-fn plan(server: &Server, file: &str, sha256: &str, compression: &str) {
+fn plan(server: &BootHttp, file: &str, sha256: &str, compression: &str) {
     let plan: InstallPlan = serde_json::from_value(json!({
         "role": {"name": "bench", "version": "1"},
         "image": {"url": format!("http://{}/artifacts/{file}", server.address), "sha256": sha256,
@@ -109,7 +76,7 @@ fn drop_cache(path: &Path) {
         .status();
 }
 
-fn agent(dir: &Path, server: &Server) -> Duration {
+fn agent(dir: &Path, server: &BootHttp) -> Duration {
     let cmdline = dir.join("cmdline");
     let args = Args {
         url: format!("http://{}", server.address),
@@ -135,7 +102,7 @@ fn agent(dir: &Path, server: &Server) -> Duration {
     elapsed
 }
 
-fn curl_dd(dir: &Path, server: &Server, file: &str, gunzip: bool) -> Duration {
+fn curl_dd(dir: &Path, server: &BootHttp, file: &str, gunzip: bool) -> Duration {
     let url = format!("http://{}/artifacts/{file}", server.address);
     let disk = dir.join("dev/vda");
     let pipeline = if gunzip {

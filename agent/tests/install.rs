@@ -14,7 +14,6 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use machinist_agent::backoff::Backoff;
@@ -22,12 +21,11 @@ use machinist_agent::install::{self, InstallError};
 use machinist_agent::sidecar::{SendError, Sidecar};
 use machinist_agent_protocol::cmdline::{Args, Mode, OnSuccess};
 use machinist_agent_protocol::install::{InstallPhase, InstallPlan};
-use machinist_boot::http::{self, HttpConfig, RamDisk};
 use machinist_boot::machines::{BootRecord, InMemoryMachines, InstallView, MachineSource as _};
 use machinist_crds::machine::{InstallStatus, MachinePhase};
+use machinist_e2e::boot_http::BootHttp;
 use serde_json::json;
 use sha2::Digest as _;
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "agent-token";
 const PHONE_HOME: &str = "phone-home-token";
@@ -46,79 +44,48 @@ fn args(address: SocketAddr) -> Args {
 }
 
 /// The boot services serving `artifacts`, with machine vm-1 Provisioning `image_url`.
-struct BootServices {
-    address: SocketAddr,
-    machines: InMemoryMachines,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+fn boot_services(
+    artifacts: &Path,
+    image_url: impl FnOnce(SocketAddr) -> String,
+    sha256: &str,
+    compression: &str,
+) -> BootHttp {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let machines = InMemoryMachines::new();
+    let record = BootRecord {
+        name: "vm-1".into(),
+        boot_target: None,
+        boot_menu: None,
+        token: TOKEN.into(),
+        on_success: OnSuccess::Halt,
+        debug: false,
+        installed: false,
+    };
+    machines.insert("52:54:00:ab:00:01".parse().unwrap(), record);
+    let plan: InstallPlan = serde_json::from_value(json!({
+        "role": {"name": "base", "version": "1"},
+        "image": {"url": image_url(address), "sha256": sha256, "format": "raw", "compression": compression},
+        "targetDisk": "/dev/vda",
+    }))
+    .unwrap();
+    let install = InstallStatus { attempt: 1, plan, retry: None, started_time: None };
+    let view = InstallView {
+        phase: Some(MachinePhase::Provisioning),
+        install: Some(install),
+        progress: None,
+        variables: Default::default(),
+        templates: None,
+        namespace: "default".into(),
+    };
+    machines.set_install("vm-1", view, PHONE_HOME);
+    BootHttp::start(listener, machines, Some(artifacts)).unwrap()
 }
 
-impl BootServices {
-    fn start(artifacts: &Path, image_url: impl FnOnce(SocketAddr) -> String, sha256: &str, compression: &str) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let machines = InMemoryMachines::new();
-        let record = BootRecord {
-            name: "vm-1".into(),
-            boot_target: None,
-            boot_menu: None,
-            token: TOKEN.into(),
-            on_success: OnSuccess::Halt,
-            debug: false,
-            installed: false,
-        };
-        machines.insert("52:54:00:ab:00:01".parse().unwrap(), record);
-        let plan: InstallPlan = serde_json::from_value(json!({
-            "role": {"name": "base", "version": "1"},
-            "image": {"url": image_url(address), "sha256": sha256, "format": "raw", "compression": compression},
-            "targetDisk": "/dev/vda",
-        }))
-        .unwrap();
-        let install = InstallStatus { attempt: 1, plan, retry: None, started_time: None };
-        let view = InstallView {
-            phase: Some(MachinePhase::Provisioning),
-            install: Some(install),
-            progress: None,
-            variables: Default::default(),
-            templates: None,
-            namespace: "default".into(),
-        };
-        machines.set_install("vm-1", view, PHONE_HOME);
-        let config = HttpConfig {
-            listen: Some(address),
-            public_url: format!("http://{address}"),
-            artifact_root: Some(artifacts.to_owned()),
-            ramdisk: RamDisk { kernel: "k".into(), initrd: "i".into(), args: vec![] },
-            report_limit: http::DEFAULT_REPORT_LIMIT,
-            log_limit: http::DEFAULT_LOG_LIMIT,
-        };
-        let router = http::router(config.validate().unwrap(), Arc::new(machines.clone()), Arc::new(machines.clone()));
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        listener.set_nonblocking(true).unwrap();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                http::serve(listener, router, stop).await.unwrap();
-            });
-        });
-        Self { address, machines, shutdown, thread: Some(thread) }
-    }
-
-    fn progress(&self) -> Option<(i32, InstallPhase, i64, String)> {
-        let view = self.machines.install("vm-1")?;
-        view.progress.map(|p| (p.attempt, p.phase, p.bytes_written, p.message))
-    }
-}
-
-impl Drop for BootServices {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// What vm-1 reported of its install last.
+fn progress(services: &BootHttp) -> Option<(i32, InstallPhase, i64, String)> {
+    let view = services.machines.install("vm-1")?;
+    view.progress.map(|p| (p.attempt, p.phase, p.bytes_written, p.message))
 }
 
 fn image() -> Vec<u8> {
@@ -162,14 +129,14 @@ fn the_binary_streams_a_gzip_image_to_the_disk() {
     let compressed = gzip(&raw);
     std::fs::write(artifacts.join("base.raw.gz"), &compressed).unwrap();
     let url = |address: SocketAddr| format!("http://{address}/artifacts/base.raw.gz");
-    let services = BootServices::start(&artifacts, url, &hex_sha256(&compressed), "gzip");
+    let services = boot_services(&artifacts, url, &hex_sha256(&compressed), "gzip");
     disk(dir.path(), 4 << 20);
 
     let (status, output) = agent(dir.path(), services.address);
     assert!(status.success(), "{output}");
     let written = std::fs::read(dir.path().join("dev/vda")).unwrap();
     assert_eq!(&written[..raw.len()], raw.as_slice());
-    let (attempt, phase, bytes, _) = services.progress().unwrap();
+    let (attempt, phase, bytes, _) = progress(&services).unwrap();
     assert_eq!((attempt, phase, bytes), (1, InstallPhase::Succeeded, raw.len() as i64));
     assert_eq!(services.machines.log("vm-1"), None, "no log upload when it worked");
 }
@@ -180,12 +147,12 @@ fn a_missing_image_fails_the_install_with_its_reason_and_the_log() {
     let artifacts = dir.path().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let url = |address: SocketAddr| format!("http://{address}/artifacts/missing.raw");
-    let services = BootServices::start(&artifacts, url, &"0".repeat(64), "none");
+    let services = boot_services(&artifacts, url, &"0".repeat(64), "none");
     disk(dir.path(), 1 << 20);
 
     let (status, output) = agent(dir.path(), services.address);
     assert_eq!(status.code(), Some(1), "{output}");
-    let (_, phase, _, message) = services.progress().unwrap();
+    let (_, phase, _, message) = progress(&services).unwrap();
     assert_eq!(phase, InstallPhase::Failed);
     assert!(message.contains("404") && message.contains("missing.raw"), "{message}");
     let log = services.machines.log("vm-1").expect("the log is uploaded");
@@ -200,13 +167,13 @@ fn an_image_server_that_never_answers_is_retried_then_the_install_fails() {
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let url = move |_: SocketAddr| format!("http://{closed}/image.raw");
-    let services = BootServices::start(&artifacts, url, &"0".repeat(64), "none");
+    let services = boot_services(&artifacts, url, &"0".repeat(64), "none");
     disk(dir.path(), 1 << 20);
     let quick = Backoff { base: Duration::from_millis(20), cap: Duration::from_millis(100), attempts: 5 };
     let sidecar = Sidecar::new(&args(services.address), quick);
     let error = install::install(&sidecar, &dir.path().join("dev"), 3).unwrap_err();
     assert!(matches!(error, InstallError::Download(SendError::GaveUp { attempts: 3, .. })), "{error}");
-    let (_, phase, _, message) = services.progress().unwrap();
+    let (_, phase, _, message) = progress(&services).unwrap();
     assert_eq!(phase, InstallPhase::Failed);
     assert!(message.contains("gave up") && message.contains("3 attempts"), "{message}");
     // The disk was opened but nothing was written.

@@ -4,7 +4,6 @@
 //! down at first is waited for, the log and progress arrive.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -13,9 +12,8 @@ use machinist_agent::sidecar::{SendError, Sidecar};
 use machinist_agent_protocol::cmdline::{Args, Mode, OnSuccess};
 use machinist_agent_protocol::progress::Level;
 use machinist_agent_protocol::report::{Quad, Report};
-use machinist_boot::http::{self, HttpConfig, RamDisk};
 use machinist_boot::machines::{BootRecord, InMemoryMachines};
-use tokio_util::sync::CancellationToken;
+use machinist_e2e::boot_http::BootHttp;
 
 const TOKEN: &str = "agent-token";
 
@@ -32,57 +30,20 @@ fn args(address: SocketAddr, token: &str) -> Args {
     }
 }
 
-/// The boot services' HTTP server on `address`, on a runtime of its own; stops on drop.
-struct BootServices {
-    machines: InMemoryMachines,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl BootServices {
-    fn start(listener: std::net::TcpListener) -> Self {
-        let address = listener.local_addr().unwrap();
-        let machines = InMemoryMachines::new();
-        let record = BootRecord {
-            name: "vm-1".into(),
-            boot_target: None,
-            boot_menu: None,
-            token: TOKEN.into(),
-            on_success: Default::default(),
-            debug: false,
-            installed: false,
-        };
-        machines.insert("52:54:00:ab:00:01".parse().unwrap(), record);
-        let config = HttpConfig {
-            listen: Some(address),
-            public_url: format!("http://{address}"),
-            artifact_root: None,
-            ramdisk: RamDisk { kernel: "k".into(), initrd: "i".into(), args: vec![] },
-            report_limit: http::DEFAULT_REPORT_LIMIT,
-            log_limit: http::DEFAULT_LOG_LIMIT,
-        };
-        let router = http::router(config.validate().unwrap(), Arc::new(machines.clone()), Arc::new(machines.clone()));
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        listener.set_nonblocking(true).unwrap();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                http::serve(listener, router, stop).await.unwrap();
-            });
-        });
-        Self { machines, shutdown, thread: Some(thread) }
-    }
-}
-
-impl Drop for BootServices {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The boot services' HTTP server on `listener`, with machine vm-1; stops on drop.
+fn boot_services(listener: std::net::TcpListener) -> BootHttp {
+    let machines = InMemoryMachines::new();
+    let record = BootRecord {
+        name: "vm-1".into(),
+        boot_target: None,
+        boot_menu: None,
+        token: TOKEN.into(),
+        on_success: Default::default(),
+        debug: false,
+        installed: false,
+    };
+    machines.insert("52:54:00:ab:00:01".parse().unwrap(), record);
+    BootHttp::start(listener, machines, None).unwrap()
 }
 
 fn quick() -> Backoff {
@@ -93,7 +54,7 @@ fn quick() -> Backoff {
 fn the_report_log_and_progress_arrive_and_a_wrong_token_is_final() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let services = BootServices::start(listener);
+    let services = boot_services(listener);
     let items = vec![Quad::new("system", "product", "name", "QEMU"), Quad::new("cpu", "logical", "number", "2")];
     let report = Report { items: items.clone() };
 
@@ -134,7 +95,7 @@ fn boot_services_that_are_down_at_first_are_waited_for() {
         (result, failures)
     });
     first_failure.recv_timeout(Duration::from_secs(30)).expect("the agent tried and failed");
-    let services = BootServices::start(std::net::TcpListener::bind(address).unwrap());
+    let services = boot_services(std::net::TcpListener::bind(address).unwrap());
     let (result, failures) = agent.join().unwrap();
     result.unwrap();
     assert!(failures >= 1);

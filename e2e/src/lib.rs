@@ -9,9 +9,12 @@
 //! bridge and its VMs booting from the network with QEMU's iPXE ROM (the same ones `machinist
 //! up --demo` runs), dnsmasq, and a RAM disk that reports on the serial console what it was
 //! booted with. [`netns`] joins two namespaces with a veth pair. `cluster` (feature `cluster`)
-//! is the control plane and the boot services on loopback, for tests that need both.
+//! is the control plane and the boot services on loopback, for tests that need both;
+//! `boot_http` (feature `boot-http`) the boot services' HTTP server over in-memory machines.
 
 pub mod boot;
+#[cfg(feature = "boot-http")]
+pub mod boot_http;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod netns;

@@ -66,9 +66,11 @@ pub const REGISTERED_LABEL: &str = "machinist.dev/auto-registered";
 /// Key of the agent log in its ConfigMap.
 pub const LOG_KEY: &str = "agent.log";
 
+const TOKEN_SECRET_PREFIX: &str = "machinist-agent-";
+
 /// Name of the Secret holding a Machine's agent token.
 pub fn token_secret_name(machine: &str) -> String {
-    format!("machinist-agent-{machine}")
+    format!("{TOKEN_SECRET_PREFIX}{machine}")
 }
 
 /// Name of the ConfigMap keeping a Machine's agent log.
@@ -196,6 +198,80 @@ pub fn machine_boot(machine: &Machine, cmdb: Option<&Cmdb>) -> MachineBoot {
     }
 }
 
+/// Agent tokens this process created, by Machine: they verify until the Secret cache shows
+/// them. Pure: fed the Machine and Secret watch events, which prune it; never more entries than
+/// Machines whose Secret the cache has not shown yet.
+#[derive(Debug, Default)]
+pub struct CreatedTokens {
+    by_machine: HashMap<String, CreatedToken>,
+}
+
+#[derive(Debug)]
+struct CreatedToken {
+    /// The Machine's uid: a later Machine of the same name is another machine.
+    uid: Option<String>,
+    token: String,
+}
+
+impl CreatedTokens {
+    /// Keeps `token`, created for `machine`.
+    pub fn insert(&mut self, machine: &Machine, token: String) {
+        self.by_machine.insert(machine.name_any(), CreatedToken { uid: machine.uid(), token });
+    }
+
+    /// The token kept for the Machine named `machine`, if `cached` (the Machine of that name in
+    /// the cache, `None` while the cache has none yet) is the Machine it was made for.
+    pub fn get(&self, machine: &str, cached: Option<&Machine>) -> Option<&str> {
+        let kept = self.by_machine.get(machine)?;
+        cached.is_none_or(|current| current.uid() == kept.uid).then_some(kept.token.as_str())
+    }
+
+    /// Whether a token is kept for `machine`.
+    pub fn contains(&self, machine: &str) -> bool {
+        self.by_machine.contains_key(machine)
+    }
+
+    /// Forgets the tokens of Machines that are gone, after the Machine store took `event`;
+    /// `listed` says whether the store holds a Machine of that name.
+    pub fn machine_event(&mut self, event: &watcher::Event<Machine>, listed: impl Fn(&str) -> bool) {
+        match event {
+            watcher::Event::Delete(machine) => {
+                let name = machine.name_any();
+                // A late delete of an earlier Machine of that name leaves the new one's token.
+                if self.by_machine.get(&name).is_some_and(|kept| kept.uid == machine.uid()) {
+                    self.by_machine.remove(&name);
+                }
+            }
+            watcher::Event::Apply(machine) | watcher::Event::InitApply(machine) => {
+                // Re-created under the same name (its delete missed by a re-list): another machine.
+                let name = machine.name_any();
+                if self.by_machine.get(&name).is_some_and(|kept| kept.uid != machine.uid()) {
+                    self.by_machine.remove(&name);
+                }
+            }
+            // A re-list no longer shows them: deleted while the watch was down.
+            watcher::Event::InitDone => self.by_machine.retain(|name, _| listed(name)),
+            watcher::Event::Init => {}
+        }
+    }
+
+    /// Forgets the tokens whose Secret the cache holds (whatever its value: from then on the
+    /// cache answers), after the Secret store took `event`; `cached` says whether the store
+    /// holds the token Secret of a Machine of that name.
+    pub fn secret_event(&mut self, event: &watcher::Event<Secret>, cached: impl Fn(&str) -> bool) {
+        match event {
+            watcher::Event::Apply(secret) => {
+                if let Some(machine) = secret.name_any().strip_prefix(TOKEN_SECRET_PREFIX) {
+                    self.by_machine.remove(machine);
+                }
+            }
+            // The store swaps the listed Secrets in at the end of a (re-)list.
+            watcher::Event::InitDone => self.by_machine.retain(|machine, _| !cached(machine)),
+            watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Delete(_) => {}
+        }
+    }
+}
+
 /// Machines, Cmdbs and agent tokens of one namespace, kept current by reflectors.
 #[derive(Clone)]
 pub struct ClusterMachines {
@@ -214,11 +290,12 @@ struct Inner {
     registrations: mpsc::Sender<MacAddr>,
     /// Who writes the boot timeline's Events (`reportingController`, `reportingInstance`).
     reporter: (String, String),
-    /// Bumped after each Machine or Cmdb event reached the caches.
+    /// Bumped after each Machine, Cmdb or token Secret event reached the caches.
     changes: tokio::sync::watch::Receiver<u64>,
-    /// Agent tokens this process created, by Machine: they verify before the Secret cache
-    /// shows them (one entry per Machine, replaced, never more than the Machines).
-    created: Mutex<HashMap<String, String>>,
+    /// Agent tokens this process created: they verify before the Secret cache shows them. The
+    /// Machine and Secret reflectors prune it (a deleted Machine's token must not verify for a
+    /// new Machine of that name).
+    created: Arc<Mutex<CreatedTokens>>,
 }
 
 impl std::fmt::Debug for ClusterMachines {
@@ -230,26 +307,27 @@ impl std::fmt::Debug for ClusterMachines {
     }
 }
 
-/// Runs a reflector until `shutdown`, calling `on_event` with each watch event after the store
-/// has taken it.
+/// Runs a reflector until `shutdown`, calling `on_event` with each watch event (and the store)
+/// after the store has taken it.
 fn run_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
     shutdown: CancellationToken,
-    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+    mut on_event: impl FnMut(&watcher::Event<K>, &Store<K>) + Send + 'static,
 ) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let store = reader.clone();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 next = stream.next() => match next {
-                    Some(Ok(event)) => on_event(&event),
+                    Some(Ok(event)) => on_event(&event, &store),
                     // The watcher backs off and retries by itself; say what happened.
                     Some(Err(error)) => tracing::warn!(%error, "watch of the boot services' cache failed; retrying"),
                     None => return,
@@ -277,15 +355,20 @@ impl ClusterMachines {
         let feed = index.clone();
         let (changed, changes) = tokio::sync::watch::channel(0u64);
         let changed = Arc::new(changed);
-        let cmdb_changed = changed.clone();
+        let (cmdb_changed, secret_changed) = (changed.clone(), changed.clone());
+        let created = Arc::new(Mutex::new(CreatedTokens::default()));
+        let (machines_prune, secrets_prune) = (created.clone(), created.clone());
+        let (machines_namespace, secrets_namespace) = (namespace.to_owned(), namespace.to_owned());
         let machines = run_reflector(
             Api::<Machine>::namespaced(client.clone(), namespace),
             watcher::Config::default(),
             shutdown.clone(),
-            move |event| {
+            move |event, store| {
                 if let Ok(mut index) = feed.lock() {
                     index.apply(event);
                 }
+                let listed = |name: &str| store.get(&ObjectRef::new(name).within(&machines_namespace)).is_some();
+                machines_prune.lock().unwrap_or_else(std::sync::PoisonError::into_inner).machine_event(event, listed);
                 changed.send_modify(|n| *n += 1);
             },
         );
@@ -293,19 +376,25 @@ impl ClusterMachines {
             Api::<Cmdb>::namespaced(client.clone(), namespace),
             watcher::Config::default(),
             shutdown.clone(),
-            move |_| cmdb_changed.send_modify(|n| *n += 1),
+            move |_, _| cmdb_changed.send_modify(|n| *n += 1),
         );
         let roles = run_reflector(
             Api::<Role>::namespaced(client.clone(), namespace),
             watcher::Config::default(),
             shutdown.clone(),
-            |_| {},
+            |_, _| {},
         );
         let secrets = run_reflector(
             Api::<Secret>::namespaced(client.clone(), namespace),
             watcher::Config::default().labels(&format!("{TOKEN_LABEL}=true")),
             shutdown.clone(),
-            |_| {},
+            move |event, store| {
+                let cached = |machine: &str| {
+                    store.get(&ObjectRef::new(&token_secret_name(machine)).within(&secrets_namespace)).is_some()
+                };
+                secrets_prune.lock().unwrap_or_else(std::sync::PoisonError::into_inner).secret_event(event, cached);
+                secret_changed.send_modify(|n| *n += 1);
+            },
         );
         const WAIT: Duration = Duration::from_secs(30);
         let mut index_changes = changes.clone();
@@ -343,15 +432,15 @@ impl ClusterMachines {
                 auto_register,
                 registrations,
                 changes,
-                created: Mutex::new(HashMap::new()),
+                created,
             }),
         };
         tokio::spawn(cluster.clone().run_registrar(queue, shutdown));
         Ok(cluster)
     }
 
-    /// Waits until `probe` finds what it looks for in the caches, re-trying after each Machine or
-    /// Cmdb change; `None` after `timeout`.
+    /// Waits until `probe` finds what it looks for in the caches, re-trying after each Machine,
+    /// Cmdb or token Secret change; `None` after `timeout`.
     pub async fn wait_for<T>(&self, timeout: Duration, mut probe: impl FnMut(&Self) -> Option<T>) -> Option<T> {
         let mut changes = self.inner.changes.clone();
         let wait = async {
@@ -383,6 +472,16 @@ impl ClusterMachines {
 
     fn token_of(&self, machine: &str) -> Option<String> {
         self.secret_value(machine, TOKEN_KEY)
+    }
+
+    /// Whether a token this process created for `machine` is still kept beside the Secret cache
+    /// (until the cache shows its Secret, or the Machine goes).
+    pub fn keeps_created_token(&self, machine: &str) -> bool {
+        self.created().contains(machine)
+    }
+
+    fn created(&self) -> std::sync::MutexGuard<'_, CreatedTokens> {
+        self.inner.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn secret_value(&self, machine: &str, key: &str) -> Option<String> {
@@ -447,12 +546,14 @@ impl ClusterMachines {
         match secrets.create(&PostParams::default(), &secret).await {
             Ok(_) => {
                 tracing::info!(machine = %name, secret = %secret_name, "created the agent token");
-                // Until the Secret cache shows it, a report with it must still verify.
-                self.inner
-                    .created
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(name, token.clone());
+                // Until the Secret cache shows it, a report with it must still verify. Checked
+                // under the lock the Secret reflector prunes with: when its event came first, the
+                // cache answers and an entry would never be pruned by it.
+                let mut created = self.created();
+                let cached = self.inner.secrets.get(&ObjectRef::new(&secret_name).within(&self.inner.namespace));
+                if cached.is_none() {
+                    created.insert(machine, token.clone());
+                }
                 Ok(token)
             }
             // Created meanwhile (by us for another request, or by a person): use it.
@@ -575,6 +676,11 @@ impl MachineSource for ClusterMachines {
         })
     }
 
+    fn install_attempt(&self, machine: &str) -> Option<i32> {
+        let machine = self.machine(machine)?;
+        machine.status.as_ref()?.install.as_ref().map(|install| install.attempt)
+    }
+
     fn verify_phone_home(&self, machine: &str, presented: &str) -> bool {
         self.secret_value(machine, PHONE_HOME_KEY)
             .is_some_and(|token| constant_time_eq(token.as_bytes(), presented.as_bytes()))
@@ -594,9 +700,10 @@ impl MachineSource for ClusterMachines {
 
     fn verify_token(&self, machine: &str, presented: &str) -> bool {
         // The cache's token when it has one; else the one this process just created, which
-        // the cache has not shown yet.
+        // the cache has not shown yet, for the Machine it was made for.
         let token = self.token_of(machine).or_else(|| {
-            self.inner.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(machine).cloned()
+            let cached = self.machine(machine);
+            self.created().get(machine, cached.as_deref()).map(str::to_owned)
         });
         token.is_some_and(|token| constant_time_eq(token.as_bytes(), presented.as_bytes()))
     }
@@ -877,5 +984,55 @@ mod tests {
         let (a, b) = (new_token().unwrap(), new_token().unwrap());
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn created_tokens_go_when_their_secret_is_cached_or_their_machine_goes() {
+        let with_uid = |name: &str, uid: &str| {
+            let mut m = machine(name, &[]);
+            m.metadata.uid = Some(uid.into());
+            m
+        };
+        let secret = |name: String| Secret {
+            metadata: kube::api::ObjectMeta { name: Some(name), ..Default::default() },
+            ..Default::default()
+        };
+        let (a1, a2, b1, b2) = (with_uid("a", "u1"), with_uid("a", "u2"), with_uid("b", "u3"), with_uid("b", "u4"));
+        let mut created = CreatedTokens::default();
+        created.insert(&a1, "ta".into());
+        created.insert(&b1, "tb".into());
+        // It answers for its Machine, or while the cache shows none of that name; never for
+        // another Machine of the name.
+        assert_eq!(created.get("a", Some(&a1)), Some("ta"));
+        assert_eq!(created.get("a", None), Some("ta"));
+        assert_eq!(created.get("a", Some(&a2)), None);
+        assert_eq!(created.get("c", None), None);
+
+        // Its Secret reached the cache, whatever it holds: the cache answers from now on.
+        created.secret_event(&watcher::Event::Apply(secret(token_secret_name("x"))), |_| true);
+        created.secret_event(&watcher::Event::Apply(secret("unrelated-a".into())), |_| true);
+        assert!(created.contains("a") && created.contains("b"));
+        created.secret_event(&watcher::Event::Apply(secret(token_secret_name("a"))), |_| true);
+        assert!(!created.contains("a") && created.contains("b"));
+
+        // Deleted: gone; a late delete of an earlier Machine of the name leaves the new one's.
+        created.insert(&a2, "ta2".into());
+        created.machine_event(&watcher::Event::Delete(a1.clone()), |_| true);
+        assert!(created.contains("a"));
+        created.machine_event(&watcher::Event::Delete(a2.clone()), |_| false);
+        assert!(!created.contains("a"));
+        // Seen again under its name with another uid (its delete missed): gone.
+        created.machine_event(&watcher::Event::Apply(b1.clone()), |_| true);
+        assert!(created.contains("b"));
+        created.machine_event(&watcher::Event::Apply(b2), |_| true);
+        assert!(!created.contains("b"));
+
+        // A re-list: what it no longer lists of Machines, what it lists of Secrets.
+        created.insert(&a1, "ta".into());
+        created.insert(&b1, "tb".into());
+        created.machine_event(&watcher::Event::InitDone, |name| name == "a");
+        assert!(created.contains("a") && !created.contains("b"));
+        created.secret_event(&watcher::Event::InitDone, |machine| machine == "a");
+        assert!(!created.contains("a"));
     }
 }

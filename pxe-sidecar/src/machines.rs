@@ -78,6 +78,14 @@ pub trait MachineSource: Send + Sync + 'static {
         None
     }
 
+    /// The attempt number of the machine's current install plan (`status.install.attempt`);
+    /// `None` for an unknown machine or one without a plan. Every iPXE script request asks it:
+    /// implementations answer without building the whole [`InstallView`] (its variables and
+    /// templates), which the default does.
+    fn install_attempt(&self, machine: &str) -> Option<i32> {
+        self.install(machine)?.install.map(|install| install.attempt)
+    }
+
     /// Whether `presented` is the phone-home token of `machine` (the installed system's
     /// credential, not the agent's). Unknown machines never verify.
     fn verify_phone_home(&self, _machine: &str, _presented: &str) -> bool {
@@ -245,6 +253,10 @@ impl MachineSource for InMemoryMachines {
         self.lock().installs.get(machine).cloned()
     }
 
+    fn install_attempt(&self, machine: &str) -> Option<i32> {
+        self.lock().installs.get(machine)?.install.as_ref().map(|install| install.attempt)
+    }
+
     fn verify_phone_home(&self, machine: &str, presented: &str) -> bool {
         self.lock().phone_home.get(machine).is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
     }
@@ -299,6 +311,49 @@ mod tests {
         assert!(machines.verify_token("m1", "t1"));
         assert!(!machines.verify_token("m1", "t2"));
         assert!(!machines.verify_token("m2", "t1"));
+    }
+
+    #[test]
+    fn the_install_attempt_is_read_alone() {
+        /// Only `install`: what the trait's default `install_attempt` derives from it.
+        struct ViewsOnly(InMemoryMachines);
+        impl MachineSource for ViewsOnly {
+            fn lookup(&self, mac: MacAddr) -> Option<BootRecord> {
+                self.0.lookup(mac)
+            }
+            fn verify_token(&self, machine: &str, presented: &str) -> bool {
+                self.0.verify_token(machine, presented)
+            }
+            fn install(&self, machine: &str) -> Option<InstallView> {
+                self.0.install(machine)
+            }
+        }
+        let view = |install: Option<InstallStatus>| InstallView {
+            phase: Some(MachinePhase::Provisioning),
+            install,
+            progress: None,
+            variables: [("hostname".to_owned(), "host03".to_owned())].into(),
+            templates: None,
+            namespace: "default".into(),
+        };
+        let plan = serde_json::from_value(serde_json::json!({
+            "role": {"name": "base"},
+            "image": {"url": "http://x/i.raw", "sha256": "a".repeat(64), "format": "raw"},
+            "targetDisk": "/dev/vda",
+        }))
+        .unwrap();
+        let machines = InMemoryMachines::new();
+        machines.set_install("no-plan", view(None), "p1");
+        machines.set_install(
+            "planned",
+            view(Some(InstallStatus { attempt: 3, plan, retry: None, started_time: None })),
+            "p2",
+        );
+        let derived = ViewsOnly(machines.clone());
+        for (machine, attempt) in [("planned", Some(3)), ("no-plan", None), ("unknown", None)] {
+            assert_eq!(machines.install_attempt(machine), attempt, "{machine}");
+            assert_eq!(derived.install_attempt(machine), attempt, "{machine}: the default");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The boot services against the embedded control plane: Machines found by MAC through a
-//! reflector, agent tokens from Secrets, hardware reports written into Machine status.
+//! reflector, agent tokens from Secrets (a token the boot services created is kept only until
+//! the cache shows its Secret, never past its Machine), hardware reports written into Machine
+//! status.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
 
@@ -94,6 +96,60 @@ async fn machines_tokens_and_reports_go_through_the_api() {
 
     // A report for a Machine that is gone is an error, not a panic.
     assert!(cluster.hardware_report("vm-9", HardwareReport { items, received: jiff::Timestamp::now() }).await.is_err());
+
+    shutdown.cancel();
+    control.stop().await;
+}
+
+#[tokio::test]
+async fn a_created_token_is_kept_until_its_secret_is_cached_and_not_past_its_machine() {
+    const WITHIN: Duration = Duration::from_secs(20);
+    let control = ControlPlane::start().await.unwrap();
+    let client = control.client.clone();
+    let shutdown = CancellationToken::new();
+    let cluster = ClusterMachines::start(client.clone(), "default", false, shutdown.clone()).await.unwrap();
+    let machines: Api<Machine> = Api::default_namespaced(client.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let mac = "52:54:00:ab:00:07".parse::<MacAddr>().unwrap();
+    let machine: Machine = serde_json::from_value(json!({
+        "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "vm-7"},
+        "spec": {"interfaces": [{"mac": mac.to_string()}], "provider": {"manual": {}}},
+    }))
+    .unwrap();
+
+    machines.create(&PostParams::default(), &machine).await.unwrap();
+    cluster.wait_for(WITHIN, |c| MachineSource::lookup(c, mac)).await.expect("the Machine reached the cache");
+    let token = cluster.token("vm-7").await.expect("its token is created");
+    assert!(cluster.verify_token("vm-7", &token), "the new token verifies at once");
+    // Its Secret reaches the cache: the cache answers, the token kept beside it goes.
+    cluster
+        .wait_for(WITHIN, |c| {
+            let cached = MachineSource::lookup(c, mac).is_some_and(|record| record.token == token);
+            (cached && !c.keeps_created_token("vm-7")).then_some(())
+        })
+        .await
+        .expect("the Secret reached the cache and the kept token went");
+    assert!(cluster.verify_token("vm-7", &token));
+
+    // Deleted with its Secret, then created again under the same name: the old token is dead.
+    machines.delete("vm-7", &Default::default()).await.unwrap();
+    // The Secret is owned by the Machine: the garbage collector may have taken it already.
+    match secrets.delete(&token_secret_name("vm-7"), &Default::default()).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Ok(_) => {}
+        Err(error) => panic!("failed to delete the Secret: {error}"),
+    }
+    cluster
+        .wait_for(WITHIN, |c| {
+            (MachineSource::lookup(c, mac).is_none() && !c.verify_token("vm-7", &token)).then_some(())
+        })
+        .await
+        .expect("the deletes reached the caches");
+    machines.create(&PostParams::default(), &machine).await.unwrap();
+    let again = cluster.wait_for(WITHIN, |c| MachineSource::lookup(c, mac)).await.expect("the new Machine is cached");
+    assert_eq!(again.token, "", "the new Machine has no Secret yet");
+    assert!(!cluster.verify_token("vm-7", &token), "the deleted Machine's token verifies for the new one");
+    assert!(!cluster.keeps_created_token("vm-7"));
 
     shutdown.cancel();
     control.stop().await;

@@ -99,11 +99,16 @@ fn previous(
 
 /// Whether this server accepted a success (or the phone-home) of `machine`'s current attempt.
 pub(super) fn succeeded_here(state: &AppState, machine: &str) -> bool {
-    let current = state.source.install(machine).and_then(|v| v.install).map(|i| i.attempt);
-    let remembered = state.installs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(machine).cloned();
-    remembered.is_some_and(|p| {
-        Some(p.attempt) == current && matches!(p.phase, InstallPhase::Succeeded | InstallPhase::Booted)
-    })
+    // Every script request asks: read this server's memory first (mostly empty) and only then
+    // the source, for the attempt alone.
+    let succeeded = state
+        .installs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(machine)
+        .filter(|p| matches!(p.phase, InstallPhase::Succeeded | InstallPhase::Booted))
+        .map(|p| p.attempt);
+    succeeded.is_some_and(|attempt| state.source.install_attempt(machine) == Some(attempt))
 }
 
 fn conflict(machine: &str, what: &str, error: &OrderError) -> Response {
