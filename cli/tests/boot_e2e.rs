@@ -392,7 +392,20 @@ fn production_ramdisk(agent: &Path, dir: &Path) {
 /// documentation.
 #[test]
 fn the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready() {
-    seed_scenario("the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready", Firmware::Bios);
+    seed_scenario(
+        "the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready",
+        Firmware::Bios,
+        Image::Raw,
+    );
+}
+
+/// The same with the system as a tree of files (`format: tar`, eDeploy's way): the agent makes
+/// the `vm` profile's partitions (msdos, one ext4 root), unpacks the tree, writes `/etc/fstab`
+/// and cloud-init's seed directory, installs extlinux with syslinux's MBR code, and SeaBIOS
+/// boots it.
+#[test]
+fn the_seed_scenario_installs_a_tar_tree_with_its_boot_loader() {
+    seed_scenario("the_seed_scenario_installs_a_tar_tree_with_its_boot_loader", Firmware::Bios, Image::Tree);
 }
 
 /// The same under OVMF (UEFI) with the NIC's option ROM disabled: the firmware's own PXE client
@@ -403,7 +416,7 @@ fn the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready(
 /// into the installer).
 #[test]
 fn the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready() {
-    seed_scenario("the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready", Firmware::Uefi);
+    seed_scenario("the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready", Firmware::Uefi, Image::Raw);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,16 +425,24 @@ enum Firmware {
     Uefi,
 }
 
-fn seed_scenario(test: &str, firmware: Firmware) {
-    if !need_boot_lab(test, &["kubectl", "curl", "mformat", "mcopy", "syslinux", "sha256sum"]).unwrap() {
+/// What the Role installs: the test system's raw disk image, or the same system as a tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Image {
+    Raw,
+    Tree,
+}
+
+fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
+    if !need_boot_lab(test, &["kubectl", "curl", "mformat", "mcopy", "syslinux", "sha256sum", "tar"]).unwrap() {
         return;
     }
     let Some(agent) = need_static_agent() else {
         return;
     };
-    let mac = match firmware {
-        Firmware::Bios => "52:54:00:e2:e1:04",
-        Firmware::Uefi => "52:54:00:e2:e1:05",
+    let mac = match (firmware, image) {
+        (Firmware::Bios, Image::Raw) => "52:54:00:e2:e1:04",
+        (Firmware::Uefi, _) => "52:54:00:e2:e1:05",
+        (Firmware::Bios, Image::Tree) => "52:54:00:e2:e1:06",
     };
     let images = tempfile::tempdir().unwrap();
     production_ramdisk(&agent, images.path());
@@ -436,6 +457,11 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
     std::fs::create_dir_all(machinist.artifacts().join("images")).unwrap();
     std::fs::copy(&system.gzip, machinist.artifacts().join("images/system.raw.gz")).unwrap();
+    std::fs::copy(&system.tree, machinist.artifacts().join("images/system.tar.gz")).unwrap();
+    let (file, sha256, format) = match image {
+        Image::Raw => ("system.raw.gz", &system.gzip_sha256, "raw"),
+        Image::Tree => ("system.tar.gz", &system.tree_sha256, "tar"),
+    };
 
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
     machinist.kubectl(&["create", "namespace", "edeploy"], None);
@@ -446,11 +472,10 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     let role = format!(
         "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
          spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
-         url: http://192.168.122.1:8080/artifacts/images/system.raw.gz\n      sha256: {}\n      \
-         format: raw\n      compression: gzip\n  \
+         url: http://192.168.122.1:8080/artifacts/images/{file}\n      sha256: {sha256}\n      \
+         format: {format}\n      compression: gzip\n  \
          cloudInit:\n    metaData: |\n      instance-id: {{{{ machine }}}}-{{{{ attempt }}}}\n      \
-         local-hostname: {{{{ hostname }}}}\n",
-        system.gzip_sha256
+         local-hostname: {{{{ hostname }}}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&role));
     let on_success = match firmware {
@@ -492,8 +517,12 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     vm.wait_for("hardware report delivered", BOOT).unwrap();
     eprintln!("{firmware:?}: power-on to hardware report: {:?}", vm.elapsed());
     vm.wait_for("install plan", BOOT).unwrap();
+    if image == Image::Tree {
+        let tree = vm.wait_for("tree installed", BOOT).unwrap();
+        assert!(tree.contains("1 partitions, tree unpacked, extlinux boots /boot/vmlinuz-"), "{tree}");
+    }
     vm.wait_for("installed attempt=1", BOOT).unwrap();
-    eprintln!("{firmware:?}: power-on to installed: {:?}", vm.elapsed());
+    eprintln!("{firmware:?} {image:?}: power-on to installed: {:?}", vm.elapsed());
     if firmware == Firmware::Uefi {
         let kexec = vm.wait_for("kexec: ", BOOT).unwrap();
         assert!(kexec.contains("/vmlinuz from /syslinux.cfg"), "{kexec}");
@@ -522,6 +551,7 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     assert_eq!(path("{.status.bootTarget}"), "LocalDisk");
     assert_eq!(path("{.status.install.plan.targetDisk}"), "/dev/vda");
     assert_eq!(path("{.status.installProgress.phase}"), "Booted");
+
     assert!(!path("{.status.provisionedTime}").is_empty());
     let mut curl = lab.command("curl");
     let answer = curl.args(["-sf", "--max-time", "10", "http://192.168.122.3/"]).output().unwrap();
