@@ -408,6 +408,14 @@ fn the_seed_scenario_installs_a_tar_tree_with_its_boot_loader() {
     seed_scenario("the_seed_scenario_installs_a_tar_tree_with_its_boot_loader", Firmware::Bios, Image::Tree);
 }
 
+/// A tree under OVMF (UEFI): the `vm` profile patched to GPT with an EFI system partition, on
+/// which the agent puts syslinux's EFI loader with the tree's kernel; after the install's
+/// reboot the script says local boot and OVMF boots the disk's `EFI/BOOT/BOOTX64.EFI`.
+#[test]
+fn the_seed_scenario_installs_a_tar_tree_that_uefi_boots() {
+    seed_scenario("the_seed_scenario_installs_a_tar_tree_that_uefi_boots", Firmware::Uefi, Image::Tree);
+}
+
 /// The same under OVMF (UEFI) with the NIC's option ROM disabled: the firmware's own PXE client
 /// gets `ipxe.efi` over TFTP (told by option 43 not to look for a boot server) and chains to
 /// the script, as every UEFI server does. This Machine says `onSuccess: kexec`: after the
@@ -441,8 +449,9 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
     };
     let mac = match (firmware, image) {
         (Firmware::Bios, Image::Raw) => "52:54:00:e2:e1:04",
-        (Firmware::Uefi, _) => "52:54:00:e2:e1:05",
+        (Firmware::Uefi, Image::Raw) => "52:54:00:e2:e1:05",
         (Firmware::Bios, Image::Tree) => "52:54:00:e2:e1:06",
+        (Firmware::Uefi, Image::Tree) => "52:54:00:e2:e1:07",
     };
     let images = tempfile::tempdir().unwrap();
     production_ramdisk(&agent, images.path());
@@ -468,6 +477,12 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
     for file in ["profiles.yaml", "cmdbs.yaml"] {
         machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
     }
+    if (firmware, image) == (Firmware::Uefi, Image::Tree) {
+        let esp = r#"{"spec":{"install":{"partitionTable":"gpt","partitions":[
+            {"size":"64MiB","filesystem":"vfat","mountPoint":"/boot/efi"},
+            {"size":"rest","filesystem":"ext4","mountPoint":"/"}]}}}"#;
+        machinist.kubectl(&["patch", "-n", "edeploy", "hardwareprofile", "vm", "--type", "merge", "-p", esp], None);
+    }
     // The `vm` profile's role, its image the test system on the boot services.
     let role = format!(
         "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
@@ -478,9 +493,9 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
          local-hostname: {{{{ hostname }}}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&role));
-    let on_success = match firmware {
-        Firmware::Bios => "reboot",
-        Firmware::Uefi => "kexec",
+    let on_success = match (firmware, image) {
+        (Firmware::Uefi, Image::Raw) => "kexec",
+        _ => "reboot",
     };
     let manifest = format!(
         "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-3, namespace: edeploy}}\n\
@@ -519,11 +534,14 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
     vm.wait_for("install plan", BOOT).unwrap();
     if image == Image::Tree {
         let tree = vm.wait_for("tree installed", BOOT).unwrap();
-        assert!(tree.contains("1 partitions, tree unpacked, extlinux boots /boot/vmlinuz-"), "{tree}");
+        assert!(tree.contains("partitions, tree unpacked, extlinux boots /boot/vmlinuz-"), "{tree}");
+        if firmware == Firmware::Uefi {
+            assert!(tree.contains("2 partitions") && tree.contains("EFI/BOOT/BOOTX64.EFI"), "{tree}");
+        }
     }
     vm.wait_for("installed attempt=1", BOOT).unwrap();
     eprintln!("{firmware:?} {image:?}: power-on to installed: {:?}", vm.elapsed());
-    if firmware == Firmware::Uefi {
+    if (firmware, image) == (Firmware::Uefi, Image::Raw) {
         let kexec = vm.wait_for("kexec: ", BOOT).unwrap();
         assert!(kexec.contains("/vmlinuz from /syslinux.cfg"), "{kexec}");
     }
@@ -533,7 +551,7 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
     assert!(network.contains("address=192.168.122.3"), "its CMDB address, by DHCP: {network}");
     let phoned = vm.wait_for(machinist_e2e::system::PHONED_HOME, BOOT).unwrap();
     assert!(phoned.ends_with(" ok"), "{phoned}");
-    if firmware == Firmware::Uefi {
+    if (firmware, image) == (Firmware::Uefi, Image::Raw) {
         // From the agent's kexec to the installed system: the kernel started the new one
         // itself; nothing restarted the machine (which would have gone through OVMF).
         let transcript = vm.transcript();
@@ -562,18 +580,20 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
             .unwrap();
     // Installed once; then its disk booted and the installed system phoned home. Under
     // SeaBIOS the last network boot was told to boot the disk (iPXE `exit`); under OVMF the
-    // agent kexec'd the installed kernel: no network boot after the install.
+    // agent kexec'd the installed kernel (raw image: no network boot after the install), or
+    // (tree) OVMF booted the disk's EFI loader, with or without asking the network first.
     let kinds = step_kinds(&machine);
     assert!(kinds.last().is_some_and(|k| k == "PhoneHome"), "{kinds:?}");
     let scripts = step_details(&machine, "Script");
     assert!(scripts.iter().filter(|s| *s == "install").count() <= 1, "installed twice: {kinds:?} {scripts:?}");
-    match firmware {
-        Firmware::Bios => assert_eq!(scripts, ["local disk"], "{kinds:?}"),
-        Firmware::Uefi => {
+    match (firmware, image) {
+        (Firmware::Bios, _) => assert_eq!(scripts, ["local disk"], "{kinds:?}"),
+        (Firmware::Uefi, Image::Raw) => {
             assert!(!scripts.iter().any(|s| s == "local disk"), "{kinds:?} {scripts:?}");
             let progress = step_details(&machine, "Progress");
             assert!(progress.iter().any(|p| p.contains("kexec: /vmlinuz")), "{progress:?}");
         }
+        (Firmware::Uefi, Image::Tree) => {}
     }
 }
 

@@ -67,12 +67,12 @@ pub const PRODUCTION_MODULES: &[&str] = &[
     "sd_mod",
     // File systems the agent makes and mounts to unpack `tar` images: ext4 (with the crc32c
     // its metadata checksums ask the crypto API for, not a declared dependency), and FAT (EFI
-    // system partitions) with the code page and character set Debian's kernel defaults to.
+    // system partitions) with the code page and I/O character set Debian's kernel defaults to (437, ascii).
     "ext4",
     "crc32c_generic",
     "vfat",
     "nls_cp437",
-    "nls_utf8",
+    "nls_ascii",
 ];
 
 /// The Debian packages the production RAM disk takes its modules' firmware from (the files
