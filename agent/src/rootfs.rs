@@ -504,6 +504,80 @@ mod tests {
         assert_eq!(newest_kernel(&["grub".to_owned()]), None);
     }
 
+    /// A tar entry whose name is written raw (the builder refuses hostile names).
+    fn raw_entry(archive: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        archive.extend_from_slice(header.as_bytes());
+        archive.extend_from_slice(data);
+        archive.resize(archive.len().div_ceil(512) * 512, 0);
+    }
+
+    fn source(bytes: &[u8]) -> ImageSource {
+        let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        ImageSource {
+            url: "http://x/tree.tar".into(),
+            sha256,
+            format: machinist_agent_protocol::install::ImageFormat::Tar,
+            compression: Compression::None,
+            grow_last_partition: false,
+        }
+    }
+
+    #[test]
+    fn a_hostile_tree_writes_nothing_outside_the_target() {
+        let outside = tempfile::tempdir().unwrap();
+        let escape = outside.path().join("escaped");
+        let absolute = escape.display().to_string();
+        let dir = outside.path().display().to_string();
+        type Entry<'a> = (&'a str, tar::EntryType, &'a str);
+        let cases: [&[Entry<'_>]; 3] = [
+            &[("../escaped", tar::EntryType::Regular, "")],
+            // An absolute name lands inside the target (its leading `/` dropped), as GNU tar does.
+            &[(absolute.as_str(), tar::EntryType::Regular, "")],
+            &[("link", tar::EntryType::Symlink, dir.as_str()), ("link/escaped", tar::EntryType::Regular, "")],
+        ];
+        for case in cases {
+            let target = tempfile::tempdir().unwrap();
+            let mut archive = Vec::new();
+            raw_entry(&mut archive, "boot/vmlinuz-1", tar::EntryType::Regular, "", b"kernel");
+            for (name, kind, link) in case {
+                raw_entry(&mut archive, name, *kind, link, b"x");
+            }
+            archive.extend_from_slice(&[0; 1024]);
+            let image = source(&archive);
+            let outcome = unpack(std::io::Cursor::new(archive), &image, target.path(), |_| {});
+            assert!(!escape.exists(), "{case:?} escaped the target ({:?})", outcome.map(|_| ()));
+            assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "{case:?}");
+            assert_eq!(std::fs::read(target.path().join("boot/vmlinuz-1")).unwrap(), b"kernel");
+        }
+    }
+
+    #[test]
+    fn the_tree_is_hashed_as_downloaded_and_corrupt_archives_fail() {
+        let target = tempfile::tempdir().unwrap();
+        let mut archive = Vec::new();
+        raw_entry(&mut archive, "etc/hostname", tar::EntryType::Regular, "", b"web\n");
+        archive.extend_from_slice(&[0; 1024]);
+        let image = source(&archive);
+        let (bytes, downloaded, sha) =
+            unpack(std::io::Cursor::new(archive.clone()), &image, target.path(), |_| {}).unwrap();
+        assert_eq!((sha, downloaded), (image.sha256.clone(), archive.len() as u64));
+        assert!(bytes >= 512 * 2, "{bytes}");
+        let mut gzip = image.clone();
+        gzip.compression = Compression::Gzip;
+        let error = unpack(std::io::Cursor::new(archive), &gzip, target.path(), |_| {}).unwrap_err();
+        assert!(error.to_string().contains("failed to unpack the tree"), "{error}");
+    }
+
     #[test]
     fn partition_nodes_follow_the_kernel_names() {
         assert_eq!(partition_device(Path::new("/dev/vda"), 2), Path::new("/dev/vda2"));
