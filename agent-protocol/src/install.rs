@@ -12,9 +12,12 @@
 //! - `POST /machines/{name}/phone-home` (the phone-home token, not the agent's): the installed
 //!   system is up. Accepted once the current attempt `Succeeded`; 409 before.
 
-use machinist_crds::machine::InstallProgress;
 /// The plan's types, as the API defines them (`status.install.plan`).
-pub use machinist_crds::machine::{InstallPhase, InstallPlan, PlannedNetwork};
+pub use machinist_crds::hardware_profile::{Filesystem, Partition, PartitionTable};
+/// Where a plan's partitions go on the disk the agent finds (for `tar` trees).
+pub use machinist_crds::layout;
+use machinist_crds::machine::InstallProgress;
+pub use machinist_crds::machine::{InstallPhase, InstallPlan, PlannedLayout, PlannedNetwork};
 /// The image's types, as the Role defines them.
 pub use machinist_crds::role::{Compression, ImageFormat, ImageSource};
 use serde::{Deserialize, Serialize};

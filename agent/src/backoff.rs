@@ -33,7 +33,7 @@ impl Backoff {
 /// A random fraction in [0, 1) (0.5 when the system has no randomness to give).
 pub fn random_fraction() -> f64 {
     let mut bytes = [0u8; 4];
-    match getrandom::fill(&mut bytes) {
+    match crate::random::fill(&mut bytes) {
         Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
         Err(_) => 0.5,
     }

@@ -50,7 +50,9 @@ pub enum InstallError {
         source: io::Error,
     },
     /// An image format the agent does not write yet.
-    #[error("image format {0} is not supported yet: use a raw image (optionally gzip, zstd or xz compressed)")]
+    #[error(
+        "image format {0} is not supported: use a raw image or a tar tree (optionally gzip, zstd or xz compressed)"
+    )]
     Format(&'static str),
     /// The image is larger than the disk.
     #[error("the image does not fit target disk {disk}: it is {image} bytes or more, the disk {disk_size}")]
@@ -146,6 +148,40 @@ fn write_plan(
         .map_err(|source| InstallError::Io { what: format!("failed to read the size of {disk_name}"), source })?;
     report(InstallPhase::Planned, 0, None, &format!("{disk_name}: {disk_size} bytes"));
     let (body, length) = sidecar.download(&plan.image.url, download_attempts).map_err(InstallError::Download)?;
+    if plan.image.format == ImageFormat::Tar {
+        let layout =
+            plan.layout.as_ref().ok_or(InstallError::Format("tar without the profile's partitions in the plan"))?;
+        report(InstallPhase::Writing, 0, None, "");
+        let tools = crate::rootfs::Tools::default();
+        let outcome = crate::rootfs::install(
+            body,
+            &plan.image,
+            layout,
+            plan.hostname.as_deref(),
+            &response.seed,
+            &path,
+            &mut disk,
+            &tools,
+            |bytes| report(InstallPhase::Writing, bytes, None, ""),
+        );
+        return match outcome {
+            Ok((written, message)) => {
+                tracing::info!(%message, "tree installed");
+                report(
+                    InstallPhase::Written,
+                    written.bytes,
+                    Some(written.bytes),
+                    &format!("sha256 matches; {message}"),
+                );
+                Ok(written)
+            }
+            Err(error) => {
+                // Part of a system is worse than none: it might boot.
+                wipe(&mut disk);
+                Err(error)
+            }
+        };
+    }
     // The decompressed size is known up front only for an uncompressed image.
     let total = length.filter(|_| plan.image.compression == Compression::None);
     if let Some(total) = total
@@ -173,12 +209,12 @@ pub fn device_path(dev_root: &Path, disk: &str) -> Result<PathBuf, InstallError>
     name.map(|n| dev_root.join(n)).ok_or_else(|| InstallError::NotADevice(disk.to_owned()))
 }
 
-/// Refuses what cannot be written, before anything is.
+/// Refuses what cannot be installed, before anything is written: raw images and trees
+/// (`tar`, [`crate::rootfs`]) can be.
 pub fn check_format(image: &ImageSource) -> Result<(), InstallError> {
     match image.format {
-        ImageFormat::Raw => Ok(()),
+        ImageFormat::Raw | ImageFormat::Tar => Ok(()),
         ImageFormat::Qcow2 => Err(InstallError::Format("qcow2")),
-        ImageFormat::Tar => Err(InstallError::Format("tar")),
     }
 }
 
@@ -260,7 +296,11 @@ pub fn write_image(
     disk_name: &str,
     on_progress: impl FnMut(u64),
 ) -> Result<Written, InstallError> {
-    check_format(image)?;
+    match image.format {
+        ImageFormat::Raw => {}
+        ImageFormat::Qcow2 => return Err(InstallError::Format("qcow2")),
+        ImageFormat::Tar => return Err(InstallError::Format("tar (a tree goes on partitions, not block by block)")),
+    }
     let io_error = |what: &str| {
         let what = what.to_owned();
         move |source| InstallError::Io { what: what.clone(), source }
@@ -421,10 +461,13 @@ mod tests {
         let image = source(sha(&junk), ImageFormat::Raw, Compression::Gzip);
         let error = write_image(junk.as_slice(), &image, &mut handle, "/dev/vda", |_| {}).unwrap_err();
         assert!(matches!(error, InstallError::Decompress { compression: "gzip", .. }), "{error}");
-        for (format, name) in [(ImageFormat::Qcow2, "qcow2"), (ImageFormat::Tar, "tar")] {
-            let error = check_format(&source(sha(&junk), format, Compression::None)).unwrap_err();
-            assert!(error.to_string().contains(name), "{error}");
-        }
+        let qcow2 = check_format(&source(sha(&junk), ImageFormat::Qcow2, Compression::None)).unwrap_err();
+        assert!(qcow2.to_string().contains("qcow2"), "{qcow2}");
+        assert!(check_format(&source(sha(&junk), ImageFormat::Tar, Compression::None)).is_ok());
+        // A tree goes on partitions (crate::rootfs), never block by block.
+        let tar = source(sha(&junk), ImageFormat::Tar, Compression::None);
+        let error = write_image(junk.as_slice(), &tar, &mut handle, "/dev/vda", |_| {}).unwrap_err();
+        assert!(error.to_string().contains("tar (a tree goes on partitions"), "{error}");
     }
 
     #[test]

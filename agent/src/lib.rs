@@ -67,12 +67,15 @@
 //! [`ITEM_ELEMENT_MAX_LENGTH`](machinist_agent_protocol::report::ITEM_ELEMENT_MAX_LENGTH) bytes.
 
 pub mod backoff;
+pub mod fresh_table;
 pub mod install;
 pub mod inventory;
 mod items;
 pub mod kexec;
 pub mod logbuf;
 pub mod network;
+pub mod random;
+pub mod rootfs;
 pub mod seed;
 pub mod sidecar;
 pub mod table;

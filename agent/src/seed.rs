@@ -296,11 +296,7 @@ fn put(disk: &mut File, writes: &[table::Write]) -> io::Result<()> {
 
 /// A random (version 4) GUID, as GPT stores it (the first three fields little-endian).
 fn random_guid() -> io::Result<[u8; 16]> {
-    let mut guid = [0u8; 16];
-    getrandom::fill(&mut guid).map_err(|e| io::Error::other(format!("no randomness for a partition GUID: {e}")))?;
-    guid[7] = (guid[7] & 0x0f) | 0x40;
-    guid[8] = (guid[8] & 0x3f) | 0x80;
-    Ok(guid)
+    crate::random::guid()
 }
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ fn align_down(sector: u64) -> u64 {
 }
 
 /// CHS of an LBA sector in the usual 255 heads × 63 sectors geometry; `fe ff ff` past it.
-fn chs(lba: u64) -> [u8; 3] {
+pub(crate) fn chs(lba: u64) -> [u8; 3] {
     let (heads, sectors) = (255, 63);
     let cylinder = lba / (heads * sectors);
     if cylinder > 1023 {
@@ -262,16 +262,16 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     bytes.get(at..at + 8).map_or(0, |s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
 }
 
-fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
+pub(crate) fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
     bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
 
-fn put_u64(bytes: &mut [u8], at: usize, value: u64) {
+pub(crate) fn put_u64(bytes: &mut [u8], at: usize, value: u64) {
     bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
 /// The CRC32 of a GPT header: over its `size` bytes, its own CRC field taken as zero.
-fn header_crc(header: &[u8], size: usize) -> u32 {
+pub(crate) fn header_crc(header: &[u8], size: usize) -> u32 {
     let mut copy = header[..size].to_vec();
     copy[16..20].fill(0);
     crc32fast::hash(&copy)

@@ -392,7 +392,28 @@ fn production_ramdisk(agent: &Path, dir: &Path) {
 /// documentation.
 #[test]
 fn the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready() {
-    seed_scenario("the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready", Firmware::Bios);
+    seed_scenario(
+        "the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready",
+        Firmware::Bios,
+        Image::Raw,
+    );
+}
+
+/// The same with the system as a tree of files (`format: tar`, eDeploy's way): the agent makes
+/// the `vm` profile's partitions (msdos, one ext4 root), unpacks the tree, writes `/etc/fstab`
+/// and cloud-init's seed directory, installs extlinux with syslinux's MBR code, and SeaBIOS
+/// boots it.
+#[test]
+fn the_seed_scenario_installs_a_tar_tree_with_its_boot_loader() {
+    seed_scenario("the_seed_scenario_installs_a_tar_tree_with_its_boot_loader", Firmware::Bios, Image::Tree);
+}
+
+/// A tree under OVMF (UEFI): the `vm` profile patched to GPT with an EFI system partition, on
+/// which the agent puts syslinux's EFI loader with the tree's kernel; after the install's
+/// reboot the script says local boot and OVMF boots the disk's `EFI/BOOT/BOOTX64.EFI`.
+#[test]
+fn the_seed_scenario_installs_a_tar_tree_that_uefi_boots() {
+    seed_scenario("the_seed_scenario_installs_a_tar_tree_that_uefi_boots", Firmware::Uefi, Image::Tree);
 }
 
 /// The same under OVMF (UEFI) with the NIC's option ROM disabled: the firmware's own PXE client
@@ -403,7 +424,7 @@ fn the_seed_scenario_installs_a_vm_that_boots_its_disk_and_phones_home_to_ready(
 /// into the installer).
 #[test]
 fn the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready() {
-    seed_scenario("the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready", Firmware::Uefi);
+    seed_scenario("the_seed_scenario_under_uefi_without_an_ipxe_rom_reaches_ready", Firmware::Uefi, Image::Raw);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,16 +433,25 @@ enum Firmware {
     Uefi,
 }
 
-fn seed_scenario(test: &str, firmware: Firmware) {
-    if !need_boot_lab(test, &["kubectl", "curl", "mformat", "mcopy", "syslinux", "sha256sum"]).unwrap() {
+/// What the Role installs: the test system's raw disk image, or the same system as a tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Image {
+    Raw,
+    Tree,
+}
+
+fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
+    if !need_boot_lab(test, &["kubectl", "curl", "mformat", "mcopy", "syslinux", "sha256sum", "tar"]).unwrap() {
         return;
     }
     let Some(agent) = need_static_agent() else {
         return;
     };
-    let mac = match firmware {
-        Firmware::Bios => "52:54:00:e2:e1:04",
-        Firmware::Uefi => "52:54:00:e2:e1:05",
+    let mac = match (firmware, image) {
+        (Firmware::Bios, Image::Raw) => "52:54:00:e2:e1:04",
+        (Firmware::Uefi, Image::Raw) => "52:54:00:e2:e1:05",
+        (Firmware::Bios, Image::Tree) => "52:54:00:e2:e1:06",
+        (Firmware::Uefi, Image::Tree) => "52:54:00:e2:e1:07",
     };
     let images = tempfile::tempdir().unwrap();
     production_ramdisk(&agent, images.path());
@@ -436,26 +466,36 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
     std::fs::create_dir_all(machinist.artifacts().join("images")).unwrap();
     std::fs::copy(&system.gzip, machinist.artifacts().join("images/system.raw.gz")).unwrap();
+    std::fs::copy(&system.tree, machinist.artifacts().join("images/system.tar.gz")).unwrap();
+    let (file, sha256, format) = match image {
+        Image::Raw => ("system.raw.gz", &system.gzip_sha256, "raw"),
+        Image::Tree => ("system.tar.gz", &system.tree_sha256, "tar"),
+    };
 
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
     machinist.kubectl(&["create", "namespace", "edeploy"], None);
     for file in ["profiles.yaml", "cmdbs.yaml"] {
         machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
     }
+    if (firmware, image) == (Firmware::Uefi, Image::Tree) {
+        let esp = r#"{"spec":{"install":{"partitionTable":"gpt","partitions":[
+            {"size":"64MiB","filesystem":"vfat","mountPoint":"/boot/efi"},
+            {"size":"rest","filesystem":"ext4","mountPoint":"/"}]}}}"#;
+        machinist.kubectl(&["patch", "-n", "edeploy", "hardwareprofile", "vm", "--type", "merge", "-p", esp], None);
+    }
     // The `vm` profile's role, its image the test system on the boot services.
     let role = format!(
         "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
          spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
-         url: http://192.168.122.1:8080/artifacts/images/system.raw.gz\n      sha256: {}\n      \
-         format: raw\n      compression: gzip\n  \
+         url: http://192.168.122.1:8080/artifacts/images/{file}\n      sha256: {sha256}\n      \
+         format: {format}\n      compression: gzip\n  \
          cloudInit:\n    metaData: |\n      instance-id: {{{{ machine }}}}-{{{{ attempt }}}}\n      \
-         local-hostname: {{{{ hostname }}}}\n",
-        system.gzip_sha256
+         local-hostname: {{{{ hostname }}}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&role));
-    let on_success = match firmware {
-        Firmware::Bios => "reboot",
-        Firmware::Uefi => "kexec",
+    let on_success = match (firmware, image) {
+        (Firmware::Uefi, Image::Raw) => "kexec",
+        _ => "reboot",
     };
     let manifest = format!(
         "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {{name: vm-3, namespace: edeploy}}\n\
@@ -492,9 +532,16 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     vm.wait_for("hardware report delivered", BOOT).unwrap();
     eprintln!("{firmware:?}: power-on to hardware report: {:?}", vm.elapsed());
     vm.wait_for("install plan", BOOT).unwrap();
+    if image == Image::Tree {
+        let tree = vm.wait_for("tree installed", BOOT).unwrap();
+        assert!(tree.contains("partitions, tree unpacked, extlinux boots /boot/vmlinuz-"), "{tree}");
+        if firmware == Firmware::Uefi {
+            assert!(tree.contains("2 partitions") && tree.contains("EFI/BOOT/BOOTX64.EFI"), "{tree}");
+        }
+    }
     vm.wait_for("installed attempt=1", BOOT).unwrap();
-    eprintln!("{firmware:?}: power-on to installed: {:?}", vm.elapsed());
-    if firmware == Firmware::Uefi {
+    eprintln!("{firmware:?} {image:?}: power-on to installed: {:?}", vm.elapsed());
+    if (firmware, image) == (Firmware::Uefi, Image::Raw) {
         let kexec = vm.wait_for("kexec: ", BOOT).unwrap();
         assert!(kexec.contains("/vmlinuz from /syslinux.cfg"), "{kexec}");
     }
@@ -504,7 +551,7 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     assert!(network.contains("address=192.168.122.3"), "its CMDB address, by DHCP: {network}");
     let phoned = vm.wait_for(machinist_e2e::system::PHONED_HOME, BOOT).unwrap();
     assert!(phoned.ends_with(" ok"), "{phoned}");
-    if firmware == Firmware::Uefi {
+    if (firmware, image) == (Firmware::Uefi, Image::Raw) {
         // From the agent's kexec to the installed system: the kernel started the new one
         // itself; nothing restarted the machine (which would have gone through OVMF).
         let transcript = vm.transcript();
@@ -522,6 +569,7 @@ fn seed_scenario(test: &str, firmware: Firmware) {
     assert_eq!(path("{.status.bootTarget}"), "LocalDisk");
     assert_eq!(path("{.status.install.plan.targetDisk}"), "/dev/vda");
     assert_eq!(path("{.status.installProgress.phase}"), "Booted");
+
     assert!(!path("{.status.provisionedTime}").is_empty());
     let mut curl = lab.command("curl");
     let answer = curl.args(["-sf", "--max-time", "10", "http://192.168.122.3/"]).output().unwrap();
@@ -532,18 +580,20 @@ fn seed_scenario(test: &str, firmware: Firmware) {
             .unwrap();
     // Installed once; then its disk booted and the installed system phoned home. Under
     // SeaBIOS the last network boot was told to boot the disk (iPXE `exit`); under OVMF the
-    // agent kexec'd the installed kernel: no network boot after the install.
+    // agent kexec'd the installed kernel (raw image: no network boot after the install), or
+    // (tree) OVMF booted the disk's EFI loader, with or without asking the network first.
     let kinds = step_kinds(&machine);
     assert!(kinds.last().is_some_and(|k| k == "PhoneHome"), "{kinds:?}");
     let scripts = step_details(&machine, "Script");
     assert!(scripts.iter().filter(|s| *s == "install").count() <= 1, "installed twice: {kinds:?} {scripts:?}");
-    match firmware {
-        Firmware::Bios => assert_eq!(scripts, ["local disk"], "{kinds:?}"),
-        Firmware::Uefi => {
+    match (firmware, image) {
+        (Firmware::Bios, _) => assert_eq!(scripts, ["local disk"], "{kinds:?}"),
+        (Firmware::Uefi, Image::Raw) => {
             assert!(!scripts.iter().any(|s| s == "local disk"), "{kinds:?} {scripts:?}");
             let progress = step_details(&machine, "Progress");
             assert!(progress.iter().any(|p| p.contains("kexec: /vmlinuz")), "{progress:?}");
         }
+        (Firmware::Uefi, Image::Tree) => {}
     }
 }
 

@@ -89,8 +89,8 @@ pub struct HardwareProfileSpec {
 
     /// Disk and network layout of the install (eDeploy's `.configure`, declared): `targetDisk`
     /// is the disk the image is written to, and a machine is not installed without it;
-    /// `partitions` are not acted on yet (images carry their own); `network` goes into the plan
-    /// but is not written into the installed system yet.
+    /// `partitionTable` and `partitions` are made for Roles whose image is a `tar` tree (raw
+    /// images carry their own); `network` goes into the cloud-init seed's `network-config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install: Option<InstallLayout>,
 }
@@ -106,7 +106,8 @@ pub struct InstallLayout {
     /// Partition table type.
     #[serde(default)]
     pub partition_table: PartitionTable,
-    /// Partitions, created in order. Absent: one root partition over the whole disk.
+    /// Partitions, created in order, for `tar` images (ext4, vfat and swap are made; xfs is
+    /// not yet; the root must be ext4). Absent: one ext4 root partition over the whole disk.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.filter(p, p.size == 'rest').size() <= 1").message("only one partition may take the rest of the disk"))]
@@ -131,7 +132,8 @@ pub enum PartitionTable {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Partition {
-    /// Size: `512MiB`, `20GiB`, `1TiB`, a percentage of the disk (`50%`), or `rest`.
+    /// Size: `512MiB`, `20GiB`, `1TiB`, a percentage of the disk's usable space (`50%`;
+    /// `100%` is all of it), or `rest`. Partitions start and end on 1 MiB boundaries.
     #[schemars(regex(pattern = r"^([1-9][0-9]{0,6}(MiB|GiB|TiB)|([1-9][0-9]?|100)%|rest)$"))]
     pub size: String,
     /// Filesystem created on it.

@@ -16,6 +16,7 @@ pub mod events;
 #[cfg(feature = "manifests")]
 pub mod generated;
 pub mod hardware_profile;
+pub mod layout;
 pub mod load_balancer_backend;
 pub mod machine;
 #[cfg(feature = "manifests")]

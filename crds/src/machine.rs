@@ -532,6 +532,23 @@ pub struct InstallPlan {
     /// without cloud-init get their CMDB address by DHCP from the boot services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<PlannedNetwork>,
+    /// For a `tar` image: the partitions the agent makes on the disk, from the profile's
+    /// `install.partitionTable` and `install.partitions` (one ext4 root over the disk when it
+    /// has none), before it unpacks the tree and installs a boot loader. Absent for raw images,
+    /// which carry their own partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<PlannedLayout>,
+}
+
+/// The partitions a tree is unpacked onto.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedLayout {
+    /// Partition table type.
+    pub partition_table: crate::hardware_profile::PartitionTable,
+    /// Partitions, in order on the disk.
+    #[schemars(length(max = 32))]
+    pub partitions: Vec<crate::hardware_profile::Partition>,
 }
 
 /// The installed system's network, resolved.

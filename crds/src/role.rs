@@ -111,7 +111,9 @@ pub struct ImageSource {
     /// fails the install (the start of the disk is wiped).
     #[schemars(regex(pattern = r"^[a-f0-9]{64}$"))]
     pub sha256: String,
-    /// Image format. Only `raw` is written yet; `qcow2` and `tar` fail the install with a reason.
+    /// Image format: `raw` is written block by block; `tar` is unpacked onto the profile's
+    /// partitions, which the agent makes, with a boot loader; `qcow2` fails the install with
+    /// a reason (not built).
     pub format: ImageFormat,
     /// Compression of the file.
     #[serde(default)]
@@ -133,9 +135,11 @@ pub struct ImageSource {
 pub enum ImageFormat {
     /// Whole-disk raw image, written block by block.
     Raw,
-    /// qcow2 image, converted to raw while written.
+    /// qcow2 image: refused (convert it to raw first).
     Qcow2,
-    /// Tree of files (eDeploy's way), unpacked on the partitions of the profile's layout.
+    /// Tree of files (eDeploy's way), unpacked on the partitions of the profile's layout; the
+    /// agent installs extlinux (and syslinux's EFI loader with an ESP) to boot its newest
+    /// `/boot/vmlinuz-*`.
     Tar,
 }
 

@@ -283,6 +283,7 @@ pub fn recipe() -> RamdiskRecipe {
         extra_files: Vec::new(),
         firmware: machinist_ramdisk::FirmwareSources::none(),
         programs: Vec::new(),
+        package_files: Vec::new(),
     }
 }
 

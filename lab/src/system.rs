@@ -7,7 +7,10 @@
 //! the Debian kernel and an initramfs built by `machinist-ramdisk` around [`INIT_SCRIPT`];
 //! partition 2, FAT12 `CIDATA`, empty: the agent writes the NoCloud seed there.
 //!
-//! The init mounts `CIDATA`, takes its hostname from `meta-data`, gets its address by DHCP
+//! The same system as a tree (`system.tar.gz`: `boot/vmlinuz-<release>`, `boot/initrd.img-<release>`)
+//! is what Roles with `format: tar` install; the agent makes its partitions and boot loader.
+//!
+//! The init mounts `CIDATA` (or finds cloud-init's seed directory in an ext4 partition), takes its hostname from `meta-data`, gets its address by DHCP
 //! (the boot services reserve the CMDB address), serves its hostname over HTTP on port 80, and
 //! POSTs to the phone-home URL of `vendor-data` (as cloud-init's `phone_home` would), printing [`BOOTED`], [`NETWORK`] and
 //! [`PHONED_HOME`] lines on the console.
@@ -24,7 +27,7 @@ use std::process::Command;
 use machinist_ramdisk::{Init, RamdiskRecipe};
 
 /// Host programs the image is built with.
-pub const PROGRAMS: &[&str] = &["mformat", "mmd", "mcopy", "syslinux", "gzip", "sha256sum"];
+pub const PROGRAMS: &[&str] = &["mformat", "mmd", "mcopy", "syslinux", "gzip", "sha256sum", "tar"];
 
 /// Why the image could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +54,7 @@ pub const NETWORK: &str = "MACHINIST-SYSTEM-NETWORK";
 /// Printed once the phone-home was accepted.
 pub const PHONED_HOME: &str = "MACHINIST-SYSTEM-PHONED-HOME";
 
-/// Modules: the NIC and disk drivers, and FAT for `CIDATA`.
+/// Modules: the NIC and disk drivers, FAT for `CIDATA`, ext4 for a tree's seed directory.
 const MODULES: &[&str] = &[
     "af_packet",
     "virtio_pci",
@@ -64,6 +67,8 @@ const MODULES: &[&str] = &[
     "nls_ascii",
     "nls_utf8",
     "nls_iso8859-1",
+    "ext4",
+    "crc32c_generic",
 ];
 
 /// The system's `/init`.
@@ -76,20 +81,26 @@ mount -t devtmpfs devtmpfs /dev
 while read -r module; do insmod "$module" 2>/dev/null; done < /etc/machinist/modules
 echo "MACHINIST-SYSTEM-BOOTED"
 mkdir -p /seed /www
+# The seed: a FAT partition with meta-data (CIDATA), or cloud-init's seed directory in an
+# ext4 root (trees unpacked by the agent).
 seeded=no
+seed=/seed
 for try in 1 2 3 4 5 6 7 8 9 10; do
   for part in /dev/vd?[0-9] /dev/sd?[0-9]; do
     [ -b "$part" ] || continue
-    if mount -t vfat -o ro "$part" /seed 2>/dev/null; then
+    if mount -t vfat -o ro "$part" /seed 2>/dev/null || mount -t ext4 -o ro "$part" /seed 2>/dev/null; then
       if [ -f /seed/meta-data ]; then seeded=yes; break 2; fi
+      if [ -f /seed/var/lib/cloud/seed/nocloud/meta-data ]; then
+        seed=/seed/var/lib/cloud/seed/nocloud; seeded=yes; break 2
+      fi
       umount /seed
     fi
   done
   sleep 1
 done
 value() { sed -n "s/^ *$1: *\"\{0,1\}\([^\"]*\)\"\{0,1\} *$/\1/p" "$2" | head -n 1; }
-name=$(value local-hostname /seed/meta-data)
-url=$(value url /seed/vendor-data)
+name=$(value local-hostname $seed/meta-data)
+url=$(value url $seed/vendor-data)
 [ -n "$name" ] && hostname "$name"
 ip link set lo up
 ip link set eth0 up
@@ -121,6 +132,12 @@ pub struct SystemImage {
     pub gzip_sha256: String,
     /// Bytes of [`raw`](Self::raw).
     pub size: u64,
+    /// The same system as a tree of files, for Roles with `format: tar`: `boot/vmlinuz-<release>`,
+    /// `boot/initrd.img-<release>` and an empty `etc/`, gzip-compressed (`tar | gzip -9 -n`,
+    /// owners root, times zero).
+    pub tree: PathBuf,
+    /// SHA-256 of [`tree`](Self::tree), hex.
+    pub tree_sha256: String,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -142,6 +159,7 @@ pub fn recipe() -> RamdiskRecipe {
         extra_files: Vec::new(),
         firmware: machinist_ramdisk::FirmwareSources::none(),
         programs: Vec::new(),
+        package_files: Vec::new(),
     }
 }
 
@@ -155,7 +173,9 @@ impl SystemImage {
         let raw = dir.join("system.raw");
         let gzip = dir.join("system.raw.gz");
         let sum = dir.join("system.raw.gz.sha256");
-        if !(raw.is_file() && gzip.is_file() && sum.is_file()) {
+        let tree = dir.join("system.tar.gz");
+        let tree_sum = dir.join("system.tar.gz.sha256");
+        if !(raw.is_file() && gzip.is_file() && sum.is_file() && tree.is_file() && tree_sum.is_file()) {
             let scratch = tempfile::Builder::new()
                 .prefix(".system-")
                 .tempdir_in(built.initrd.parent().unwrap_or(root))
@@ -166,13 +186,43 @@ impl SystemImage {
             let out = run(Command::new("sha256sum").arg(scratch.path().join("system.raw.gz")))?;
             let hex = out.split_whitespace().next().unwrap_or_default().to_owned();
             std::fs::write(scratch.path().join("system.raw.gz.sha256"), &hex).map_err(|e| setup("the checksum", e))?;
-            // Another process may have finished first: theirs is as good.
+            pack_tree(scratch.path(), &built.kernel, &built.initrd, &built.manifest.release)?;
+            // Another process may have finished first (or an older build without the tree):
+            // theirs is replaced only when incomplete.
+            if !(dir.join("system.tar.gz.sha256").is_file()) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             let _ = std::fs::rename(scratch.path(), &dir);
         }
         let gzip_sha256 = std::fs::read_to_string(&sum).map_err(|e| setup("the checksum", e))?.trim().to_owned();
         let size = std::fs::metadata(&raw).map_err(|e| setup("the image", e))?.len();
-        Ok(Self { raw, gzip, gzip_sha256, size })
+        let tree_sha256 =
+            std::fs::read_to_string(&tree_sum).map_err(|e| setup("the tree's checksum", e))?.trim().to_owned();
+        Ok(Self { raw, gzip, gzip_sha256, size, tree, tree_sha256 })
     }
+}
+
+/// `system.tar.gz` and its checksum in `scratch`: the kernel and initramfs under `boot/` as a
+/// Debian system names them.
+fn pack_tree(scratch: &Path, kernel: &Path, initrd: &Path, release: &str) -> Result<()> {
+    let root = scratch.join("tree");
+    std::fs::create_dir_all(root.join("boot")).map_err(|e| setup("the tree", e))?;
+    std::fs::create_dir_all(root.join("etc")).map_err(|e| setup("the tree", e))?;
+    std::fs::copy(kernel, root.join(format!("boot/vmlinuz-{release}"))).map_err(|e| setup("the tree's kernel", e))?;
+    std::fs::copy(initrd, root.join(format!("boot/initrd.img-{release}")))
+        .map_err(|e| setup("the tree's initramfs", e))?;
+    let tar = scratch.join("system.tar");
+    run(Command::new("tar")
+        .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&root)
+        .args(["boot", "etc"]))?;
+    run(Command::new("gzip").args(["-9", "-n"]).arg(&tar))?;
+    let out = run(Command::new("sha256sum").arg(scratch.join("system.tar.gz")))?;
+    let hex = out.split_whitespace().next().unwrap_or_default().to_owned();
+    std::fs::write(scratch.join("system.tar.gz.sha256"), &hex).map_err(|e| setup("the tree's checksum", e))?;
+    std::fs::remove_dir_all(&root).map_err(|e| setup("the tree", e))
 }
 
 fn setup(what: &str, error: impl std::fmt::Display) -> SystemImageError {

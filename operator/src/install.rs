@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use machinist_crds::hardware_profile::{AddressMode, InstallLayout};
-use machinist_crds::machine::{InstallPlan, PlannedNetwork};
+use machinist_crds::layout::{LayoutError, check, tree_partitions};
+use machinist_crds::machine::{InstallPlan, PlannedLayout, PlannedNetwork};
+use machinist_crds::role::ImageFormat;
 use machinist_crds::role::InstallMethod;
 use machinist_crds::{RoleRef, RoleSpec};
 
@@ -72,6 +74,16 @@ pub enum PlanError {
         /// The allowed prefixes.
         allowed: String,
     },
+    /// A `tar` image on partitions it cannot go on.
+    #[error("HardwareProfile {profile}'s partitions cannot take Role {role}'s tar image: {why}")]
+    Layout {
+        /// The profile.
+        profile: String,
+        /// The Role.
+        role: String,
+        /// Why.
+        why: LayoutError,
+    },
     /// The image URL is not a plain http(s) URL.
     #[error("image URL {0:?} must be http:// or https://, without credentials, spaces or fragments")]
     BadUrl(String),
@@ -121,12 +133,24 @@ pub fn plan(inputs: PlanInputs<'_>) -> Result<InstallPlan, PlanError> {
         return Err(PlanError::NotADevice(target_disk));
     }
     let network = layout.network.as_ref().map(|n| network(&n.interface, n.mode, inputs.variables)).transpose()?;
+    let tree_layout = if image.format == ImageFormat::Tar {
+        let partitions = tree_partitions(&layout.partitions);
+        check(layout.partition_table, &partitions).map_err(|why| PlanError::Layout {
+            profile: inputs.profile.to_owned(),
+            role: role_name.clone(),
+            why,
+        })?;
+        Some(PlannedLayout { partition_table: layout.partition_table, partitions })
+    } else {
+        None
+    };
     Ok(InstallPlan {
         role: RoleRef { name: role_name.clone(), version: Some(inputs.role.version.clone()) },
         image,
         target_disk,
         hostname: inputs.variables.get("hostname").cloned(),
         network,
+        layout: tree_layout,
     })
 }
 
@@ -281,6 +305,30 @@ mod tests {
         let plan = super::plan(inputs(&role_ref, &spec, Some(&dhcp), &variables)).unwrap();
         assert_eq!(plan.target_disk, "/dev/sdb");
         assert_eq!(plan.network.map(|n| (n.address, n.gateway)), Some((None, None)));
+    }
+
+    #[test]
+    fn a_tar_image_gets_the_profile_partitions_or_one_root() {
+        let role_ref = RoleRef { name: "tree".into(), version: None };
+        let tar = role(json!({"method": "Image", "image": {
+            "url": "http://10.0.0.1:8080/artifacts/images/tree.tar.gz",
+            "sha256": "a".repeat(64), "format": "tar", "compression": "gzip"}}));
+        let variables = variables();
+        let edeploy = layout(json!({"targetDisk": "$disk", "partitionTable": "msdos",
+            "partitions": [{"size": "8MiB", "filesystem": "vfat", "label": "CIDATA"},
+                           {"size": "rest", "filesystem": "ext4", "mountPoint": "/"}]}));
+        let planned = plan(inputs(&role_ref, &tar, Some(&edeploy), &variables)).unwrap().layout.unwrap();
+        assert_eq!(planned.partition_table, machinist_crds::hardware_profile::PartitionTable::Msdos);
+        assert_eq!(planned.partitions, edeploy.partitions);
+        let bare = layout(json!({"targetDisk": "/dev/sda"}));
+        let root = plan(inputs(&role_ref, &tar, Some(&bare), &variables)).unwrap().layout.unwrap();
+        assert_eq!(root.partitions.iter().map(|p| p.mount_point.as_deref()).collect::<Vec<_>>(), [Some("/")]);
+        let xfs = layout(json!({"targetDisk": "/dev/sda",
+            "partitions": [{"size": "rest", "filesystem": "xfs", "mountPoint": "/"}]}));
+        let error = plan(inputs(&role_ref, &tar, Some(&xfs), &variables)).unwrap_err();
+        assert!(error.to_string().contains("xfs file systems are not made"), "{error}");
+        // A raw image carries its own partitions: none in its plan.
+        assert_eq!(plan(inputs(&role_ref, &image_role(), Some(&edeploy), &variables)).unwrap().layout, None);
     }
 
     fn layout_with(disk: &str, mode: &str) -> InstallLayout {

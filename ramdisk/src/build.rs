@@ -175,7 +175,7 @@ fn assemble(recipe: &RamdiskRecipe, gathered: &Gathered, out_dir: &Path, downloa
     warnings.extend(firmware.warnings.iter().cloned());
 
     let (programs, program_packages) =
-        crate::programs::gather(&recipe.programs, downloads, &scratch.path().join("programs"))?;
+        crate::programs::gather(&recipe.programs, &recipe.package_files, downloads, &scratch.path().join("programs"))?;
 
     let busybox_path = find_program("busybox").unwrap_or_else(|| PathBuf::from("busybox"));
     let applets: Vec<String> =

@@ -46,5 +46,5 @@ pub use error::{Error, Result};
 pub use firmware::FirmwareSources;
 pub use init::{Init, ModuleLoading};
 pub use manifest::{Built, MANIFEST_FILE, Manifest};
-pub use programs::Program;
+pub use programs::{PackageFile, Program};
 pub use recipe::{PRODUCTION_FIRMWARE_PACKAGES, PRODUCTION_MODULES, RamdiskRecipe};

@@ -53,6 +53,48 @@ impl Program {
     }
 }
 
+/// A file taken as it is from a Debian package (a boot loader's code: syslinux's `mbr.bin`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageFile {
+    /// The package (`syslinux-common`).
+    pub package: String,
+    /// Its path in the package and in the image, relative (`usr/lib/syslinux/mbr/mbr.bin`).
+    pub path: String,
+}
+
+impl Program {
+    /// e2fsprogs' `mke2fs` (the agent makes ext4 file systems for `tar` images).
+    pub fn mke2fs() -> Self {
+        let libraries = ["libc6", "libext2fs2", "libcom-err2", "libblkid1", "libuuid1"];
+        Self {
+            package: "e2fsprogs".into(),
+            path: "sbin/mke2fs".into(),
+            library_packages: libraries.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    /// syslinux's `extlinux` (the agent installs it as the boot loader of `tar` images).
+    pub fn extlinux() -> Self {
+        Self { package: "extlinux".into(), path: "usr/bin/extlinux".into(), library_packages: vec!["libc6".into()] }
+    }
+}
+
+impl PackageFile {
+    /// The boot loader files the agent installs for `tar` images: syslinux's MBR codes (MBR
+    /// and GPT) and its UEFI loader with its core module.
+    pub fn boot_loader() -> Vec<Self> {
+        [
+            ("syslinux-common", "usr/lib/syslinux/mbr/mbr.bin"),
+            ("syslinux-common", "usr/lib/syslinux/mbr/gptmbr.bin"),
+            ("syslinux-common", "usr/lib/syslinux/modules/efi64/ldlinux.e64"),
+            ("syslinux-efi", "usr/lib/SYSLINUX.EFI/efi64/syslinux.efi"),
+        ]
+        .iter()
+        .map(|(package, path)| Self { package: (*package).to_owned(), path: (*path).to_owned() })
+        .collect()
+    }
+}
+
 /// The files `binary` needs, itself first at `/{path}`: its interpreter at the path its
 /// `PT_INTERP` names, and every library its `DT_NEEDED` entries name, transitively, under
 /// `/`[`LIBRARY_DIRS`]`[0]`; `library(name)` gives a library's bytes. Pure.
@@ -88,9 +130,15 @@ pub fn closure(path: &str, binary: Vec<u8>, library: impl Fn(&str) -> Option<Vec
     Ok(files)
 }
 
-/// The files of `programs` ([`closure`] of each), their packages downloaded into `downloads`
-/// (once) and unpacked under `scratch`; and the packages used, as `name version`.
-pub fn gather(programs: &[Program], downloads: &Path, scratch: &Path) -> Result<(Vec<ImageFile>, Vec<String>)> {
+/// The files of `programs` ([`closure`] of each) and of `files`, their packages downloaded
+/// into `downloads` (once) and unpacked under `scratch`; and the packages used, as `name version`.
+pub fn gather(
+    programs: &[Program],
+    files: &[PackageFile],
+    downloads: &Path,
+    scratch: &Path,
+) -> Result<(Vec<ImageFile>, Vec<String>)> {
+    let files_wanted = files;
     let mut unpacked: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut versions = Vec::new();
     let mut unpack = |package: &str| -> Result<PathBuf> {
@@ -116,6 +164,12 @@ pub fn gather(programs: &[Program], downloads: &Path, scratch: &Path) -> Result<
                 .find_map(|(tree, relative)| read_in_tree(tree, &relative).ok().flatten())
         };
         files.extend(closure(&program.path, binary, library)?);
+    }
+    for file in files_wanted {
+        let tree = unpack(&file.package)?;
+        let bytes = read_in_tree(&tree, Path::new(&file.path))?
+            .ok_or_else(|| Error::Program(format!("package {} has no {}", file.package, file.path)))?;
+        files.insert(format!("/{}", file.path.trim_start_matches('/')), bytes);
     }
     Ok((files.into_iter().collect(), versions))
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::firmware::FirmwareSources;
 use crate::init::Init;
-use crate::programs::Program;
+use crate::programs::{PackageFile, Program};
 
 /// The metapackage whose dependency names the kernel package when none is given.
 pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
@@ -65,6 +65,14 @@ pub const PRODUCTION_MODULES: &[&str] = &[
     "isci",
     // SCSI disks (everything behind the SCSI, SAS, SATA and RAID drivers above).
     "sd_mod",
+    // File systems the agent makes and mounts to unpack `tar` images: ext4 (with the crc32c
+    // its metadata checksums ask the crypto API for, not a declared dependency), and FAT (EFI
+    // system partitions) with the code page and I/O character set Debian's kernel defaults to (437, ascii).
+    "ext4",
+    "crc32c_generic",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
 ];
 
 /// The Debian packages the production RAM disk takes its modules' firmware from (the files
@@ -98,11 +106,14 @@ pub struct RamdiskRecipe {
     pub firmware: FirmwareSources,
     /// Dynamically linked programs, carried with their libraries.
     pub programs: Vec<Program>,
+    /// Files taken as they are from Debian packages.
+    pub package_files: Vec<PackageFile>,
 }
 
 impl RamdiskRecipe {
     /// The production RAM disk: [`PRODUCTION_MODULES`], [`Init::Agent`], `agent` as the agent,
-    /// firmware from [`PRODUCTION_FIRMWARE_PACKAGES`], `kexec` ([`Program::kexec`]).
+    /// firmware from [`PRODUCTION_FIRMWARE_PACKAGES`], `kexec`, `mke2fs` and `extlinux`
+    /// ([`Program`]) and syslinux's boot loader files ([`PackageFile::boot_loader`]).
     pub fn production(agent: Option<PathBuf>) -> Self {
         Self {
             kernel_package: None,
@@ -114,7 +125,8 @@ impl RamdiskRecipe {
                 packages: PRODUCTION_FIRMWARE_PACKAGES.iter().map(|p| (*p).to_owned()).collect(),
                 dirs: Vec::new(),
             },
-            programs: vec![Program::kexec()],
+            programs: vec![Program::kexec(), Program::mke2fs(), Program::extlinux()],
+            package_files: PackageFile::boot_loader(),
         }
     }
 }
@@ -179,6 +191,11 @@ pub fn recipe_hash(recipe: &RamdiskRecipe, inputs: HashInputs<'_>) -> u64 {
         for package in &program.library_packages {
             hash.part(package.as_bytes());
         }
+    }
+    hash.part(&(recipe.package_files.len() as u64).to_le_bytes());
+    for file in &recipe.package_files {
+        hash.part(file.package.as_bytes());
+        hash.part(file.path.as_bytes());
     }
     hash.0
 }
@@ -248,6 +265,9 @@ mod tests {
         changed.push(recipe_hash(&recipe, INPUTS));
         let mut recipe = base.clone();
         recipe.programs[0].library_packages.pop();
+        changed.push(recipe_hash(&recipe, INPUTS));
+        let mut recipe = base.clone();
+        recipe.package_files.pop();
         changed.push(recipe_hash(&recipe, INPUTS));
         changed.push(recipe_hash(&base, HashInputs { kernel_package: "linux-image-6.1.0-57-amd64", ..INPUTS }));
         changed.push(recipe_hash(&base, HashInputs { busybox: b"busybox2", ..INPUTS }));

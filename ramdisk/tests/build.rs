@@ -72,6 +72,14 @@ fn production_ramdisk_builds_reproducibly() -> Result<(), String> {
         "lib64/ld-linux-x86-64.so.2",
         "lib/x86_64-linux-gnu/libc.so.6",
         "lib/x86_64-linux-gnu/libxenctrl.so.4.17",
+        // What tar trees need: mke2fs (and its libraries), extlinux, syslinux's boot code.
+        "sbin/mke2fs",
+        "lib/x86_64-linux-gnu/libext2fs.so.2",
+        "usr/bin/extlinux",
+        "usr/lib/syslinux/mbr/mbr.bin",
+        "usr/lib/syslinux/mbr/gptmbr.bin",
+        "usr/lib/SYSLINUX.EFI/efi64/syslinux.efi",
+        "usr/lib/syslinux/modules/efi64/ldlinux.e64",
     ] {
         assert!(files.iter().any(|f| f == expected), "{expected} missing from the initrd");
     }
@@ -88,7 +96,9 @@ fn production_ramdisk_builds_reproducibly() -> Result<(), String> {
     for module in machinist_ramdisk::PRODUCTION_MODULES {
         assert!(manifest.modules.iter().any(|m| m == module), "{module} not in {:?}", manifest.modules);
     }
-    for dependency in ["mlx4_core", "qed", "hv_vmbus", "libata", "mptbase", "scsi_transport_sas", "libsas"] {
+    for dependency in
+        ["mlx4_core", "qed", "hv_vmbus", "libata", "mptbase", "scsi_transport_sas", "libsas", "jbd2", "fat"]
+    {
         assert!(manifest.modules.iter().any(|m| m == dependency), "{dependency} not in {:?}", manifest.modules);
     }
     assert!(manifest.missing.is_empty(), "missing modules: {:?}", manifest.missing);
