@@ -281,6 +281,51 @@ impl Store {
         (state.revision, items)
     }
 
+    /// What [`list`](Self::list) returned at `revision`, from `after` on: the current objects
+    /// with the changes since `revision` undone (newest first), as etcd serves a paged list's
+    /// later pages at the first page's revision. [`StoreError::Gone`] when the history no longer
+    /// reaches back to `revision` (or it is in the future).
+    pub fn list_at(
+        &self,
+        resource: &ResourceKey,
+        namespace: Option<&str>,
+        after: Option<&ObjectKey>,
+        revision: u64,
+    ) -> Result<Vec<Arc<Value>>, StoreError> {
+        let state = self.read()?;
+        if revision < state.history_floor || revision > state.revision {
+            return Err(StoreError::Gone { requested: revision, oldest: state.history_floor });
+        }
+        let in_range =
+            |key: &ObjectKey| after.is_none_or(|after| key > after) && namespace.is_none_or(|ns| key.namespace == ns);
+        let mut items: BTreeMap<ObjectKey, Arc<Value>> = state
+            .objects
+            .get(resource)
+            .map(|objects| {
+                objects.iter().filter(|(key, _)| in_range(key)).map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+            })
+            .unwrap_or_default();
+        for change in state.history.iter().rev().take_while(|c| c.revision > revision) {
+            if change.resource != *resource {
+                continue;
+            }
+            let key = key_of(&change.object);
+            if !in_range(&key) {
+                continue;
+            }
+            match (&change.kind, &change.previous) {
+                (ChangeKind::Added, _) => {
+                    items.remove(&key);
+                }
+                (ChangeKind::Modified | ChangeKind::Deleted, Some(previous)) => {
+                    items.insert(key, Arc::clone(previous));
+                }
+                (ChangeKind::Modified | ChangeKind::Deleted, None) => {}
+            }
+        }
+        Ok(items.into_values().collect())
+    }
+
     /// Writes an object (create or update). Sets `metadata.resourceVersion` to the new revision.
     pub fn put(
         &self,

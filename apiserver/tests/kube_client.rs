@@ -208,6 +208,67 @@ async fn watches_older_than_the_history_are_gone() {
     server.stop().await;
 }
 
+/// A paged list is one snapshot: page 2 is served at page 1's revision, so a watch from the
+/// last page's resourceVersion delivers a change made between the pages (before, page 2 came
+/// at the current revision and the change was lost to every watcher's cache).
+#[tokio::test]
+async fn the_pages_of_a_list_are_one_snapshot_and_a_watch_from_it_misses_nothing() {
+    let server = TestServer::start().await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    for i in 0..1000 {
+        maps.create(&PostParams::default(), &config_map(&format!("cm{i:04}"))).await.unwrap();
+    }
+    let first = maps.list(&ListParams::default().limit(500)).await.unwrap();
+    assert_eq!(first.items.len(), 500);
+    let revision = first.metadata.resource_version.clone().unwrap();
+    // Between the pages: a change on page 1, a delete and a create on page 2.
+    maps.patch("cm0000", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "changed"}}))).await.unwrap();
+    maps.delete("cm0700", &DeleteParams::default()).await.unwrap();
+    maps.create(&PostParams::default(), &config_map("cm0700a")).await.unwrap();
+    let token = first.metadata.continue_.clone().unwrap();
+    let second = maps.list(&ListParams::default().limit(500).continue_token(&token)).await.unwrap();
+    assert_eq!(second.metadata.resource_version.as_deref(), Some(revision.as_str()), "page 2 at page 1's revision");
+    let names: Vec<String> = second.items.iter().map(|m| m.name_any()).collect();
+    assert_eq!(names.len(), 500);
+    assert!(names.contains(&"cm0700".to_owned()) && !names.contains(&"cm0700a".to_owned()), "as at page 1");
+    let mut events = maps.watch(&WatchParams::default().timeout(5), &revision).await.unwrap().boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap() {
+            Some(WatchEvent::Modified(m)) => seen.push(format!("modified {}", m.name_any())),
+            Some(WatchEvent::Deleted(m)) => seen.push(format!("deleted {}", m.name_any())),
+            Some(WatchEvent::Added(m)) => seen.push(format!("added {}", m.name_any())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["modified cm0000", "deleted cm0700", "added cm0700a"]);
+    server.stop().await;
+}
+
+/// A continue token whose revision the history no longer reaches gets 410 Expired, as from
+/// Kubernetes; the client starts a new list.
+#[tokio::test]
+async fn a_continue_token_older_than_the_history_is_expired() {
+    let server = TestServer::start_with(|config| config.history = 5).await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    for i in 0..10 {
+        maps.create(&PostParams::default(), &config_map(&format!("c{i}"))).await.unwrap();
+    }
+    let first = maps.list(&ListParams::default().limit(4)).await.unwrap();
+    for i in 0..6 {
+        maps.patch(&format!("c{i}"), &PatchParams::default(), &Patch::Merge(json!({"data": {"n": "1"}})))
+            .await
+            .unwrap();
+    }
+    let token = first.metadata.continue_.unwrap();
+    match maps.list(&ListParams::default().limit(4).continue_token(&token)).await {
+        Err(kube::Error::Api(status)) => assert_eq!((status.code, status.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410 Expired, got {:?}", other.map(|l| l.items.len())),
+    }
+    assert_eq!(maps.list(&ListParams::default()).await.unwrap().items.len(), 10);
+    server.stop().await;
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("reconcile failed: {0}")]
 struct ReconcileError(#[source] Box<kube::runtime::finalizer::Error<kube::Error>>);

@@ -1,4 +1,7 @@
-//! Lists: label and field selectors, and `limit`/`continue` paging over one revision.
+//! Lists: label and field selectors, and `limit`/`continue` paging over one revision: every page
+//! of a paged list is served at the first page's revision (the store undoes later changes from
+//! its watch history), or answered 410 Expired when the history no longer reaches back to it,
+//! as Kubernetes does.
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -19,6 +22,10 @@ struct Continue {
     namespace: String,
     name: String,
 }
+
+/// Kubernetes' message for a continue token whose revision is no longer available.
+const EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start \
+                       a new list without the continue parameter.";
 
 /// A list, with label/field selectors and `limit`/`continue` paging.
 pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Value, ApiError> {
@@ -43,7 +50,16 @@ pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Value, ApiErr
     };
     let after_key = after.as_ref().map(|t| ObjectKey::new(&t.namespace, &t.name));
     let namespace = request.namespace.as_deref().or_else(|| fields.required("metadata.namespace"));
-    let (revision, items) = api.store.list(&resource.storage, namespace, after_key.as_ref());
+    let (revision, items) = match &after {
+        None => api.store.list(&resource.storage, namespace, None),
+        Some(token) => {
+            let items = api
+                .store
+                .list_at(&resource.storage, namespace, after_key.as_ref(), token.revision)
+                .map_err(|_| ApiError::gone(EXPIRED))?;
+            (token.revision, items)
+        }
+    };
     let mut page = Vec::new();
     let mut next = None;
     // Field selectors read the client's view (events.k8s.io field names); skip building it when
