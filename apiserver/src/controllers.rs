@@ -137,10 +137,14 @@ pub fn sweep(api: &Api) {
     }
 }
 
-fn delete(api: &Api, resource: &Arc<Resource>, object: &Value) {
-    match api.delete(&request(resource, object), &DeleteOptions::default()) {
+/// Deletes an object the sweep listed, with its uid as precondition, as Kubernetes' garbage
+/// collector does: an object of the same name made since (a new uid) is not the one deleted.
+pub fn delete(api: &Api, resource: &Arc<Resource>, object: &Value) {
+    let options = DeleteOptions { uid: meta_str(object, "uid").map(str::to_owned), ..DeleteOptions::default() };
+    match api.delete(&request(resource, object), &options) {
         Ok(_) => {}
-        Err(error) if error.code == 404 => {}
+        // Gone, or another object of that name by now.
+        Err(error) if error.code == 404 || error.code == 409 => {}
         Err(error) => tracing::warn!(%error, name = meta_str(object, "name"), "failed to delete a dependent"),
     }
 }

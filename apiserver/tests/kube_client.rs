@@ -269,6 +269,29 @@ async fn a_continue_token_older_than_the_history_is_expired() {
     server.stop().await;
 }
 
+/// The garbage collector deletes what it listed with its uid as precondition: an object made
+/// since under the same name is left alone (it used to be deleted by name).
+#[tokio::test]
+async fn garbage_collection_never_deletes_a_newer_object_of_the_same_name() {
+    let server = TestServer::start().await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    maps.create(&PostParams::default(), &config_map("reused")).await.unwrap();
+    let api = &server.running.api;
+    let resource = api.registry().find("", "v1", "configmaps").unwrap();
+    let listed =
+        api.store.get(&resource.storage, &machinist_apiserver::store::ObjectKey::new("default", "reused")).unwrap();
+    maps.delete("reused", &DeleteParams::default()).await.unwrap();
+    let newer = maps.create(&PostParams::default(), &config_map("reused")).await.unwrap();
+    machinist_apiserver::controllers::delete(api, &resource, &listed);
+    assert_eq!(maps.get("reused").await.unwrap().uid(), newer.uid(), "the newer object was deleted");
+    // The object it listed is still deleted when it is the one there.
+    let current =
+        api.store.get(&resource.storage, &machinist_apiserver::store::ObjectKey::new("default", "reused")).unwrap();
+    machinist_apiserver::controllers::delete(api, &resource, &current);
+    assert!(maps.get_opt("reused").await.unwrap().is_none());
+    server.stop().await;
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("reconcile failed: {0}")]
 struct ReconcileError(#[source] Box<kube::runtime::finalizer::Error<kube::Error>>);

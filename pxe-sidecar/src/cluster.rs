@@ -91,6 +91,23 @@ pub fn new_token() -> Result<String, getrandom::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Whether a token Secret is the Machine's with uid `uid`: owned by it, or owned by no
+/// Machine at all (made by a person). `None` (the Machine not known yet) trusts it.
+fn secret_belongs(secret: &Secret, uid: Option<&str>) -> bool {
+    let owners: Vec<&str> = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == "Machine")
+        .map(|o| o.uid.as_str())
+        .collect();
+    match uid {
+        Some(uid) => owners.is_empty() || owners.contains(&uid),
+        None => true,
+    }
+}
+
 /// An agent token that could not be read or created.
 #[derive(Debug, thiserror::Error)]
 #[error("agent token: {0}")]
@@ -484,9 +501,17 @@ impl ClusterMachines {
         self.inner.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn secret_value(&self, machine: &str, key: &str) -> Option<String> {
+    /// The cached token Secret of `machine`, unless it belongs to another Machine of that name
+    /// (one deleted and re-created: the old Secret, owned by the old uid, is not this one's).
+    fn token_secret(&self, machine: &str) -> Option<Arc<Secret>> {
         let secret =
             self.inner.secrets.get(&ObjectRef::new(&token_secret_name(machine)).within(&self.inner.namespace))?;
+        let uid = self.machine(machine).and_then(|m| m.metadata.uid.clone());
+        secret_belongs(&secret, uid.as_deref()).then_some(secret)
+    }
+
+    fn secret_value(&self, machine: &str, key: &str) -> Option<String> {
+        let secret = self.token_secret(machine)?;
         let bytes = secret.data.as_ref()?.get(key)?;
         String::from_utf8(bytes.0.clone()).ok().filter(|t| !t.is_empty())
     }
@@ -531,6 +556,7 @@ impl ClusterMachines {
         }
         let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
         let secret_name = token_secret_name(&name);
+        self.remove_stale_secret(&secrets, machine, &secret_name).await?;
         let token = new_token().map_err(|e| format!("no randomness for a token: {e}"))?;
         let secret = Secret {
             metadata: kube::api::ObjectMeta {
@@ -556,9 +582,15 @@ impl ClusterMachines {
                 }
                 Ok(token)
             }
-            // Created meanwhile (by us for another request, or by a person): use it.
+            // Created meanwhile (by us for another request, or by a person): use it, if it is
+            // this Machine's.
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let existing = secrets.get(&secret_name).await.map_err(|e| e.to_string())?;
+                if !secret_belongs(&existing, machine.metadata.uid.as_deref()) {
+                    return Err(format!(
+                        "Secret {secret_name} belongs to an earlier Machine {name}; it is being replaced"
+                    ));
+                }
                 existing
                     .data
                     .as_ref()
@@ -568,6 +600,40 @@ impl ClusterMachines {
                     .ok_or_else(|| format!("Secret {secret_name} has no {TOKEN_KEY}"))
             }
             Err(error) => Err(format!("failed to create Secret {secret_name}: {error}")),
+        }
+    }
+
+    /// Deletes the token Secret `secret_name` when it is owned by another Machine than
+    /// `machine` (an earlier one of the same name), with a uid precondition so that a Secret
+    /// made meanwhile for this Machine is never the one deleted.
+    async fn remove_stale_secret(
+        &self,
+        secrets: &Api<Secret>,
+        machine: &Machine,
+        secret_name: &str,
+    ) -> Result<(), String> {
+        let existing = match secrets.get_opt(secret_name).await {
+            Ok(existing) => existing,
+            Err(error) => return Err(format!("failed to read Secret {secret_name}: {error}")),
+        };
+        let Some(existing) = existing else { return Ok(()) };
+        if secret_belongs(&existing, machine.metadata.uid.as_deref()) {
+            return Ok(());
+        }
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: existing.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match secrets.delete(secret_name, &params).await {
+            Ok(_) => {
+                tracing::info!(machine = %machine.name_any(), secret = %secret_name, "deleted the token Secret of an earlier Machine of this name");
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(error) => Err(format!("failed to delete the stale Secret {secret_name}: {error}")),
         }
     }
 

@@ -154,3 +154,55 @@ async fn a_created_token_is_kept_until_its_secret_is_cached_and_not_past_its_mac
     shutdown.cancel();
     control.stop().await;
 }
+
+/// A Machine deleted and created again under the same name does not inherit the earlier one's
+/// token Secret (owned by the earlier uid): the old token does not verify, and the new Machine
+/// gets a Secret of its own, the stale one deleted with a uid precondition. The stale Secret
+/// has a second owner that exists, so garbage collection leaves it and the test is not a race.
+#[tokio::test]
+async fn a_recreated_machine_does_not_inherit_the_earlier_token() {
+    const WITHIN: Duration = Duration::from_secs(20);
+    let control = ControlPlane::start().await.unwrap();
+    let client = control.client.clone();
+    let keeper: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "keeper"}})).unwrap();
+    let keeper = Api::<k8s_openapi::api::core::v1::ConfigMap>::default_namespaced(client.clone())
+        .create(&PostParams::default(), &keeper)
+        .await
+        .unwrap();
+    let machines: Api<Machine> = Api::default_namespaced(client.clone());
+    let machine: Machine = serde_json::from_value(json!({
+        "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "vm-r"},
+        "spec": {"interfaces": [{"mac": "52:54:00:ab:00:21"}], "provider": {"manual": {}}}
+    }))
+    .unwrap();
+    let machine = machines.create(&PostParams::default(), &machine).await.unwrap();
+    let stale: Secret = serde_json::from_value(json!({
+        "metadata": {"name": token_secret_name("vm-r"), "labels": {TOKEN_LABEL: "true"},
+                     "ownerReferences": [
+                         {"apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "name": "vm-r",
+                          "uid": "00000000-0000-4000-8000-000000000001"},
+                         {"apiVersion": "v1", "kind": "ConfigMap", "name": "keeper", "uid": keeper.uid().unwrap()}]},
+        "stringData": {"token": "earlier-token"}}))
+    .unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let stale = secrets.create(&PostParams::default(), &stale).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let cluster = ClusterMachines::start(client.clone(), "default", false, shutdown.clone()).await.unwrap();
+    let mac = "52:54:00:ab:00:21".parse::<MacAddr>().unwrap();
+    cluster.wait_for(WITHIN, |c| MachineSource::lookup(c, mac)).await.expect("the Machine reached the cache");
+    assert!(!cluster.verify_token("vm-r", "earlier-token"), "the earlier Machine's token verified");
+
+    let token = cluster.ensure_token(&machine).await.unwrap();
+    assert_ne!(token, "earlier-token");
+    let replaced = secrets.get(&token_secret_name("vm-r")).await.unwrap();
+    assert_ne!(replaced.uid(), stale.uid(), "the stale Secret was replaced");
+    let owners: Vec<String> = replaced.owner_references().iter().map(|o| o.uid.clone()).collect();
+    assert_eq!(owners, [machine.uid().unwrap()]);
+    cluster.wait_for(WITHIN, |c| c.verify_token("vm-r", &token).then_some(())).await.expect("the new token verifies");
+    assert!(!cluster.verify_token("vm-r", "earlier-token"));
+
+    shutdown.cancel();
+    control.stop().await;
+}
