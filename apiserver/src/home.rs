@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -81,14 +81,32 @@ fn write_private(path: &Path, contents: &str) -> Result<(), HomeError> {
 }
 
 impl Home {
-    /// A home at `dir`, created if needed.
+    /// A home at `dir`, created if needed, readable by its owner only (0700; its files are
+    /// 0600): it holds every Secret (agent tokens, BMC credentials), the admin token and the
+    /// CA key. An existing home and database are tightened to that.
     pub fn create(dir: &Path) -> Result<Self, HomeError> {
-        std::fs::create_dir_all(dir).map_err(|source| HomeError::Io {
-            action: "create",
-            path: dir.to_owned(),
-            source,
-        })?;
-        Ok(Self { dir: dir.to_owned() })
+        let io = |action, source| HomeError::Io { action, path: dir.to_owned(), source };
+        std::fs::create_dir_all(dir).map_err(|e| io("create", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io("chmod", e))?;
+        let home = Self { dir: dir.to_owned() };
+        let database = home.database();
+        let path_io = |action, source| HomeError::Io { action, path: database.clone(), source };
+        // Made before SQLite opens it, which would make it 0644 (and its WAL files alike).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&database)
+            .map_err(|e| path_io("create", e))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", database.display()));
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(HomeError::Io { action: "chmod", path, source: e }),
+            }
+        }
+        Ok(home)
     }
 
     /// The database file.

@@ -466,3 +466,27 @@ async fn deletes_racing_writers_succeed_and_preconditions_still_conflict() {
     };
     assert_eq!(status.code, 409, "{status:?}");
 }
+
+/// The home holds every Secret, the admin token and the CA key: the directory is 0700 and every
+/// file in it 0600, also when an older home was looser (it is tightened on start).
+#[tokio::test]
+async fn the_home_and_everything_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(home.join("state.db"), b"").unwrap();
+    std::fs::set_permissions(home.join("state.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = TestServer::start_with(|config| config.home = home.clone()).await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    maps.create(&PostParams::default(), &config_map("written")).await.unwrap();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&home).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().any(|f| f.ends_with("state.db-wal")), "{files:?}");
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    server.stop().await;
+}
