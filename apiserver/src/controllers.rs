@@ -74,8 +74,21 @@ fn owner_uids(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// When an Event was last written (created, or updated by a writer's managed fields): its
+/// TTL counts from there, as Kubernetes' lease on the Event's key does.
+fn event_last_written(event: &Value) -> Option<jiff::Timestamp> {
+    let created = event.pointer("/metadata/creationTimestamp").and_then(Value::as_str);
+    let updates = event
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.get("time").and_then(Value::as_str));
+    created.into_iter().chain(updates).filter_map(|text| text.parse::<jiff::Timestamp>().ok()).max()
+}
+
 /// One pass over everything: finish namespace deletions, collect orphaned dependents, honour
-/// foreground and orphan deletions.
+/// foreground and orphan deletions, expire Events past their TTL.
 pub fn sweep(api: &Api) {
     let registry = api.registry();
     let mut everything: Vec<(Arc<Resource>, Arc<Value>)> = Vec::new();
@@ -90,7 +103,13 @@ pub fn sweep(api: &Api) {
     }
     let uids: HashSet<&str> = everything.iter().filter_map(|(_, o)| meta_str(o, "uid")).collect();
 
+    let ttl = jiff::SignedDuration::try_from(api.limits.event_ttl).unwrap_or(jiff::SignedDuration::MAX);
+    let expired_before = jiff::Timestamp::now().checked_sub(ttl).unwrap_or(jiff::Timestamp::MIN);
     for (resource, object) in &everything {
+        if resource.builtin == Some(Builtin::Event) && event_last_written(object).is_some_and(|t| t < expired_before) {
+            delete(api, resource, object);
+            continue;
+        }
         let owners = owner_uids(object);
         // Background collection: every owner is gone.
         if !owners.is_empty()

@@ -490,3 +490,24 @@ async fn the_home_and_everything_in_it_are_private() {
     }
     server.stop().await;
 }
+
+/// Events expire once the event TTL (Kubernetes' `--event-ttl`, 1 h by default; 1 s here) has
+/// passed since they were last written.
+#[tokio::test]
+async fn events_expire_after_their_ttl() {
+    use k8s_openapi::api::core::v1::Event;
+    let server = TestServer::start_with(|config| config.limits.event_ttl = Duration::from_secs(1)).await;
+    let events: Api<Event> = Api::namespaced(server.client.clone(), "default");
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "short-lived"},
+        "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "default"},
+        "reason": "Test", "message": "m", "type": "Normal", "count": 1
+    }))
+    .unwrap();
+    let created = events.create(&PostParams::default(), &event).await.unwrap();
+    let uid = created.uid().unwrap();
+    let deleted = kube::runtime::wait::await_condition(events.clone(), "short-lived", conditions::is_deleted(&uid));
+    let gone = tokio::time::timeout(Duration::from_secs(20), deleted).await;
+    assert!(gone.is_ok_and(|r| r.is_ok()), "the Event outlived its TTL");
+    server.stop().await;
+}

@@ -35,6 +35,9 @@ enum Command {
         /// Address the API listens on.
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: std::net::SocketAddr,
+        /// Seconds an Event lives after it was last written (Kubernetes' --event-ttl).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+        event_ttl: u64,
         /// Also run the boot services (DHCP, TFTP, HTTP) in this process, configured by this
         /// file (see docs/boot-services.md).
         #[arg(long)]
@@ -168,7 +171,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crds { action: Some(CrdsAction::Generate { root }) } => generate(&root),
         Command::Crds { action: Some(CrdsAction::Check { root }) } => check(&root),
         Command::Validate { paths } => validate(&paths),
-        Command::Up { home, listen, boot_config, operator_metrics, no_operator, demo, vms, agent, examples } => {
+        Command::Up {
+            home,
+            listen,
+            event_ttl,
+            boot_config,
+            operator_metrics,
+            no_operator,
+            demo,
+            vms,
+            agent,
+            examples,
+        } => {
             let demo = demo.then(|| demo::Options {
                 vms,
                 ramdisk: home.join("ramdisk"),
@@ -181,7 +195,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "--demo runs its own boot services and the operator: drop --boot-config and --no-operator"
                 );
             }
-            up(home, listen, boot_config, (!no_operator).then_some(operator_metrics), demo)
+            let event_ttl = std::time::Duration::from_secs(event_ttl);
+            up(home, listen, event_ttl, boot_config, (!no_operator).then_some(operator_metrics), demo)
         }
         Command::Import { source: ImportSource::Edeploy { dir, namespace } } => import_edeploy(&dir, &namespace),
         Command::Ramdisk { action: RamdiskAction::Build { agent, out, kernel_package, firmware_dirs } } => {
@@ -193,6 +208,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn up(
     home: PathBuf,
     listen: std::net::SocketAddr,
+    event_ttl: std::time::Duration,
     boot_config: Option<PathBuf>,
     operator_metrics: Option<std::net::SocketAddr>,
     demo: Option<demo::Options>,
@@ -204,11 +220,12 @@ fn up(
         .context("invalid boot services configuration")?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
-        let config = machinist_apiserver::Config {
+        let mut config = machinist_apiserver::Config {
             listen,
             crds: machinist_crds::all_crds(),
             ..machinist_apiserver::Config::new(&home)
         };
+        config.limits.event_ttl = event_ttl;
         let running = machinist_apiserver::start(config)
             .await
             .with_context(|| format!("failed to start the control plane in {}", home.display()))?;

@@ -16,11 +16,17 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest page a list returns when the client asks for more (or for no limit).
     pub max_list_items: usize,
+    /// How long an Event lives after its last occurrence (Kubernetes' `--event-ttl`, 1 h).
+    pub event_ttl: std::time::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 3 * 1024 * 1024, max_list_items: 100_000 }
+        Self {
+            max_body_bytes: 3 * 1024 * 1024,
+            max_list_items: 100_000,
+            event_ttl: std::time::Duration::from_secs(3600),
+        }
     }
 }
 
