@@ -47,22 +47,26 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Request limits.
     pub limits: Limits,
-    /// Changes kept for watches to resume from.
+    /// Changes kept for watches to resume from, at most.
     pub history: usize,
+    /// Bytes the kept changes may hold, about (each counts the JSON size of the object and of
+    /// the one it replaced): a fleet of 1 MiB reports cannot make the history gigabytes.
+    pub history_bytes: usize,
     /// CustomResourceDefinitions installed at every start, by server-side apply: a changed one
     /// is updated, an unchanged one writes nothing. Others can be created through the API.
     pub crds: Vec<CustomResourceDefinition>,
 }
 
 impl Config {
-    /// Defaults for a home directory: 127.0.0.1:6443, 3 MiB bodies, 10,000 changes of history,
-    /// no CRDs installed at start.
+    /// Defaults for a home directory: 127.0.0.1:6443, 3 MiB bodies, 10,000 changes of history
+    /// holding at most 256 MiB, no CRDs installed at start.
     pub fn new(home: impl Into<PathBuf>) -> Self {
         Self {
             home: home.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 6443)),
             limits: Limits::default(),
             history: 10_000,
+            history_bytes: 256 << 20,
             crds: Vec::new(),
         }
     }
@@ -131,7 +135,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // The ring provider: one TLS backend for server and clients, no C toolchain beyond cc.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let home = Home::create(&config.home)?;
-    let store = Arc::new(Store::open(&home.database(), config.history)?);
+    let store = Arc::new(Store::open(&home.database(), config.history)?.with_history_bytes(config.history_bytes));
     let api = Arc::new(Api::new(store, config.limits.clone()));
     let bootstrap_api = Arc::clone(&api);
     let crds = config.crds;

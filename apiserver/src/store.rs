@@ -75,6 +75,8 @@ pub struct Change {
     /// `object` as JSON, encoded by the first watcher that sends it as stored and shared by
     /// the others (a status write watched by five clients is serialised once, not five times).
     encoded: OnceLock<Vec<u8>>,
+    /// What it holds in the history, about: the JSON size of `object` and of `previous`.
+    size: usize,
 }
 
 impl Change {
@@ -84,8 +86,9 @@ impl Change {
         resource: ResourceKey,
         object: Arc<Value>,
         previous: Option<Arc<Value>>,
+        size: usize,
     ) -> Self {
-        Self { revision, kind, resource, object, previous, encoded: OnceLock::new() }
+        Self { revision, kind, resource, object, previous, encoded: OnceLock::new(), size }
     }
 
     /// `object` as JSON, encoded once.
@@ -155,6 +158,8 @@ struct State {
     history: VecDeque<Arc<Change>>,
     /// Every change after this revision is in `history`.
     history_floor: u64,
+    /// The [`Change::size`]s of `history`, summed.
+    history_bytes: usize,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -163,6 +168,7 @@ pub struct Store {
     state: RwLock<State>,
     changes: broadcast::Sender<Arc<Change>>,
     history_limit: usize,
+    history_bytes_limit: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -227,9 +233,16 @@ impl Store {
         let (changes, _) = broadcast::channel(4096);
         Ok(Self {
             db: Mutex::new(db),
-            state: RwLock::new(State { revision, objects, history: VecDeque::new(), history_floor: revision }),
+            state: RwLock::new(State {
+                revision,
+                objects,
+                history: VecDeque::new(),
+                history_floor: revision,
+                history_bytes: 0,
+            }),
             changes,
             history_limit: history_limit.max(1),
+            history_bytes_limit: usize::MAX,
         })
     }
 
@@ -253,6 +266,14 @@ impl Store {
     /// One object.
     pub fn get(&self, resource: &ResourceKey, key: &ObjectKey) -> Option<Arc<Value>> {
         self.read().ok()?.objects.get(resource)?.get(key).cloned()
+    }
+
+    /// Bounds the watch history in bytes as well as in changes (about: each change counts the
+    /// JSON size of the object and of the one it replaced); the oldest changes go first, and
+    /// watchers that need them get 410 Gone. The newest change always stays.
+    pub fn with_history_bytes(mut self, bytes: usize) -> Self {
+        self.history_bytes_limit = bytes;
+        self
     }
 
     /// Objects of a resource (in one namespace, or all), in key order, starting after `after`,
@@ -350,7 +371,9 @@ impl Store {
         transaction.commit()?;
         let object = Arc::new(object);
         let kind = if previous.is_some() { ChangeKind::Modified } else { ChangeKind::Added };
-        let change = Change::new(revision, kind, resource.clone(), Arc::clone(&object), previous);
+        // The previous object was about as large as this one: not serialised again to count it.
+        let size = if previous.is_some() { 2 * data.len() } else { data.len() };
+        let change = Change::new(revision, kind, resource.clone(), Arc::clone(&object), previous, size);
         // The stored text is the watchers' encoding too.
         let _ = change.encoded.set(data.into_bytes());
         self.publish(change, key)?;
@@ -382,9 +405,10 @@ impl Store {
         if let Some(meta) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
         }
+        let size = 2 * gone.to_string().len();
         let gone = Arc::new(gone);
         self.publish(
-            Change::new(revision, ChangeKind::Deleted, resource.clone(), Arc::clone(&gone), Some(previous)),
+            Change::new(revision, ChangeKind::Deleted, resource.clone(), Arc::clone(&gone), Some(previous), size),
             key.clone(),
         )?;
         drop(db);
@@ -404,10 +428,14 @@ impl Store {
             }
         }
         let change = Arc::new(change);
+        state.history_bytes += change.size;
         state.history.push_back(Arc::clone(&change));
-        while state.history.len() > self.history_limit {
+        while state.history.len() > self.history_limit
+            || (state.history_bytes > self.history_bytes_limit && state.history.len() > 1)
+        {
             if let Some(dropped) = state.history.pop_front() {
                 state.history_floor = dropped.revision;
+                state.history_bytes -= dropped.size;
             }
         }
         // No receiver is fine: nobody is watching.

@@ -511,3 +511,34 @@ async fn events_expire_after_their_ttl() {
     assert!(gone.is_ok_and(|r| r.is_ok()), "the Event outlived its TTL");
     server.stop().await;
 }
+
+/// The watch history is bounded in bytes too: large objects push the oldest changes out (a
+/// watch from before them gets 410 Expired), however few they are; recent ones stay.
+#[tokio::test]
+async fn the_watch_history_is_bounded_in_bytes() {
+    let server = TestServer::start_with(|config| config.history_bytes = 64 * 1024).await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    let big = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"blob": "x".repeat(4096)}})).unwrap()
+    };
+    let first = maps.create(&PostParams::default(), &big("b00")).await.unwrap().resource_version().unwrap();
+    let mut versions = Vec::new();
+    for i in 1..40 {
+        versions.push(
+            maps.create(&PostParams::default(), &big(&format!("b{i:02}"))).await.unwrap().resource_version().unwrap(),
+        );
+    }
+    // 40 changes of ~4 KiB: far under the 10,000-change bound, over 64 KiB.
+    let mut events = maps.watch(&WatchParams::default().timeout(5), &first).await.unwrap().boxed();
+    match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Error(status)) => assert_eq!((status.code, status.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410 Expired, got {other:?}"),
+    }
+    let recent = &versions[versions.len() - 3];
+    let mut events = maps.watch(&WatchParams::default().timeout(5), recent).await.unwrap().boxed();
+    match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Added(m)) => assert_eq!(m.name_any(), "b38"),
+        other => panic!("expected the change after {recent}, got {other:?}"),
+    }
+    server.stop().await;
+}
