@@ -542,3 +542,64 @@ async fn the_watch_history_is_bounded_in_bytes() {
     }
     server.stop().await;
 }
+
+/// Watches open at once are bounded (`Limits::max_watches`): one more is answered 429 Too Many
+/// Requests, and once a watch ends its place is free again. Seen with curl: kube's client
+/// retries a 429 by itself, as it should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_watches_are_bounded() {
+    use std::io::BufRead;
+    let server = TestServer::start_with(|config| config.limits.max_watches = 2).await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    maps.create(&PostParams::default(), &config_map("w")).await.unwrap();
+    let home = server.kubeconfig().parent().unwrap().to_path_buf();
+    let token = std::fs::read_to_string(home.join("token")).unwrap();
+    let url = format!("https://{}/api/v1/namespaces/default/configmaps?watch=1", server.running.address);
+    let curl = |extra: &[&str]| {
+        let mut command = std::process::Command::new("curl");
+        command
+            .args(["-sS", "--no-buffer", "--cacert"])
+            .arg(home.join("ca.crt"))
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .args(extra)
+            .arg(&url);
+        command
+    };
+    // Two watches, each streaming (its initial ADDED line arrived): both hold a place.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut child = curl(&["--max-time", "60"]).stdout(std::process::Stdio::piped()).spawn().expect("curl");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        assert!(first.contains("\"ADDED\""), "{first}");
+        open.push(child);
+    }
+    let status = |output: std::process::Output| String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let refused = tokio::task::spawn_blocking({
+        let mut command = curl(&["--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"]);
+        move || command.output().unwrap()
+    });
+    assert_eq!(status(refused.await.unwrap()), "429");
+    // A watch whose client goes away frees its place: the server notices the closed connection,
+    // so a new watch is accepted within a bounded number of attempts.
+    let mut gone = open.remove(0);
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut command = curl(&["--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}"]);
+        let code = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+        let code = status(code);
+        // 200 then cut by --max-time (curl exits 28, having printed the code).
+        if code == "200" {
+            break;
+        }
+        assert_eq!(code, "429");
+        assert!(std::time::Instant::now() < deadline, "the ended watch never freed its place");
+    }
+    for mut child in open {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    server.stop().await;
+}

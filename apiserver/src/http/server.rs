@@ -19,12 +19,15 @@ pub struct Server {
     pub shutdown: CancellationToken,
     /// OpenAPI documents of the registry they were built from.
     pub openapi: Arc<OpenApiCache>,
+    /// Watches open at once, at most [`Limits::max_watches`](crate::semantics::state::Limits).
+    pub watches: Arc<tokio::sync::Semaphore>,
 }
 
 impl Server {
     /// A server over `api`, answering requests that present `token` until `shutdown`.
     pub fn new(api: Arc<Api>, token: &str, shutdown: CancellationToken) -> Self {
-        Self { api, token: Arc::from(token), shutdown, openapi: Arc::default() }
+        let watches = Arc::new(tokio::sync::Semaphore::new(api.limits.max_watches));
+        Self { api, token: Arc::from(token), shutdown, openapi: Arc::default(), watches }
     }
 }
 

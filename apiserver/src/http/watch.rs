@@ -172,17 +172,17 @@ pub async fn watch(
     let api_version = resource.api_version(&request.version);
     let filter = Arc::new(Filter { request: request.clone(), labels, fields, table, api_version });
     let store = Arc::clone(&server.api.store);
+    // Held for the watch's life: at most `max_watches` at once.
+    let permit = Arc::clone(&server.watches).try_acquire_owned().map_err(|_| {
+        ApiError::too_many_requests(format!("too many watches open ({}); retry later", server.api.limits.max_watches))
+    })?;
 
     // Initial state: without a resourceVersion (or with sendInitialEvents), every selected
-    // object is sent as ADDED first, then changes after the snapshot.
+    // object is sent as ADDED first, then changes after the snapshot. The snapshot is the
+    // store's shared objects; each event is made as it is sent, not all before.
     let (start, initial) = match requested {
         Some(revision) if !send_initial => (revision, Vec::new()),
-        _ => {
-            let (revision, items) = store.list(&resource.storage, request.namespace.as_deref(), None);
-            let events: Vec<Value> =
-                items.iter().filter(|o| filter.selects(o)).map(|o| filter.event_of("ADDED", o)).collect();
-            (revision, events)
-        }
+        _ => store.list(&resource.storage, request.namespace.as_deref(), None),
     };
     let (sender, receiver) = mpsc::channel::<Bytes>(256);
     let body = streaming_body(receiver);
@@ -198,13 +198,14 @@ pub async fn watch(
     };
     let shutdown = server.shutdown.clone();
     tokio::spawn(async move {
+        let _permit = permit;
         let send_line = |line: Bytes| {
             let sender = sender.clone();
             async move { sender.send(line).await.is_ok() }
         };
         let send = |value: Value| send_line(line(&value));
-        for event in initial {
-            if !send(event).await {
+        for object in initial.iter().filter(|o| filter.selects(o)) {
+            if !send(filter.event_of("ADDED", object)).await {
                 return;
             }
         }

@@ -140,6 +140,11 @@ impl ApiError {
         )
     }
 
+    /// 429: too many of something at once; the client retries later.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
     /// 410: the requested resourceVersion is older than the history kept.
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

@@ -16,8 +16,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest page a list returns when the client asks for more (or for no limit).
     pub max_list_items: usize,
-    /// How long an Event lives after its last occurrence (Kubernetes' `--event-ttl`, 1 h).
+    /// How long an Event lives after it was last written (Kubernetes' `--event-ttl`, 1 h).
     pub event_ttl: std::time::Duration,
+    /// Watches open at once; one more is answered 429 until one ends.
+    pub max_watches: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +28,7 @@ impl Default for Limits {
             max_body_bytes: 3 * 1024 * 1024,
             max_list_items: 100_000,
             event_ttl: std::time::Duration::from_secs(3600),
+            max_watches: 10_000,
         }
     }
 }
