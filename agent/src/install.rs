@@ -3,8 +3,9 @@
 //! written in large blocks, never past the end of the disk. A disk left with an image whose
 //! checksum did not match has its first MiB wiped, so it never boots half an image.
 //!
-//! Formats: `raw`, compressed or not. `qcow2` and `tar` are refused with a clear reason
-//! before anything is written (not built yet). Once written, the NoCloud seed goes into the
+//! Formats: `raw`, compressed or not, written here; `tar` trees go onto partitions the agent
+//! makes ([`crate::rootfs`]); `qcow2` is refused with a clear reason before anything is written
+//! (not built). Once a raw image is written, the NoCloud seed goes into the
 //! image's `CIDATA` partition, added at the end of the disk when the image has none, and the
 //! last partition is grown when the Role asks ([`crate::seed`]).
 
