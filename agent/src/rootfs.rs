@@ -1,7 +1,7 @@
 //! Installing a tree of files (`format: tar`, eDeploy's way) onto the partitions of the plan's
 //! layout, then a boot loader, since a tree has none.
 //!
-//! 1. The partitions are placed ([`machinist_crds::layout::place`]) and a new table written
+//! 1. The partitions are placed ([`machinist_agent_protocol::install::layout::place`]) and a new table written
 //!    ([`crate::fresh_table`]): syslinux's `mbr.bin` (MBR) or `gptmbr.bin` (GPT) as boot
 //!    code, the partition holding `/boot` (else `/`) marked bootable.
 //! 2. The kernel re-reads the table (`blockdev --rereadpt`); the partitions get their file
