@@ -227,11 +227,19 @@ pub fn size_of(mut file: &File) -> io::Result<u64> {
     Ok(size)
 }
 
-/// Counts and hashes what is read through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    read: u64,
+/// Counts and hashes what is read through it (the image as downloaded: raw here, trees in
+/// [`crate::rootfs`]).
+pub(crate) struct Hashing<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Sha256,
+    pub(crate) read: u64,
+}
+
+impl<R> Hashing<R> {
+    /// Hashes what `inner` gives.
+    pub(crate) fn new(inner: R) -> Self {
+        Self { inner, hasher: Sha256::new(), read: 0 }
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -308,7 +316,7 @@ pub fn write_image(
     };
     let disk_size = size_of(disk).map_err(io_error(&format!("failed to read the size of {disk_name}")))?;
     disk.seek(SeekFrom::Start(0)).map_err(io_error(&format!("failed to seek {disk_name}")))?;
-    let mut hashing = Hashing { inner: source, hasher: Sha256::new(), read: 0 };
+    let mut hashing = Hashing::new(source);
     let target = Disk {
         file: disk,
         size: disk_size,
@@ -380,7 +388,7 @@ fn compression_name(compression: Compression) -> &'static str {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

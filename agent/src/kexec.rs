@@ -13,12 +13,12 @@
 //! in the kernel's arguments are left out, `search` and `set root` are not followed.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::seed::{Span, partitions};
+use crate::seed::{Slice, Span, partitions};
 
 /// Where the RAM disk carries kexec-tools' `kexec`.
 pub const KEXEC: &str = "/sbin/kexec";
@@ -227,11 +227,7 @@ pub fn find(disk: &Path) -> Result<Found, KexecError> {
         read_prefix(&file, 0, &mut head).map_err(io_error(format!("the partition table of {}", disk.display())))?;
     head.truncate(read);
     for span in partitions(&head) {
-        let reader = PartitionReader {
-            file: file.try_clone().map_err(io_error(disk.display().to_string()))?,
-            span,
-            position: 0,
-        };
+        let reader = Slice::new(file.try_clone().map_err(io_error(disk.display().to_string()))?, span);
         let found = match filesystem(&file, span) {
             Some(Filesystem::Fat) => from_fat(reader)?,
             Some(Filesystem::Ext) => from_ext(reader)?,
@@ -286,7 +282,7 @@ fn filesystem(file: &File, span: Span) -> Option<Filesystem> {
 
 type Entry = (String, BootEntry, Vec<u8>, Vec<u8>);
 
-fn from_fat(reader: PartitionReader) -> Result<Option<Entry>, KexecError> {
+fn from_fat(reader: Slice<File>) -> Result<Option<Entry>, KexecError> {
     let Ok(fs) = fatfs::FileSystem::new(reader, fatfs::FsOptions::new()) else { return Ok(None) };
     let root = fs.root_dir();
     let read = |path: &str, limit: u64| -> Result<Option<Vec<u8>>, KexecError> {
@@ -312,7 +308,7 @@ fn from_fat(reader: PartitionReader) -> Result<Option<Entry>, KexecError> {
     Ok(None)
 }
 
-fn from_ext(reader: PartitionReader) -> Result<Option<Entry>, KexecError> {
+fn from_ext(reader: Slice<File>) -> Result<Option<Entry>, KexecError> {
     let Ok(fs) = ext4_view::Ext4::load(Box::new(reader)) else { return Ok(None) };
     let read = |path: &str, limit: u64| -> Result<Option<Vec<u8>>, KexecError> {
         match fs.metadata(path) {
@@ -364,46 +360,9 @@ fn read_prefix(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// One partition of the disk, read-only, for fatfs (a stream) and ext4-view (positioned reads).
-struct PartitionReader {
-    file: File,
-    span: Span,
-    position: u64,
-}
-
-impl Read for PartitionReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.span.len.saturating_sub(self.position);
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let read = self.file.read_at(&mut buf[..n], self.span.start + self.position)?;
-        self.position += read as u64;
-        Ok(read)
-    }
-}
-
-impl Write for PartitionReader {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(io::ErrorKind::PermissionDenied, "the boot partition is read only here"))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for PartitionReader {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(at) => Some(at),
-            SeekFrom::End(delta) => self.span.len.checked_add_signed(delta),
-            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
-        };
-        self.position = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"))?;
-        Ok(self.position)
-    }
-}
-
-impl ext4_view::Ext4Read for PartitionReader {
+/// ext4-view reads a boot partition through the same [`Slice`] the seed is written with
+/// (owned: the file system keeps its reader).
+impl ext4_view::Ext4Read for Slice<File> {
     fn read(&mut self, start: u64, dst: &mut [u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
         let end = start.checked_add(dst.len() as u64).filter(|end| *end <= self.span.len);
         if end.is_none() {
@@ -421,6 +380,7 @@ pub fn scratch_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::FileExt;
 
     #[test]

@@ -30,10 +30,10 @@ use machinist_agent_protocol::install::layout::place;
 use machinist_agent_protocol::install::{Compression, ImageSource};
 use machinist_agent_protocol::install::{Filesystem, PartitionTable};
 use machinist_agent_protocol::seed::NoCloud;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use crate::fresh_table::{Fresh, create, partuuid};
-use crate::install::{InstallError, Written};
+use crate::install::{Hashing, InstallError, Written};
 
 /// Where the installed system's file systems are mounted while the tree is unpacked.
 pub const TARGET: &str = "/run/machinist-target";
@@ -140,12 +140,12 @@ pub fn install(
                 filesystem: p.filesystem,
                 esp: p.mount_point.as_deref() == Some("/boot/efi"),
                 boot: Some(i) == boot,
-                guid: random_guid()?,
+                guid: crate::random::guid().map_err(io_error("failed to read /dev/urandom for a partition GUID"))?,
                 name: p.label.clone().unwrap_or_else(|| format!("part{}", i + 1)),
             })
         })
         .collect::<Result<_, InstallError>>()?;
-    let disk_guid = random_guid()?;
+    let disk_guid = crate::random::guid().map_err(io_error("failed to read /dev/urandom for a partition GUID"))?;
     let code_path = match layout.partition_table {
         PartitionTable::Msdos => &tools.mbr,
         PartitionTable::Gpt => &tools.gptmbr,
@@ -350,7 +350,7 @@ fn unpack(
     into: &Path,
     mut on_progress: impl FnMut(u64),
 ) -> Result<(u64, u64, String), InstallError> {
-    let hashing = Hashing { inner: body, hasher: Sha256::new(), read: 0 };
+    let hashing = Hashing::new(body);
     let mut last = Instant::now();
     let mut counted = 0u64;
     let mut extract = |reader: &mut dyn Read| -> io::Result<()> {
@@ -403,23 +403,8 @@ fn unpack(
     };
     // The hash covers the whole file (a tar's trailing zeros, anything after them).
     io::copy(&mut hashing, &mut io::sink()).map_err(io_error("failed to read the rest of the image"))?;
-    let actual: String = hashing.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let actual = crate::install::hex(&hashing.hasher.finalize());
     Ok((counted, hashing.read, actual))
-}
-
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    read: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
-        Ok(n)
-    }
 }
 
 struct Counting<'a, R: ?Sized, F> {
@@ -439,10 +424,6 @@ impl<R: Read + ?Sized, F: FnMut(u64)> Read for Counting<'_, R, F> {
         }
         Ok(n)
     }
-}
-
-fn random_guid() -> Result<[u8; 16], InstallError> {
-    crate::random::guid().map_err(io_error("failed to read /dev/urandom for a partition GUID"))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
@@ -522,7 +503,7 @@ mod tests {
     }
 
     fn source(bytes: &[u8]) -> ImageSource {
-        let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = crate::install::hex(&sha2::Sha256::digest(bytes));
         ImageSource {
             url: "http://x/tree.tar".into(),
             sha256,

@@ -17,8 +17,10 @@
 //! the table up to the added `CIDATA` partition, or else to the last usable sector; its file
 //! system is left to the installed system (cloud-init's `growpart` and `resize_rootfs`).
 
+use std::borrow::Borrow;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 
 use machinist_agent_protocol::seed::NoCloud;
 
@@ -90,43 +92,54 @@ fn gpt(head: &[u8]) -> Vec<Span> {
         .collect()
 }
 
-/// A partition of a file, as a stream of its own.
-struct Slice<'a> {
-    file: &'a mut File,
-    span: Span,
-    position: u64,
+/// A partition of a disk file, as a stream of its own (positioned reads and writes, so a
+/// shared `&File` will do): the seed's FAT here, the boot partitions [`crate::kexec`] reads.
+pub(crate) struct Slice<F> {
+    /// The disk: `&File`, or an owned `File` where the reader must be `'static`.
+    pub(crate) file: F,
+    /// The partition.
+    pub(crate) span: Span,
+    /// Where the stream is, from the partition's start.
+    pub(crate) position: u64,
 }
 
-impl Read for Slice<'_> {
+impl<F> Slice<F> {
+    /// The partition `span` of `file`, from its start.
+    pub(crate) fn new(file: F, span: Span) -> Self {
+        Self { file, span, position: 0 }
+    }
+
+    fn left(&self) -> usize {
+        usize::try_from(self.span.len.saturating_sub(self.position)).unwrap_or(usize::MAX)
+    }
+}
+
+impl<F: Borrow<File>> Read for Slice<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.span.len.saturating_sub(self.position);
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        self.file.seek(SeekFrom::Start(self.span.start + self.position))?;
-        let read = self.file.read(&mut buf[..n])?;
+        let n = buf.len().min(self.left());
+        let read = self.file.borrow().read_at(&mut buf[..n], self.span.start + self.position)?;
         self.position += read as u64;
         Ok(read)
     }
 }
 
-impl Write for Slice<'_> {
+impl<F: Borrow<File>> Write for Slice<F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.span.len.saturating_sub(self.position);
-        if left == 0 && !buf.is_empty() {
+        let n = buf.len().min(self.left());
+        if n == 0 && !buf.is_empty() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "end of the partition"));
         }
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        self.file.seek(SeekFrom::Start(self.span.start + self.position))?;
-        let written = self.file.write(&buf[..n])?;
+        let written = self.file.borrow().write_at(&buf[..n], self.span.start + self.position)?;
         self.position += written as u64;
         Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }
 
-impl Seek for Slice<'_> {
+impl<F> Seek for Slice<F> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(at) => Some(at),
@@ -201,7 +214,7 @@ pub fn write(disk: &mut File, seed: &NoCloud, grow: bool) -> io::Result<Written>
         let grown = if grow { Some(change(disk, &head, disk_size, &Request { add: None, grow })?) } else { None };
         return Ok(Written { seed: Seeded::Partition(span.start), grown });
     }
-    let add = NewPartition { sectors: ADDED_SIZE / table::SECTOR, guid: random_guid()? };
+    let add = NewPartition { sectors: ADDED_SIZE / table::SECTOR, guid: crate::random::guid()? };
     let both = match table::edit(&head, disk_size, &Request { add: Some(add), grow }) {
         Ok(edit) => {
             let at = add_partition(disk, &edit, add, seed)?;
@@ -237,7 +250,7 @@ fn add_partition(disk: &mut File, edit: &table::Edit, add: NewPartition, seed: &
         .volume_label(label)
         .volume_id(u32::from_le_bytes([add.guid[0], add.guid[1], add.guid[2], add.guid[3]]))
         .fat_type(fatfs::FatType::Fat16);
-    fatfs::format_volume(Slice { file: disk, span, position: 0 }, options)?;
+    fatfs::format_volume(Slice::new(&*disk, span), options)?;
     fill(disk, span, seed)?;
     put(disk, &edit.table)?;
     disk.sync_all()?;
@@ -247,7 +260,7 @@ fn add_partition(disk: &mut File, edit: &table::Edit, add: NewPartition, seed: &
 /// The first FAT partition labelled `CIDATA`.
 fn find_cidata(disk: &mut File, head: &[u8]) -> Option<Span> {
     partitions(head).into_iter().find(|span| {
-        let slice = Slice { file: disk, span: *span, position: 0 };
+        let slice = Slice::new(&*disk, *span);
         fatfs::FileSystem::new(slice, fatfs::FsOptions::new())
             .is_ok_and(|fs| fs.volume_label().trim().eq_ignore_ascii_case(LABEL))
     })
@@ -255,7 +268,7 @@ fn find_cidata(disk: &mut File, head: &[u8]) -> Option<Span> {
 
 /// Writes the seed's files into the FAT file system of `span`, replacing them.
 fn fill(disk: &mut File, span: Span, seed: &NoCloud) -> io::Result<()> {
-    let fs = fatfs::FileSystem::new(Slice { file: disk, span, position: 0 }, fatfs::FsOptions::new())?;
+    let fs = fatfs::FileSystem::new(Slice::new(&*disk, span), fatfs::FsOptions::new())?;
     {
         let root = fs.root_dir();
         let mut files =
@@ -295,10 +308,6 @@ fn put(disk: &mut File, writes: &[table::Write]) -> io::Result<()> {
 }
 
 /// A random (version 4) GUID, as GPT stores it (the first three fields little-endian).
-fn random_guid() -> io::Result<[u8; 16]> {
-    crate::random::guid()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
@@ -348,7 +357,7 @@ mod tests {
         let mut name = [b' '; 11];
         name[..label.len()].copy_from_slice(label.as_bytes());
         let span = Span { start: 4096 * 512, len: 4096 * 512 };
-        let slice = Slice { file: &mut handle, span, position: 0 };
+        let slice = Slice::new(&handle, span);
         fatfs::format_volume(slice, fatfs::FormatVolumeOptions::new().volume_label(name)).unwrap();
         (file, handle)
     }
@@ -372,7 +381,7 @@ mod tests {
         // Written again (a reinstall): replaced, not appended.
         write(&mut disk, &seed(), false).unwrap();
         let span = Span { start: 4096 * 512, len: 4096 * 512 };
-        let fs = fatfs::FileSystem::new(Slice { file: &mut disk, span, position: 0 }, fatfs::FsOptions::new()).unwrap();
+        let fs = fatfs::FileSystem::new(Slice::new(&disk, span), fatfs::FsOptions::new()).unwrap();
         let mut text = String::new();
         fs.root_dir().open_file("meta-data").unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "m\n");
@@ -403,7 +412,7 @@ mod tests {
         let again = write(&mut disk, &seed(), false).unwrap();
         assert_eq!(again, Written { seed: Seeded::Partition(8 << 20), grown: None });
         let span = Span { start: 8 << 20, len: ADDED_SIZE };
-        let fs = fatfs::FileSystem::new(Slice { file: &mut disk, span, position: 0 }, fatfs::FsOptions::new()).unwrap();
+        let fs = fatfs::FileSystem::new(Slice::new(&disk, span), fatfs::FsOptions::new()).unwrap();
         assert_eq!(fs.fat_type(), fatfs::FatType::Fat16);
         let mut text = String::new();
         fs.root_dir().open_file("user-data").unwrap().read_to_string(&mut text).unwrap();
