@@ -1,7 +1,8 @@
 //! An embedded control plane: a single-node server of the Kubernetes API for the custom
 //! resources its caller installs and the core objects controllers need (Namespaces, Secrets,
-//! ConfigMaps, Events, Leases, CustomResourceDefinitions), persisted in SQLite, over HTTPS with
-//! a bearer token. It knows no kind of its caller's: [`Config::crds`] says which CRDs to
+//! ConfigMaps, Events, Leases, CustomResourceDefinitions, ServiceAccounts and RBAC), persisted
+//! in SQLite, over HTTPS with bearer tokens: the admin's, and ServiceAccount tokens whose
+//! requests RBAC authorizes. It knows no kind of its caller's: [`Config::crds`] says which CRDs to
 //! install at start (`machinist up` hands it the machinist CRDs). kubectl, kube-rs and other
 //! Kubernetes clients talk to it through the kubeconfig it writes.
 //!
@@ -169,6 +170,47 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running { address, kubeconfig, api, shutdown, handle, server })
 }
 
+/// The default ClusterRoles and ClusterRoleBindings of Kubernetes' RBAC bootstrap policy that a
+/// client needs: `cluster-admin` for `system:masters`; discovery, `/version` and the health
+/// paths, and the self-reviews (`kubectl auth can-i`, `kubectl auth whoami`), for every
+/// authenticated user.
+pub fn rbac_defaults() -> Vec<Value> {
+    let meta = |name: &str| {
+        json!({"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+               "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}})
+    };
+    let role = |name: &str, rules: Value| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(name), "rules": rules});
+    let binding = |name: &str, groups: &[&str]| {
+        let subjects: Vec<Value> = groups
+            .iter()
+            .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
+            .collect();
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(name),
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": subjects})
+    };
+    vec![
+        role(
+            "cluster-admin",
+            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+        ),
+        binding("cluster-admin", &["system:masters"]),
+        role(
+            "system:discovery",
+            json!([{"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"], "verbs": ["get"]}]),
+        ),
+        binding("system:discovery", &["system:authenticated"]),
+        role(
+            "system:basic-user",
+            json!([
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]},
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
+            ]),
+        ),
+        binding("system:basic-user", &["system:authenticated"]),
+    ]
+}
+
 fn system_request(api: &Api, group: &str, plural: &str, name: &str) -> Option<Request> {
     let registry = api.registry();
     let resource = registry.all().iter().find(|r| r.group == group && r.plural == plural)?.clone();
@@ -184,7 +226,7 @@ fn system_request(api: &Api, group: &str, plural: &str, name: &str) -> Option<Re
     })
 }
 
-/// Default namespaces, and the caller's CRDs applied (server-side) so a newer binary updates
+/// Default namespaces, the default RBAC policy ([`rbac_defaults`]), and the caller's CRDs applied (server-side) so a newer binary updates
 /// them and an unchanged one writes nothing.
 fn bootstrap(api: &Api, crds: &[CustomResourceDefinition]) -> Result<(), StartError> {
     let fail = |what: &str, message: String| StartError::Bootstrap { what: what.to_owned(), message };
@@ -195,6 +237,13 @@ fn bootstrap(api: &Api, crds: &[CustomResourceDefinition]) -> Result<(), StartEr
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
             api.create(&Request { name: None, ..request }, object).map_err(|e| fail(namespace, e.message))?;
         }
+    }
+    for object in rbac_defaults() {
+        let plural = if object["kind"] == "ClusterRole" { "clusterroles" } else { "clusterrolebindings" };
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let request = system_request(api, "rbac.authorization.k8s.io", plural, &name)
+            .ok_or_else(|| fail(plural, "not served".into()))?;
+        api.patch(&request, Patch::Apply { config: object, force: true }).map_err(|e| fail(&name, e.message))?;
     }
     for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();

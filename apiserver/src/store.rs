@@ -160,6 +160,8 @@ struct State {
     history_floor: u64,
     /// The [`Change::size`]s of `history`, summed.
     history_bytes: usize,
+    /// The revision of each resource's latest change since the store opened.
+    changed: HashMap<ResourceKey, u64>,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -239,6 +241,7 @@ impl Store {
                 history: VecDeque::new(),
                 history_floor: revision,
                 history_bytes: 0,
+                changed: HashMap::new(),
             }),
             changes,
             history_limit: history_limit.max(1),
@@ -261,6 +264,12 @@ impl Store {
     /// The latest revision.
     pub fn revision(&self) -> u64 {
         self.read().map(|s| s.revision).unwrap_or(0)
+    }
+
+    /// The revision of `resource`'s latest change since the store opened (0: none), for caches
+    /// of what its objects say.
+    pub fn changed_at(&self, resource: &ResourceKey) -> u64 {
+        self.read().ok().and_then(|s| s.changed.get(resource).copied()).unwrap_or(0)
     }
 
     /// One object.
@@ -418,6 +427,7 @@ impl Store {
     fn publish(&self, change: Change, key: ObjectKey) -> Result<(), StoreError> {
         let mut state = self.write_state()?;
         state.revision = change.revision;
+        state.changed.insert(change.resource.clone(), change.revision);
         let objects = state.objects.entry(change.resource.clone()).or_default();
         match change.kind {
             ChangeKind::Deleted => {

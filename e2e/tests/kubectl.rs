@@ -395,7 +395,7 @@ async fn get_prints_printer_columns_and_every_output_format() {
 
     // The other kinds show their own columns.
     for (resource, file, namespace, expected) in [
-        ("roles", "roles.yaml", "api", 5),
+        ("roles.machinist.dev", "roles.yaml", "api", 5),
         ("cmdbs", "cmdbs.yaml", "edeploy", 2),
         ("hardwareprofiles", "hardwareprofiles.yaml", "edeploy", 2),
         ("loadbalancerbackends", "loadbalancerbackends.yaml", "api", 1),
@@ -407,7 +407,7 @@ async fn get_prints_printer_columns_and_every_output_format() {
         let out = cluster.ok(&["get", resource, "-n", namespace, "-o", "wide"]).await;
         assert_eq!(table(&out).0, printer_columns(file, true), "{out}");
     }
-    let out = cluster.ok(&["get", "roles", "-n", "edeploy"]).await;
+    let out = cluster.ok(&["get", "roles.machinist.dev", "-n", "edeploy"]).await;
     let (header, rows) = table(&out);
     let mysql = row(&header, &rows, "NAME", "mysql").unwrap_or_else(|| panic!("{out}"));
     assert_eq!([cell(&header, mysql, "VERSION"), cell(&header, mysql, "METHOD")], ["D7-F.1.0.0", "Image"], "{out}");
@@ -499,7 +499,7 @@ async fn get_prints_printer_columns_and_every_output_format() {
     ]);
     let out = cluster.ok(&["get", "machinist", "-n", "web", "-o", "name"]).await;
     assert_eq!(names(&out), everything, "{out}");
-    let out = cluster.ok(&["get", "mach,hwp,lbb,cmdb,role", "-n", "web", "-o", "name"]).await;
+    let out = cluster.ok(&["get", "mach,hwp,lbb,cmdb,roles.machinist.dev", "-n", "web", "-o", "name"]).await;
     assert_eq!(names(&out), everything, "{out}");
     let out = cluster.ok(&["get", "machinist", "-n", "web"]).await;
     for kind in ["machine.machinist.dev/web-1", "role.machinist.dev/web", "cmdb.machinist.dev/web"] {
@@ -749,7 +749,7 @@ async fn explain_shows_the_crd_schemas() {
     assert!(text.contains("MAC address, `aa:bb:cc:dd:ee:ff` (either case)."), "{out}");
     let out = cluster.ok(&["explain", "machines.status.conditions"]).await;
     assert!(flat(&out).contains("FIELD: conditions <[]Object>") && out.contains("lastTransitionTime"), "{out}");
-    let out = cluster.ok(&["explain", "roles.spec", "--recursive"]).await;
+    let out = cluster.ok(&["explain", "roles.machinist.dev.spec", "--recursive"]).await;
     assert!(out.contains("install") && out.contains("debianInstaller") && out.contains("preseed"), "{out}");
     let out = cluster.ok(&["explain", "hardwareprofiles.spec.install"]).await;
     assert!(flat(&out).contains("KIND: HardwareProfile"), "{out}");

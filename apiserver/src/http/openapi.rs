@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use k8s_openapi::api::authorization::v1 as authorization;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
@@ -72,6 +74,17 @@ fn kind_schema(schemas: &mut Schemas, resource: &Resource, version: &str) -> Str
         Some(Builtin::EventsV1) => schemas.builtin::<Event>(),
         Some(Builtin::Lease) => schemas.builtin::<Lease>(),
         Some(Builtin::CustomResourceDefinition) => schemas.builtin::<CustomResourceDefinition>(),
+        Some(Builtin::ServiceAccount) => schemas.builtin::<ServiceAccount>(),
+        Some(Builtin::Role) => schemas.builtin::<rbac::Role>(),
+        Some(Builtin::ClusterRole) => schemas.builtin::<rbac::ClusterRole>(),
+        Some(Builtin::RoleBinding) => schemas.builtin::<rbac::RoleBinding>(),
+        Some(Builtin::ClusterRoleBinding) => schemas.builtin::<rbac::ClusterRoleBinding>(),
+        Some(Builtin::Review) => match resource.kind.as_str() {
+            "SelfSubjectAccessReview" => schemas.builtin::<authorization::SelfSubjectAccessReview>(),
+            "SelfSubjectRulesReview" => schemas.builtin::<authorization::SelfSubjectRulesReview>(),
+            "SubjectAccessReview" => schemas.builtin::<authorization::SubjectAccessReview>(),
+            _ => schemas.builtin::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(),
+        },
         None => {
             schemas.builtin::<ObjectMeta>();
             let name = crd_schema_name(resource, version);

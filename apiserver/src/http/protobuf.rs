@@ -126,6 +126,93 @@ const LEASE: &[Field] = &[
     ),
 ];
 
+const OBJECT_REFERENCE: &[Field] = &[
+    f(1, "kind", Kind::Str),
+    f(2, "namespace", Kind::Str),
+    f(3, "name", Kind::Str),
+    f(4, "uid", Kind::Str),
+    f(5, "apiVersion", Kind::Str),
+    f(6, "resourceVersion", Kind::Str),
+    f(7, "fieldPath", Kind::Str),
+];
+
+const SERVICE_ACCOUNT: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "secrets", Kind::RepeatedMessage(OBJECT_REFERENCE)),
+    f(3, "imagePullSecrets", Kind::RepeatedMessage(&[f(1, "name", Kind::Str)])),
+    f(4, "automountServiceAccountToken", Kind::Bool),
+];
+
+const POLICY_RULE: &[Field] = &[
+    f(1, "verbs", Kind::RepeatedStr),
+    f(2, "apiGroups", Kind::RepeatedStr),
+    f(3, "resources", Kind::RepeatedStr),
+    f(4, "resourceNames", Kind::RepeatedStr),
+    f(5, "nonResourceURLs", Kind::RepeatedStr),
+];
+
+const ROLE: &[Field] =
+    &[f(1, "metadata", Kind::Message(OBJECT_META)), f(2, "rules", Kind::RepeatedMessage(POLICY_RULE))];
+
+const BINDING: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "subjects",
+        Kind::RepeatedMessage(&[
+            f(1, "kind", Kind::Str),
+            f(2, "apiGroup", Kind::Str),
+            f(3, "name", Kind::Str),
+            f(4, "namespace", Kind::Str),
+        ]),
+    ),
+    f(3, "roleRef", Kind::Message(&[f(1, "apiGroup", Kind::Str), f(2, "kind", Kind::Str), f(3, "name", Kind::Str)])),
+];
+
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    f(1, "namespace", Kind::Str),
+    f(2, "verb", Kind::Str),
+    f(3, "group", Kind::Str),
+    f(4, "version", Kind::Str),
+    f(5, "resource", Kind::Str),
+    f(6, "subresource", Kind::Str),
+    f(7, "name", Kind::Str),
+];
+
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[f(1, "path", Kind::Str), f(2, "verb", Kind::Str)];
+
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "resourceAttributes", Kind::Message(RESOURCE_ATTRIBUTES)),
+            f(2, "nonResourceAttributes", Kind::Message(NON_RESOURCE_ATTRIBUTES)),
+        ]),
+    ),
+];
+
+const SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "resourceAttributes", Kind::Message(RESOURCE_ATTRIBUTES)),
+            f(2, "nonResourceAttributes", Kind::Message(NON_RESOURCE_ATTRIBUTES)),
+            f(3, "user", Kind::Str),
+            f(4, "groups", Kind::RepeatedStr),
+            f(6, "uid", Kind::Str),
+        ]),
+    ),
+];
+
+const SELF_SUBJECT_RULES_REVIEW: &[Field] =
+    &[f(1, "metadata", Kind::Message(OBJECT_META)), f(2, "spec", Kind::Message(&[f(1, "namespace", Kind::Str)]))];
+
+const SELF_SUBJECT_REVIEW: &[Field] = &[f(1, "metadata", Kind::Message(OBJECT_META))];
+
 const TYPE_META: &[Field] = &[f(1, "apiVersion", Kind::Str), f(2, "kind", Kind::Str)];
 
 struct Reader<'a> {
@@ -320,6 +407,13 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("v1", "Secret") => SECRET,
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("coordination.k8s.io/v1", "Lease") => LEASE,
+        ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => BINDING,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => SELF_SUBJECT_RULES_REVIEW,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => SELF_SUBJECT_REVIEW,
         _ => return Err(ProtobufError::UnsupportedKind(format!("{api_version}/{kind}"))),
     };
     let mut object = message(raw.unwrap_or_default(), fields, 0)?;

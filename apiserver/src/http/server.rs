@@ -1,7 +1,8 @@
 //! What every handler shares: the API state, the token clients must present, the shutdown
 //! signal, and the OpenAPI documents built for the current registry.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
@@ -21,13 +22,46 @@ pub struct Server {
     pub openapi: Arc<OpenApiCache>,
     /// Watches open at once, at most [`Limits::max_watches`](crate::semantics::state::Limits).
     pub watches: Arc<tokio::sync::Semaphore>,
+    /// Watches open at once per user, at most
+    /// [`Limits::max_watches_per_user`](crate::semantics::state::Limits) each.
+    pub user_watches: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One user's place among its open watches, given back when dropped.
+#[derive(Debug)]
+pub struct UserWatch {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Drop for UserWatch {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Server {
     /// A server over `api`, answering requests that present `token` until `shutdown`.
     pub fn new(api: Arc<Api>, token: &str, shutdown: CancellationToken) -> Self {
         let watches = Arc::new(tokio::sync::Semaphore::new(api.limits.max_watches));
-        Self { api, token: Arc::from(token), shutdown, openapi: Arc::default(), watches }
+        Self { api, token: Arc::from(token), shutdown, openapi: Arc::default(), watches, user_watches: Arc::default() }
+    }
+
+    /// A place for one more watch of `user`, unless it has `limit` open already.
+    pub fn user_watch(&self, user: &str, limit: usize) -> Option<UserWatch> {
+        let mut counts = self.user_watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(user.to_owned()).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(UserWatch { counts: Arc::clone(&self.user_watches), user: user.to_owned() })
     }
 }
 

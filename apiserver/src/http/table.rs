@@ -89,8 +89,20 @@ fn columns(resource: &Resource, version: &str) -> Vec<Column> {
         Some(Builtin::Lease) => {
             vec![name, column("Holder", "string", "", "The holder of the lease", 0), column("Age", "string", "", "", 0)]
         }
-        Some(Builtin::CustomResourceDefinition) => vec![name, column("Created At", "date", "", "", 0)],
-        None => {
+        Some(Builtin::CustomResourceDefinition | Builtin::Role | Builtin::ClusterRole) => {
+            vec![name, column("Created At", "date", "", "", 0)]
+        }
+        Some(Builtin::ServiceAccount) => vec![
+            name,
+            column("Secrets", "string", "", "The number of secrets of the service account", 0),
+            column("Age", "string", "", "", 0),
+        ],
+        Some(Builtin::RoleBinding | Builtin::ClusterRoleBinding) => vec![
+            name,
+            column("Role", "string", "", "The role the binding grants", 0),
+            column("Age", "string", "", "", 0),
+        ],
+        Some(Builtin::Review) | None => {
             let mut out = vec![name];
             let defined = resource.printer_columns.get(version).cloned().unwrap_or_default();
             if defined.is_empty() {
@@ -196,8 +208,22 @@ fn cells(resource: &Resource, columns: &[Column], object: &Value) -> Vec<Value> 
             vec![age(last), object["type"].clone(), object["reason"].clone(), json!(target), object["message"].clone()]
         }
         Some(Builtin::Lease) => vec![meta["name"].clone(), object["spec"]["holderIdentity"].clone(), age(created)],
-        Some(Builtin::CustomResourceDefinition) => vec![meta["name"].clone(), created.cloned().unwrap_or(Value::Null)],
-        None => columns
+        Some(Builtin::CustomResourceDefinition | Builtin::Role | Builtin::ClusterRole) => {
+            vec![meta["name"].clone(), created.cloned().unwrap_or(Value::Null)]
+        }
+        Some(Builtin::ServiceAccount) => {
+            let secrets = object["secrets"].as_array().map_or(0, Vec::len);
+            vec![meta["name"].clone(), json!(secrets), age(created)]
+        }
+        Some(Builtin::RoleBinding | Builtin::ClusterRoleBinding) => {
+            let role = format!(
+                "{}/{}",
+                object["roleRef"]["kind"].as_str().unwrap_or_default(),
+                object["roleRef"]["name"].as_str().unwrap_or_default()
+            );
+            vec![meta["name"].clone(), json!(role), age(created)]
+        }
+        Some(Builtin::Review) | None => columns
             .iter()
             .map(|c| match c.path.as_deref() {
                 None => meta["name"].clone(),

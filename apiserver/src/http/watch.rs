@@ -17,6 +17,7 @@ use crate::http::server::Server;
 use crate::http::table::{self, Include};
 use crate::semantics::errors::ApiError;
 use crate::semantics::ops::present;
+use crate::semantics::rbac::User;
 use crate::semantics::registry::Builtin;
 use crate::semantics::request::Request;
 use crate::semantics::selectors::{FieldSelector, LabelSelector};
@@ -152,6 +153,7 @@ fn line(value: &Value) -> Bytes {
 /// Serves `?watch=true`.
 pub async fn watch(
     server: &Server,
+    user: &User,
     request: &Request,
     query: &Query,
     table: Option<Include>,
@@ -173,6 +175,10 @@ pub async fn watch(
     let filter = Arc::new(Filter { request: request.clone(), labels, fields, table, api_version });
     let store = Arc::clone(&server.api.store);
     // Held for the watch's life: at most `max_watches` at once.
+    let per_user = server.api.limits.max_watches_per_user;
+    let user_place = server.user_watch(&user.name, per_user).ok_or_else(|| {
+        ApiError::too_many_requests(format!("too many watches open by {} ({per_user}); retry later", user.name))
+    })?;
     let permit = Arc::clone(&server.watches).try_acquire_owned().map_err(|_| {
         ApiError::too_many_requests(format!("too many watches open ({}); retry later", server.api.limits.max_watches))
     })?;
@@ -198,7 +204,7 @@ pub async fn watch(
     };
     let shutdown = server.shutdown.clone();
     tokio::spawn(async move {
-        let _permit = permit;
+        let _permit = (permit, user_place);
         let send_line = |line: Bytes| {
             let sender = sender.clone();
             async move { sender.send(line).await.is_ok() }

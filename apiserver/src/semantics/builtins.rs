@@ -5,6 +5,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::semantics::errors::{ApiError, Cause};
+use crate::semantics::rbac;
 use crate::semantics::registry::Builtin;
 use crate::semantics::request::Request;
 
@@ -107,7 +108,13 @@ pub fn prepare(kind: Builtin, object: &mut Value, old: Option<&Value>, request: 
                 });
             }
         }
-        Builtin::CustomResourceDefinition => {}
+        Builtin::Role | Builtin::ClusterRole => {
+            causes.extend(rbac::role_problems(object, kind == Builtin::ClusterRole))
+        }
+        Builtin::RoleBinding | Builtin::ClusterRoleBinding => {
+            causes.extend(rbac::binding_problems(object, old, kind == Builtin::RoleBinding));
+        }
+        Builtin::CustomResourceDefinition | Builtin::ServiceAccount | Builtin::Review => {}
     }
     if causes.is_empty() {
         Ok(())

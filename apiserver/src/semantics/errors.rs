@@ -131,6 +131,38 @@ impl ApiError {
         Self::new(403, "Forbidden", message).about(group, resource, name)
     }
 
+    /// 403: RBAC does not allow the request (Kubernetes' wording: `secrets "s" is forbidden:
+    /// User "u" cannot get resource "secrets" in API group "" in the namespace "ns"`).
+    pub fn denied(
+        user: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Self {
+        let what = if subresource.is_empty() { resource.to_owned() } else { format!("{resource}/{subresource}") };
+        let scope = if namespace.is_empty() {
+            "at the cluster scope".to_owned()
+        } else {
+            format!("in the namespace \"{namespace}\"")
+        };
+        let subject = if name.is_empty() {
+            format!("{} is forbidden", qualified(resource, group))
+        } else {
+            format!("{} \"{name}\" is forbidden", qualified(resource, group))
+        };
+        let message =
+            format!("{subject}: User \"{user}\" cannot {verb} resource \"{what}\" in API group \"{group}\" {scope}");
+        Self::new(403, "Forbidden", message).about(group, resource, name)
+    }
+
+    /// 403: RBAC does not allow a request on a path that names no resource.
+    pub fn denied_path(user: &str, verb: &str, path: &str) -> Self {
+        Self::new(403, "Forbidden", format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""))
+    }
+
     /// 405: the verb is not served for this resource.
     pub fn method_not_allowed(what: impl Into<String>) -> Self {
         Self::new(

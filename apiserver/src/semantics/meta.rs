@@ -2,6 +2,15 @@
 
 use serde_json::{Map, Value};
 
+/// Why `name` cannot name an RBAC object (Kubernetes' `ValidatePathSegmentName`: anything
+/// that is a path segment, so `system:discovery` is fine).
+pub fn path_segment_problem(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("may not be '{name}'"));
+    }
+    ["/", "%"].iter().find(|bad| name.contains(**bad)).map(|bad| format!("may not contain '{bad}'"))
+}
+
 /// Now, as Kubernetes writes `metav1.Time` (seconds, UTC).
 pub fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()

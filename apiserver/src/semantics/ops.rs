@@ -11,7 +11,7 @@ use crate::semantics::meta::{self, meta_mut, meta_str};
 use crate::semantics::registry::{Builtin, Resource};
 use crate::semantics::request::Request;
 use crate::semantics::state::Api;
-use crate::semantics::{admission, builtins, fields};
+use crate::semantics::{admission, builtins, fields, identity};
 use crate::store::{ObjectKey, Precondition, ResourceKey, StoreError, revision_of};
 
 /// How many times a patch or delete is retried when the object changes underneath it.
@@ -198,8 +198,7 @@ fn validate_metadata(request: &Request, object: &Value) -> Result<(), ApiError> 
     let mut causes = Vec::new();
     let name_problem = match request.resource.builtin {
         Some(Builtin::Namespace) => meta::dns_label_problem(name),
-        Some(Builtin::CustomResourceDefinition) => meta::dns_subdomain_problem(name),
-        _ if request.resource.builtin.is_none() => meta::dns_subdomain_problem(name),
+        Some(builtin) if builtin.is_rbac() => meta::path_segment_problem(name),
         _ => meta::dns_subdomain_problem(name),
     };
     if let Some(problem) = name_problem {
@@ -506,6 +505,9 @@ impl Api {
     fn admit(&self, request: &Request, object: &mut Value, old: Option<&Value>) -> Result<Vec<String>, ApiError> {
         if let Some(special) = request.resource.builtin {
             builtins::prepare(special, object, old, request)?;
+            if special == Builtin::Secret {
+                identity::admit_token_secret(self, request, object, old)?;
+            }
             if special == Builtin::CustomResourceDefinition {
                 return admission::admit_crd(self, request, object, old);
             }

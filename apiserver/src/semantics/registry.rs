@@ -29,6 +29,27 @@ pub enum Builtin {
     Lease,
     /// `apiextensions.k8s.io/v1` CustomResourceDefinition.
     CustomResourceDefinition,
+    /// `v1` ServiceAccount.
+    ServiceAccount,
+    /// `rbac.authorization.k8s.io/v1` Role.
+    Role,
+    /// `rbac.authorization.k8s.io/v1` ClusterRole.
+    ClusterRole,
+    /// `rbac.authorization.k8s.io/v1` RoleBinding.
+    RoleBinding,
+    /// `rbac.authorization.k8s.io/v1` ClusterRoleBinding.
+    ClusterRoleBinding,
+    /// A review the server answers and never stores (`create` only): `authorization.k8s.io/v1`
+    /// SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview and
+    /// `authentication.k8s.io/v1` SelfSubjectReview.
+    Review,
+}
+
+impl Builtin {
+    /// Whether writes of this kind change who may do what.
+    pub fn is_rbac(self) -> bool {
+        matches!(self, Self::Role | Self::ClusterRole | Self::RoleBinding | Self::ClusterRoleBinding)
+    }
 }
 
 /// The scale subresource's paths (from the CRD).
@@ -178,6 +199,55 @@ impl Registry {
                 false,
                 &["crd", "crds"],
                 Builtin::CustomResourceDefinition,
+            ),
+            builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], Builtin::ServiceAccount),
+            builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], Builtin::Role),
+            builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, &[], Builtin::ClusterRole),
+            builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[], Builtin::RoleBinding),
+            builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "clusterrolebindings",
+                "ClusterRoleBinding",
+                false,
+                &[],
+                Builtin::ClusterRoleBinding,
+            ),
+            builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                false,
+                &[],
+                Builtin::Review,
+            ),
+            builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+                false,
+                &[],
+                Builtin::Review,
+            ),
+            builtin(
+                "authorization.k8s.io",
+                "v1",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+                false,
+                &[],
+                Builtin::Review,
+            ),
+            builtin(
+                "authentication.k8s.io",
+                "v1",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
+                false,
+                &[],
+                Builtin::Review,
             ),
         ]
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
+use crate::semantics::rbac::Policy;
 use crate::semantics::registry::Registry;
 use crate::store::{ResourceKey, Store};
 
@@ -20,6 +21,9 @@ pub struct Limits {
     pub event_ttl: std::time::Duration,
     /// Watches open at once; one more is answered 429 until one ends.
     pub max_watches: usize,
+    /// Watches one user (a token's identity) may have open at once; one more is answered 429,
+    /// so one client cannot take every place.
+    pub max_watches_per_user: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +33,7 @@ impl Default for Limits {
             max_list_items: 100_000,
             event_ttl: std::time::Duration::from_secs(3600),
             max_watches: 10_000,
+            max_watches_per_user: 1_000,
         }
     }
 }
@@ -67,7 +72,11 @@ pub struct Api {
     pub schemas: SchemaCache,
     /// Request limits.
     pub limits: Limits,
+    /// The RBAC policy, with the revisions of the RBAC kinds it was built at.
+    policy: Mutex<Option<([u64; 4], Arc<Policy>)>>,
 }
+
+const RBAC_RESOURCES: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,6 +93,7 @@ impl Api {
             refreshing: Mutex::new(()),
             schemas: Default::default(),
             limits,
+            policy: Mutex::new(None),
         };
         api.refresh_registry();
         api
@@ -92,6 +102,28 @@ impl Api {
     /// The registry as of now.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.read().map(|r| Arc::clone(&r)).unwrap_or_default()
+    }
+
+    /// The RBAC policy as of now: rebuilt only after a Role, ClusterRole or binding changed.
+    pub fn policy(&self) -> Arc<Policy> {
+        let keys = RBAC_RESOURCES.map(|r| ResourceKey::new("rbac.authorization.k8s.io", r));
+        let at = keys.clone().map(|k| self.store.changed_at(&k));
+        let mut cached = self.policy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((built_at, policy)) = cached.as_ref()
+            && *built_at == at
+        {
+            return Arc::clone(policy);
+        }
+        let [roles, cluster_roles, role_bindings, cluster_role_bindings] =
+            keys.map(|k| self.store.list(&k, None, None).1);
+        let policy = Arc::new(Policy::new(
+            roles.iter().map(AsRef::as_ref),
+            cluster_roles.iter().map(AsRef::as_ref),
+            role_bindings.iter().map(AsRef::as_ref),
+            cluster_role_bindings.iter().map(AsRef::as_ref),
+        ));
+        *cached = Some((at, Arc::clone(&policy)));
+        policy
     }
 
     /// Rebuilds the registry from the stored CRDs (after a CRD is written or deleted).
