@@ -167,6 +167,21 @@ impl Home {
 
     /// Writes the kubeconfig that points kubectl and kube-rs at `address` as the admin.
     pub fn write_kubeconfig(&self, address: SocketAddr, material: &Material) -> Result<PathBuf, HomeError> {
+        let path = self.kubeconfig();
+        self.write_kubeconfig_as(&path, address, &material.ca_pem, "machinist-admin", &material.token)?;
+        Ok(path)
+    }
+
+    /// Writes a kubeconfig at `path` (private, like everything in the home) that points at
+    /// `address` as `user` with `token`.
+    pub fn write_kubeconfig_as(
+        &self,
+        path: &Path,
+        address: SocketAddr,
+        ca_pem: &str,
+        user: &str,
+        token: &str,
+    ) -> Result<(), HomeError> {
         let host = if address.ip().is_unspecified() { "127.0.0.1".to_owned() } else { address.ip().to_string() };
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         let config = json!({
@@ -174,16 +189,14 @@ impl Home {
             "kind": "Config",
             "clusters": [{"name": "machinist", "cluster": {
                 "server": format!("https://{host}:{}", address.port()),
-                "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&material.ca_pem),
+                "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
             }}],
-            "users": [{"name": "machinist-admin", "user": {"token": material.token}}],
-            "contexts": [{"name": "machinist", "context": {"cluster": "machinist", "user": "machinist-admin", "namespace": "default"}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "machinist", "context": {"cluster": "machinist", "user": user, "namespace": "default"}}],
             "current-context": "machinist",
             "preferences": {},
         });
         let yaml = serde_saphyr::to_string(&config).map_err(|e| HomeError::Yaml(e.to_string()))?;
-        let path = self.kubeconfig();
-        write_private(&path, &yaml)?;
-        Ok(path)
+        write_private(path, &yaml)
     }
 }

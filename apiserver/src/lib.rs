@@ -112,12 +112,116 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     /// Shared state (for in-process components).
     pub api: Arc<Api>,
+    home: Home,
+    ca_pem: String,
     shutdown: CancellationToken,
     handle: axum_server::Handle<SocketAddr>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// A failure provisioning objects or identities in a running control plane.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {what}: {message}")]
+pub struct ProvisionError {
+    /// What was being done.
+    pub what: String,
+    /// Why it failed.
+    pub message: String,
+}
+
 impl Running {
+    /// Applies `objects` as the admin, by server-side apply (field manager `machinist`, forced):
+    /// what a person would `kubectl apply --server-side`, done in-process.
+    pub async fn apply(&self, objects: Vec<Value>) -> Result<(), ProvisionError> {
+        let api = Arc::clone(&self.api);
+        tokio::task::spawn_blocking(move || {
+            for object in objects {
+                let api_version = object["apiVersion"].as_str().map(str::to_owned);
+                let kind = object["kind"].as_str().map(str::to_owned);
+                let (api_version, kind) = (api_version.as_deref(), kind.as_deref());
+                let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let fail =
+                    |message: String| ProvisionError { what: format!("apply {} {name}", kind.unwrap_or("?")), message };
+                let (group, version) = match api_version.unwrap_or_default().split_once('/') {
+                    Some((group, version)) => (group, version),
+                    None => ("", api_version.unwrap_or_default()),
+                };
+                let registry = api.registry();
+                let resource = registry
+                    .all()
+                    .iter()
+                    .find(|r| {
+                        r.group == group && r.versions.iter().any(|v| v == version) && Some(r.kind.as_str()) == kind
+                    })
+                    .cloned()
+                    .ok_or_else(|| fail("that kind is not served".into()))?;
+                let request = Request {
+                    version: version.to_owned(),
+                    namespace: object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned),
+                    name: Some(name.clone()),
+                    resource,
+                    subresource: None,
+                    dry_run: false,
+                    field_manager: "machinist".into(),
+                    field_validation: FieldValidation::Strict,
+                };
+                api.patch(&request, Patch::Apply { config: object, force: true }).map_err(|e| fail(e.message))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ProvisionError { what: "apply objects".into(), message: e.to_string() })?
+    }
+
+    /// A kubeconfig (`<home>/<name>.kubeconfig`, private) that authenticates as the
+    /// ServiceAccount `namespace/name`, which must exist: its token Secret `<name>-token` is
+    /// created the first time and kept, so the token survives restarts.
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf, ProvisionError> {
+        let api = Arc::clone(&self.api);
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let fail = {
+            let name = name.clone();
+            move |message: String| ProvisionError { what: format!("issue a token for ServiceAccount {name}"), message }
+        };
+        let secret_name = format!("{name}-token");
+        let token = tokio::task::spawn_blocking({
+            let fail = fail.clone();
+            let name = name.clone();
+            move || -> Result<String, ProvisionError> {
+                let request = system_request(&api, "", "secrets", &secret_name)
+                    .map(|r| Request { namespace: Some(namespace.clone()), ..r })
+                    .ok_or_else(|| fail("Secrets are not served".into()))?;
+                let secret = match api.get(&request) {
+                    Ok(secret) => secret,
+                    Err(error) if error.code == 404 => {
+                        let object = json!({
+                            "apiVersion": "v1", "kind": "Secret",
+                            "metadata": {"name": secret_name, "namespace": namespace,
+                                         "annotations": {semantics::identity::SERVICE_ACCOUNT_NAME: name}},
+                            "type": semantics::identity::TOKEN_SECRET_TYPE,
+                        });
+                        api.create(&Request { name: None, ..request }, object).map_err(|e| fail(e.message))?.object
+                    }
+                    Err(error) => return Err(fail(error.message)),
+                };
+                let encoded = secret
+                    .pointer("/data/token")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| fail("the token Secret has no token".into()))?;
+                let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+                    .map_err(|e| fail(e.to_string()))?;
+                String::from_utf8(bytes).map_err(|e| fail(e.to_string()))
+            }
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))??;
+        let path = self.home.dir.join(format!("{name}.kubeconfig"));
+        self.home
+            .write_kubeconfig_as(&path, self.address, &self.ca_pem, &name, &token)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(path)
+    }
+
     /// Stops serving: ends watches, lets in-flight requests finish (5 s at most), closes.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -150,6 +254,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let address = listener.local_addr().map_err(|source| StartError::Listen { address: config.listen, source })?;
     let material = home.material(address)?;
     let kubeconfig = home.write_kubeconfig(address, &material)?;
+    let ca_pem = material.ca_pem.clone();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
         material.serving_cert_pem.into_bytes(),
         material.serving_key_pem.into_bytes(),
@@ -167,7 +272,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     tokio::spawn(controllers::run(Arc::clone(&api), shutdown.clone()));
     tracing::info!(%address, kubeconfig = %kubeconfig.display(), "control plane serving");
-    Ok(Running { address, kubeconfig, api, shutdown, handle, server })
+    Ok(Running { address, kubeconfig, api, home, ca_pem, shutdown, handle, server })
 }
 
 /// The default ClusterRoles and ClusterRoleBindings of Kubernetes' RBAC bootstrap policy that a

@@ -66,7 +66,7 @@ async fn setup(server: &TestServer) -> String {
         admin,
         None,
         json!({"metadata": {"name": "logs"}, "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "patch"]},
         ]}),
     )
     .await;
@@ -112,6 +112,8 @@ async fn a_service_account_token_is_allowed_what_its_bindings_grant_and_nothing_
     );
     let logs: Api<ConfigMap> = Api::namespaced(boot.clone(), "machines");
     logs.create(&PostParams::default(), &object(json!({"metadata": {"name": "log"}}))).await.unwrap();
+    let patch = json!({"data": {"line": "1"}});
+    logs.patch("log", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
 
     // Refused, with Kubernetes' message: another namespace, another verb, all namespaces.
     let refused = |result: Result<_, kube::Error>| match result {

@@ -237,21 +237,39 @@ fn up(
         let client = machinist_boot::service::connect(Some(&kubeconfig))
             .await
             .context("failed to connect to the control plane it runs")?;
+        // The components run as their own ServiceAccounts with least privilege (the RBAC the
+        // Helm chart ships); the admin token stays with the person.
+        let machine_namespace = boot_config.as_ref().map_or("default", |c| c.namespace.as_str()).to_owned();
+        use machinist_crds::access::{self, SYSTEM_NAMESPACE};
+        running
+            .apply(access::objects(SYSTEM_NAMESPACE, &machine_namespace, SYSTEM_NAMESPACE))
+            .await
+            .context("failed to create the components' identities")?;
+        let operator_kubeconfig = running
+            .service_account_kubeconfig(SYSTEM_NAMESPACE, access::OPERATOR)
+            .await
+            .context("failed to issue the operator's token")?;
+        let operator_client = machinist_boot::service::connect(Some(&operator_kubeconfig))
+            .await
+            .context("failed to connect as the operator")?;
         // The operator, as the machinist-operator binary runs it (with leader election, so that
         // a machinist-operator started beside it waits instead of competing).
         let mut operator_task = match operator_metrics {
             None => None,
             Some(metrics_listen) => {
                 let identity = format!("machinist-up-{}", std::process::id());
-                let leader =
-                    machinist_operator::leader::LeaderConfig::new("default", "machinist-operator", identity.clone());
+                let leader = machinist_operator::leader::LeaderConfig::new(
+                    SYSTEM_NAMESPACE,
+                    "machinist-operator",
+                    identity.clone(),
+                );
                 let operator_config = machinist_operator::Config {
                     metrics_listen: Some(metrics_listen),
                     leader: Some(leader),
                     instance: Some(identity),
                     ..machinist_operator::Config::default()
                 };
-                let operator = machinist_operator::start(client.clone(), operator_config, shutdown.clone())
+                let operator = machinist_operator::start(operator_client, operator_config, shutdown.clone())
                     .await
                     .context("failed to start the operator")?;
                 if let Some(address) = operator.metrics {

@@ -9,6 +9,7 @@
 //! CEL rules); `manifests` for [`manifest`] (reading YAML manifests), [`generated`] and
 //! [`reference`] (the CRD files and reference documentation written from the types).
 
+pub mod access;
 pub mod apply;
 pub mod cmdb;
 pub mod common;

@@ -48,6 +48,9 @@ pub enum ClusterError {
     /// The boot services did not start, or one of them failed.
     #[error("the boot services failed: {0}")]
     Boot(String),
+    /// The components' identities could not be provisioned.
+    #[error("failed to provision the components' identities: {0}")]
+    Identity(#[from] machinist_apiserver::ProvisionError),
     /// A service that was asked for is not configured.
     #[error("the boot services have no {0} listener")]
     NotListening(&'static str),
@@ -104,6 +107,27 @@ impl ControlPlane {
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
     {
         Api::default_namespaced(self.client.clone())
+    }
+
+    /// A client (60 s read timeout) that acts as the operator's ServiceAccount, with the
+    /// least privilege `machinist up` and the Helm chart give it
+    /// ([`machinist_crds::access`]), the identities provisioned for Machines in `default`
+    /// and tokens in `machinist-system`.
+    pub async fn operator_client(&self) -> Result<Client, ClusterError> {
+        self.identity_client(machinist_crds::access::OPERATOR).await
+    }
+
+    /// A client (60 s read timeout) that acts as the boot services' ServiceAccount, as
+    /// [`operator_client`](Self::operator_client) does for the operator.
+    pub async fn boot_client(&self) -> Result<Client, ClusterError> {
+        self.identity_client(machinist_crds::access::BOOT).await
+    }
+
+    async fn identity_client(&self, account: &str) -> Result<Client, ClusterError> {
+        use machinist_crds::access::{self, SYSTEM_NAMESPACE};
+        self.server.apply(access::objects(SYSTEM_NAMESPACE, "default", SYSTEM_NAMESPACE)).await?;
+        let kubeconfig = self.server.service_account_kubeconfig(SYSTEM_NAMESPACE, account).await?;
+        client_for(&kubeconfig, Duration::from_secs(60)).await
     }
 
     /// A client of its own (its own connections), with `read_timeout`.

@@ -29,7 +29,7 @@ fn profile_of(m: &Machine) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_reports_at_once_fill_a_fifty_machine_profile_exactly() {
     let fleet = Fleet::start().await;
-    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (shutdown, operator) = start_operator(&fleet.operator).await;
     fleet.apply_profile("small", 1, Some(50), json!([["system", "product", "vendor", "QEMU"]]), None).await;
     fleet.apply_profile("any", 2, None, json!([]), None).await;
     let names = fleet.create_machines("m", 0x100, 200).await;
@@ -71,7 +71,7 @@ async fn two_hundred_reports_at_once_fill_a_fifty_machine_profile_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_exhausted_cmdb_holds_machines_until_entries_come_back() {
     let fleet = Fleet::start().await;
-    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (shutdown, operator) = start_operator(&fleet.operator).await;
     fleet.apply_cmdb("pool", 1, 100).await;
     fleet.apply_profile("vm", 1, None, json!([["disk", "$disk", "size", "gt(1)"]]), Some("pool")).await;
     let names = fleet.create_machines("m", 0x200, 150).await;

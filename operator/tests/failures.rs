@@ -83,7 +83,7 @@ async fn a_failing_reconcile_shows_one_warning_with_its_reason() {
     let names = fleet.create_machines("m", 0x900, 1).await;
     let status = json!({"status": {"phase": "Matched", "profile": "ghost"}});
     fleet.machines().patch_status(&names[0], &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
-    let (shutdown, metrics, operator) = start_operator(&fleet.client).await;
+    let (shutdown, metrics, operator) = start_operator(&fleet.operator).await;
 
     let events: Api<Event> = Api::default_namespaced(fleet.client.clone());
     wait_for(&events, WITHIN, "the NotCached Event", |es: &[Arc<Event>]| {
@@ -105,7 +105,7 @@ async fn a_failing_reconcile_shows_one_warning_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deletion_waiting_for_its_users_is_shown_once_and_is_not_a_warning() {
     let fleet = Fleet::start().await;
-    let (shutdown, metrics, operator) = start_operator(&fleet.client).await;
+    let (shutdown, metrics, operator) = start_operator(&fleet.operator).await;
     fleet.apply_cmdb("pool", 1, 5).await;
     fleet.apply_profile("vm", 1, None, json!([["system", "product", "vendor", "QEMU"]]), Some("pool")).await;
     let names = fleet.create_machines("m", 0xa00, 1).await;

@@ -158,7 +158,7 @@ async fn an_allocated_machine_is_installed_boots_its_disk_and_phones_home_to_rea
         return;
     }
     let fleet = Fleet::start().await;
-    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (shutdown, operator) = start_operator(&fleet.operator).await;
     let (bytes, sha256) = image(&fleet);
     apply_role(&fleet, &sha256).await;
     apply_profile(&fleet).await;
@@ -236,7 +236,7 @@ async fn failed_installs_say_why_and_a_reinstall_is_a_new_attempt() {
         return;
     }
     let fleet = Fleet::start().await;
-    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (shutdown, operator) = start_operator(&fleet.operator).await;
     let (bytes, sha256) = image(&fleet);
     apply_role(&fleet, &"0".repeat(64)).await;
     apply_profile(&fleet).await;
@@ -318,7 +318,7 @@ async fn a_template_that_does_not_render_fails_the_install() {
         return;
     }
     let fleet = Fleet::start().await;
-    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (shutdown, operator) = start_operator(&fleet.operator).await;
     let (_, sha256) = image(&fleet);
     let looping = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}";
     apply_role_with(&fleet, &sha256, json!({"userData": looping})).await;

@@ -23,7 +23,7 @@ const WITHIN: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_objects_get_conditions_and_are_passed_over() {
     let fleet = Fleet::start().await;
-    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (shutdown, operator) = start_operator(&fleet.operator).await;
     fleet.apply_profile("broken", 1, None, json!([["disk", "$disk", "size", "gtt(4)"]]), None).await;
     fleet.apply_profile("fine", 2, None, json!([["disk", "$disk", "size", "gt(1)"]]), None).await;
     let cmdb: Cmdb = serde_json::from_value(json!({
@@ -107,7 +107,7 @@ async fn invalid_objects_get_conditions_and_are_passed_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pinned_mismatch_fails_until_the_spec_changes_and_deletions_in_use_are_held() {
     let fleet = Fleet::start().await;
-    let (shutdown, operator) = start_operator(&fleet.client).await;
+    let (shutdown, operator) = start_operator(&fleet.operator).await;
     fleet.apply_cmdb("pool", 1, 5).await;
     fleet.apply_profile("hp", 1, None, json!([["system", "product", "vendor", "Hewlett-Packard"]]), Some("pool")).await;
     fleet.apply_profile("vm", 2, None, json!([["system", "product", "vendor", "QEMU"]]), Some("pool")).await;

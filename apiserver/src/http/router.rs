@@ -63,14 +63,16 @@ async fn route(
     query: &Query,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let parsed_early = path::parse(path, |_, _, _| false);
-    if !matches!(parsed_early, Some(Route::Resource(_))) {
+    let registry = server.api.registry();
+    let parsed = path::parse(path, |group, version, resource| {
+        registry.find(group, version, resource).is_some_and(|r| r.namespaced)
+    });
+    if !matches!(parsed, Some(Route::Resource(_))) {
         authz::authorize_path(server, user, method, path)?;
     }
     if path == "/version" {
         return Ok(json_response(StatusCode::OK, &version(), &[]));
     }
-    let registry = server.api.registry();
     if path == "/openapi/v2" {
         let protobuf = headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("protobuf"));
         let (body, content_type) = openapi::v2(protobuf);
@@ -88,9 +90,6 @@ async fn route(
                 .ok_or_else(|| ApiError::no_route(path)),
         };
     }
-    let parsed = path::parse(path, |group, version, resource| {
-        registry.find(group, version, resource).is_some_and(|r| r.namespaced)
-    });
     match parsed {
         Some(Route::CoreVersions) => Ok(json_response(
             StatusCode::OK,

@@ -32,7 +32,10 @@ pub fn qemu_items() -> Vec<Quad> {
 
 pub struct Fleet {
     pub kubeconfig: PathBuf,
+    /// The admin's client: what a person applies.
     pub client: Client,
+    /// The operator's least-privilege identity, as `machinist up` runs it.
+    pub operator: Client,
     pub http: String,
     _boot: BootServices,
     control: ControlPlane,
@@ -44,9 +47,11 @@ impl Fleet {
         let control = ControlPlane::start().await.unwrap();
         let yaml = BootServices::http_only(&control.scratch("artifacts").unwrap());
         let boot = BootServices::start(control.client.clone(), &yaml).await.unwrap();
+        let operator = control.operator_client().await.unwrap();
         Fleet {
             kubeconfig: control.kubeconfig.clone(),
             client: control.client.clone(),
+            operator,
             http: boot.http_url().unwrap(),
             _boot: boot,
             control,
