@@ -1,5 +1,6 @@
-//! The server's own controllers: namespace deletion and garbage collection of dependents
-//! (ownerReferences), with the `foregroundDeletion` and `orphan` finalizers.
+//! The server's own controllers: namespace deletion, CRD deletion (the
+//! `customresourcecleanup.apiextensions.k8s.io` finalizer) and garbage collection of
+//! dependents (ownerReferences), with the `foregroundDeletion` and `orphan` finalizers.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::semantics::meta::{self, meta_str};
-use crate::semantics::ops::{DeleteOptions, Patch};
+use crate::semantics::ops::{self, CUSTOM_RESOURCE_CLEANUP, DeleteOptions, Patch};
 use crate::semantics::registry::{Builtin, Registry, Resource};
 use crate::semantics::request::{FieldValidation, Request};
 use crate::semantics::state::Api;
@@ -153,6 +154,9 @@ pub fn sweep(api: &Api) {
         if resource.builtin == Some(Builtin::Namespace) {
             finish_namespace(api, &registry, object);
         }
+        if resource.builtin == Some(Builtin::CustomResourceDefinition) {
+            finish_custom_resource_definition(api, &registry, resource, object);
+        }
     }
 }
 
@@ -213,5 +217,74 @@ fn finish_namespace(api: &Api, registry: &Registry, namespace: &Value) {
     };
     if let Err(error) = result {
         tracing::debug!(%error, namespace = name, "namespace finalization will be retried");
+    }
+}
+
+/// Finishes a CRD being deleted, as Kubernetes' CRD finalizer controller does: condition
+/// `Terminating` (`InstanceDeletionInProgress`), every instance deleted the normal way (those
+/// with finalizers wait for their controllers), and once none is left, condition
+/// `InstanceDeletionCompleted` and the `customresourcecleanup` finalizer removed (the CRD goes
+/// with its last finalizer, and its kind with it).
+fn finish_custom_resource_definition(api: &Api, registry: &Registry, resource: &Arc<Resource>, crd: &Value) {
+    if !meta::finalizers(crd).iter().any(|f| f == CUSTOM_RESOURCE_CLEANUP) {
+        return;
+    }
+    let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+    let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+    let storage = ResourceKey::new(group, plural);
+    let served = registry.all().iter().find(|r| r.builtin.is_none() && r.storage == storage).cloned();
+    let Some(served) = served else {
+        if let Some(crd) =
+            set_crd_condition(api, resource, crd, "False", "NeverEstablished", "resource was never established")
+        {
+            remove_finalizer(api, resource, &crd, CUSTOM_RESOURCE_CLEANUP);
+        }
+        return;
+    };
+    let Some(crd) = set_crd_condition(
+        api,
+        resource,
+        crd,
+        "True",
+        "InstanceDeletionInProgress",
+        "CustomResource deletion is in progress",
+    ) else {
+        return;
+    };
+    let (_, instances) = api.store.list(&storage, None, None);
+    for instance in instances.iter().filter(|o| o.pointer("/metadata/deletionTimestamp").is_none()) {
+        delete(api, &served, instance);
+    }
+    if !instances.is_empty() {
+        // Their deletions (or their controllers removing their finalizers) bring it back here.
+        return;
+    }
+    if let Some(crd) =
+        set_crd_condition(api, resource, &crd, "False", "InstanceDeletionCompleted", "removed all instances")
+    {
+        remove_finalizer(api, resource, &crd, CUSTOM_RESOURCE_CLEANUP);
+    }
+}
+
+/// Writes a CRD's `Terminating` condition through its status subresource; the CRD as stored
+/// then (unchanged when the condition already said so), or None when it could not be written.
+fn set_crd_condition(
+    api: &Api,
+    resource: &Arc<Resource>,
+    crd: &Value,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> Option<Value> {
+    let mut updated = crd.clone();
+    ops::set_condition(&mut updated, "Terminating", status, reason, message);
+    let patch = json!({"status": {"conditions": updated["status"]["conditions"]}});
+    let request = Request { subresource: Some("status".into()), ..request(resource, crd) };
+    match api.patch(&request, Patch::Merge(patch)) {
+        Ok(written) => Some(written.object),
+        Err(error) => {
+            tracing::debug!(%error, crd = meta_str(crd, "name"), "CRD condition will be written again");
+            None
+        }
     }
 }
