@@ -489,11 +489,12 @@ impl Api {
             }
             // The last finalizer is gone: the object goes away.
             let key = request.key(&name);
-            let gone =
-                self.store.delete(&resource.storage, &key, precondition).map_err(|e| store_error(request, &name, e))?;
-            if resource.builtin == Some(Builtin::CustomResourceDefinition) {
-                self.custom_resource_definition_removed(&gone);
+            let gone = if resource.builtin == Some(Builtin::CustomResourceDefinition) {
+                self.remove_custom_resource_definition(current, precondition)
+            } else {
+                self.store.delete(&resource.storage, &key, precondition)
             }
+            .map_err(|e| store_error(request, &name, e))?;
             return Ok(Written { object: present(&resource, &request.version, &gone), warnings, created: false });
         }
         self.commit(request, &name, object, precondition, warnings, false)
@@ -679,13 +680,13 @@ impl Api {
             if request.dry_run {
                 return Ok(Deleted::Gone(present(&resource, &request.version, &current)));
             }
-            let gone = self
-                .store
-                .delete(&resource.storage, &key, Precondition::Revision(revision_of(&current)))
-                .map_err(|e| DeleteError::from_store(request, name, e))?;
-            if crd {
-                self.custom_resource_definition_removed(&gone);
+            let precondition = Precondition::Revision(revision_of(&current));
+            let gone = if crd {
+                self.remove_custom_resource_definition(&current, precondition)
+            } else {
+                self.store.delete(&resource.storage, &key, precondition)
             }
+            .map_err(|e| DeleteError::from_store(request, name, e))?;
             return Ok(Deleted::Gone(present(&resource, &request.version, &gone)));
         }
         if current.pointer("/metadata/deletionTimestamp").is_some() && finalizers == meta::finalizers(&current) {
@@ -733,30 +734,41 @@ impl Api {
             .is_some_and(|crd| crd.pointer("/metadata/deletionTimestamp").is_some())
     }
 
-    /// A CRD has left the store: its kind is no longer served, and whatever instance is left
-    /// (its cleanup finalizer was removed by hand, or a create raced the cleanup) is removed
-    /// (watchers see it DELETED), so a CRD made again under that name starts empty.
-    fn custom_resource_definition_removed(&self, crd: &Value) {
-        self.refresh_registry();
+    /// Removes a CRD from the store. Its kind stops being served first, so nobody sees the CRD
+    /// gone and its kind still served; whatever instance is left (its cleanup finalizer was
+    /// removed by hand, or a create raced the cleanup) is removed too (watchers see it
+    /// DELETED), so a CRD made again under that name starts empty.
+    fn remove_custom_resource_definition(
+        &self,
+        crd: &Value,
+        precondition: Precondition,
+    ) -> Result<Arc<Value>, StoreError> {
+        let name = meta_str(crd, "name").unwrap_or_default();
+        self.refresh_registry_without(Some(name));
         let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
         let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-        if group.is_empty() || plural.is_empty() {
-            return;
-        }
-        let storage = ResourceKey::new(group, plural);
-        let (_, objects) = self.store.list(&storage, None, None);
-        for object in objects {
-            let key = ObjectKey::new(
-                meta_str(&object, "namespace").unwrap_or_default(),
-                meta_str(&object, "name").unwrap_or_default(),
-            );
-            match self.store.delete(&storage, &key, Precondition::Exists) {
-                Ok(_) | Err(StoreError::NotFound) => {}
-                Err(error) => {
-                    tracing::error!(%error, resource = plural, "failed to remove an instance of a deleted CRD")
+        if !group.is_empty() && !plural.is_empty() {
+            let storage = ResourceKey::new(group, plural);
+            let (_, objects) = self.store.list(&storage, None, None);
+            for object in objects {
+                let key = ObjectKey::new(
+                    meta_str(&object, "namespace").unwrap_or_default(),
+                    meta_str(&object, "name").unwrap_or_default(),
+                );
+                match self.store.delete(&storage, &key, Precondition::Exists) {
+                    Ok(_) | Err(StoreError::NotFound) => {}
+                    Err(error) => {
+                        tracing::error!(%error, resource = plural, "failed to remove an instance of a deleted CRD");
+                    }
                 }
             }
         }
+        let storage = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let removed = self.store.delete(&storage, &ObjectKey::new("", name), precondition);
+        // Gone: the registry is right already, but a CRD written meanwhile must be served.
+        // Not gone (it changed underneath): it is served again.
+        self.refresh_registry();
+        removed
     }
 
     /// Refuses writes into a namespace that does not exist or is being deleted.
