@@ -13,8 +13,8 @@
 //! 2. [`semantics`]: the Kubernetes API's rules without HTTP — served resources, requests,
 //!    writes, admission against schemas, managedFields and server-side apply, selectors,
 //!    errors as `Status` objects.
-//! 3. [`controllers`]: the server's own controllers (namespace deletion, garbage collection),
-//!    using the same operations clients use.
+//! 3. [`controllers`]: the server's own controllers (namespace and CRD deletion, garbage
+//!    collection, Event expiry), using the same operations clients use.
 //! 4. [`http`]: authentication, routing, discovery, OpenAPI, lists, watches, Tables.
 //! 5. This crate root and [`home`] (certificates, token, kubeconfig): start and stop.
 
@@ -112,6 +112,8 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     /// Shared state (for in-process components).
     pub api: Arc<Api>,
+    /// What the server's own controllers have done.
+    pub controllers: Arc<controllers::Activity>,
     home: Home,
     ca_pem: String,
     shutdown: CancellationToken,
@@ -270,9 +272,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let handle = handle.clone();
         async move { axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app.into_make_service()).await }
     });
-    tokio::spawn(controllers::run(Arc::clone(&api), shutdown.clone()));
+    let activity = Arc::new(controllers::Activity::default());
+    tokio::spawn(controllers::run(Arc::clone(&api), shutdown.clone(), Arc::clone(&activity)));
     tracing::info!(%address, kubeconfig = %kubeconfig.display(), "control plane serving");
-    Ok(Running { address, kubeconfig, api, home, ca_pem, shutdown, handle, server })
+    Ok(Running { address, kubeconfig, api, controllers: activity, home, ca_pem, shutdown, handle, server })
 }
 
 /// The default ClusterRoles and ClusterRoleBindings of Kubernetes' RBAC bootstrap policy that a

@@ -311,6 +311,18 @@ impl Store {
         (state.revision, items)
     }
 
+    /// Every object of every resource, with the revision they are consistent with (for the
+    /// server's controllers to index at start).
+    pub fn snapshot(&self) -> (u64, Vec<(ResourceKey, Arc<Value>)>) {
+        let Ok(state) = self.read() else { return (0, Vec::new()) };
+        let objects = state
+            .objects
+            .iter()
+            .flat_map(|(resource, objects)| objects.values().map(move |o| (resource.clone(), Arc::clone(o))))
+            .collect();
+        (state.revision, objects)
+    }
+
     /// What [`list`](Self::list) returned at `revision`, from `after` on: the current objects
     /// with the changes since `revision` undone (newest first), as etcd serves a paged list's
     /// later pages at the first page's revision. [`StoreError::Gone`] when the history no longer

@@ -158,3 +158,138 @@ async fn leases_work_as_leader_election_uses_them() {
     assert_eq!(renewed.spec.unwrap().lease_transitions, Some(1));
     server.stop().await;
 }
+
+fn gizmo_crd(finalizers: &[&str]) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.com", "finalizers": finalizers},
+        "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+fn gizmos(server: &TestServer) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Gizmo"), "gizmos");
+    Api::namespaced_with(server.client.clone(), "default", &resource)
+}
+
+fn gizmo(name: &str, finalizers: &[&str]) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Gizmo",
+        "metadata": {"name": name, "finalizers": finalizers}, "spec": {"size": 1}
+    }))
+    .unwrap()
+}
+
+fn terminating_condition(crd: &CustomResourceDefinition) -> Option<(String, String)> {
+    let conditions = crd.status.as_ref()?.conditions.as_ref()?;
+    let condition = conditions.iter().find(|c| c.type_ == "Terminating")?;
+    Some((condition.status.clone(), condition.reason.clone().unwrap_or_default()))
+}
+
+/// Deleting a CRD deletes its instances the normal way, as Kubernetes' `customresourcecleanup`
+/// finalizer does: an instance with a finalizer waits for its controller, the CRD waits for its
+/// instances (Terminating, refusing new ones), and only then the kind goes.
+#[tokio::test]
+async fn deleting_a_crd_lets_its_instances_finalizers_run_first() {
+    let server = TestServer::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client.clone());
+    let crd = crds.create(&PostParams::default(), &gizmo_crd(&[])).await.unwrap();
+    let gizmos = gizmos(&server);
+    let held = gizmos.create(&PostParams::default(), &gizmo("held", &["example.com/cleanup"])).await.unwrap();
+    let free = gizmos.create(&PostParams::default(), &gizmo("free", &[])).await.unwrap();
+
+    crds.delete("gizmos.example.com", &DeleteParams::default()).await.unwrap();
+    // The instance without a finalizer goes; the one with a finalizer is marked and stays.
+    wait_for(&gizmos, "free", conditions::is_deleted(&free.uid().unwrap())).await;
+    let marked = wait_for(&gizmos, "held", |g: Option<&DynamicObject>| {
+        g.is_some_and(|g| g.metadata.deletion_timestamp.is_some())
+    })
+    .await
+    .unwrap();
+    assert_eq!(marked.finalizers(), ["example.com/cleanup"]);
+    // The CRD waits for it, Terminating.
+    let terminating = wait_for(&crds, "gizmos.example.com", |c: Option<&CustomResourceDefinition>| {
+        c.and_then(terminating_condition).is_some_and(|(_, reason)| reason == "InstanceDeletionInProgress")
+    })
+    .await
+    .unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.finalizers(), ["customresourcecleanup.apiextensions.k8s.io"]);
+    assert_eq!(terminating_condition(&terminating).unwrap().0, "True");
+    assert!(gizmos.get("held").await.is_ok(), "the instance is still served while its finalizer runs");
+
+    // No new instance while terminating, by create or by apply.
+    for error in [
+        gizmos.create(&PostParams::default(), &gizmo("late", &[])).await.unwrap_err(),
+        gizmos.patch("late", &PatchParams::apply("test").force(), &Patch::Apply(gizmo("late", &[]))).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&error, kube::Error::Api(s) if s.code == 403 && s.reason == "Forbidden"
+                && s.message.ends_with("create not allowed while custom resource definition is terminating")),
+            "{error:?}"
+        );
+    }
+
+    // The instance's controller finishes: the instance goes, then the CRD and its kind.
+    gizmos
+        .patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+        .await
+        .unwrap();
+    wait_for(&gizmos, "held", conditions::is_deleted(&held.uid().unwrap())).await;
+    wait_for(&crds, "gizmos.example.com", conditions::is_deleted(&crd.uid().unwrap())).await;
+    for path in
+        ["/apis/example.com/v1/namespaces/default/gizmos", "/apis/example.com/v1/namespaces/default/gizmos/held"]
+    {
+        let (code, _) = raw(&server.client, "GET", path, "application/json", Vec::new()).await;
+        assert_eq!(code, 404, "{path}");
+    }
+    let (code, _) = raw(&server.client, "GET", "/apis/example.com/v1", "application/json", Vec::new()).await;
+    assert_eq!(code, 404, "discovery no longer lists the kind");
+    server.stop().await;
+}
+
+/// A CRD kept by a finalizer of its own goes when that finalizer is removed: its kind is no
+/// longer served and no instance of it is left in the store.
+#[tokio::test]
+async fn a_crd_kept_by_a_finalizer_takes_its_kind_when_the_finalizer_goes() {
+    let server = TestServer::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client.clone());
+    let crd = crds.create(&PostParams::default(), &gizmo_crd(&["example.com/keep"])).await.unwrap();
+    let gizmos = gizmos(&server);
+    let instance = gizmos.create(&PostParams::default(), &gizmo("g1", &[])).await.unwrap();
+
+    crds.delete("gizmos.example.com", &DeleteParams::default()).await.unwrap();
+    wait_for(&gizmos, "g1", conditions::is_deleted(&instance.uid().unwrap())).await;
+    // The server's own finalizer goes once no instance is left; the CRD's own one keeps it.
+    let kept = wait_for(&crds, "gizmos.example.com", |c: Option<&CustomResourceDefinition>| {
+        c.is_some_and(|c| c.finalizers() == ["example.com/keep"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        terminating_condition(&kept),
+        Some(("False".to_owned(), "InstanceDeletionCompleted".to_owned())),
+        "{:?}",
+        kept.status
+    );
+
+    crds.patch("gizmos.example.com", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+        .await
+        .unwrap();
+    wait_for(&crds, "gizmos.example.com", conditions::is_deleted(&crd.uid().unwrap())).await;
+    let (code, _) =
+        raw(&server.client, "GET", "/apis/example.com/v1/namespaces/default/gizmos", "application/json", Vec::new())
+            .await;
+    assert_eq!(code, 404, "the kind is no longer served");
+    let storage = machinist_apiserver::store::ResourceKey::new("example.com", "gizmos");
+    assert!(server.running.api.store.list(&storage, None, None).1.is_empty());
+    server.stop().await;
+}

@@ -193,12 +193,25 @@ pub fn admit_crd(
             .unwrap_or_else(|| json!(now));
         json!({"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": since})
     };
+    // Other conditions (Terminating, set while the CRD is deleted) are kept as written, but a
+    // new CRD starts with none.
+    let others = old
+        .and(object.pointer("/status/conditions"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"] != "NamesAccepted" && c["type"] != "Established")
+        .cloned();
+    let conditions: Vec<Value> = [
+        condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+        condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+    ]
+    .into_iter()
+    .chain(others)
+    .collect();
     object["status"] = json!({
         "acceptedNames": spec["names"],
-        "conditions": [
-            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-        ],
+        "conditions": conditions,
         "storedVersions": stored,
     });
     Ok(Vec::new())

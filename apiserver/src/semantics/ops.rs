@@ -17,6 +17,11 @@ use crate::store::{ObjectKey, Precondition, ResourceKey, StoreError, revision_of
 /// How many times a patch or delete is retried when the object changes underneath it.
 const RACED_WRITE_RETRIES: usize = 8;
 
+/// The finalizer a CRD gets when it is first deleted: the server's controllers delete its
+/// instances (waiting for their finalizers), then remove it (Kubernetes'
+/// `customresourcecleanup` finalizer controller).
+pub const CUSTOM_RESOURCE_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
+
 /// A successful write.
 #[derive(Debug)]
 pub struct Written {
@@ -292,6 +297,15 @@ impl Api {
                 ));
             }
         };
+        if resource.builtin.is_none() && self.custom_resource_terminating(&resource) {
+            // As Kubernetes (1.34) answers a create or an apply that would create.
+            return Err(ApiError::forbidden(
+                request.group(),
+                request.plural(),
+                &name,
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
         meta.insert("name".into(), Value::String(name.clone()));
         meta.insert("uid".into(), Value::String(meta::new_uid()));
         meta.insert("creationTimestamp".into(), Value::String(meta::now()));
@@ -474,8 +488,12 @@ impl Api {
             }
             // The last finalizer is gone: the object goes away.
             let key = request.key(&name);
-            let gone =
-                self.store.delete(&resource.storage, &key, precondition).map_err(|e| store_error(request, &name, e))?;
+            let gone = if resource.builtin == Some(Builtin::CustomResourceDefinition) {
+                self.remove_custom_resource_definition(current, precondition)
+            } else {
+                self.store.delete(&resource.storage, &key, precondition)
+            }
+            .map_err(|e| store_error(request, &name, e))?;
             return Ok(Written { object: present(&resource, &request.version, &gone), warnings, created: false });
         }
         self.commit(request, &name, object, precondition, warnings, false)
@@ -654,20 +672,23 @@ impl Api {
             }
         }
         let namespace_finalizers = resource.builtin == Some(Builtin::Namespace);
+        let crd = resource.builtin == Some(Builtin::CustomResourceDefinition);
+        let first_delete = current.pointer("/metadata/deletionTimestamp").is_none();
+        if crd && first_delete && !finalizers.iter().any(|f| f == CUSTOM_RESOURCE_CLEANUP) {
+            // Its instances are deleted first, the normal way, by the server's controllers.
+            finalizers.push(CUSTOM_RESOURCE_CLEANUP.into());
+        }
         if finalizers.is_empty() && !namespace_finalizers {
             if request.dry_run {
                 return Ok(Deleted::Gone(present(&resource, &request.version, &current)));
             }
-            if resource.builtin == Some(Builtin::CustomResourceDefinition) {
-                self.delete_custom_resources(&current).map_err(|e| store_error(request, name, e))?;
+            let precondition = Precondition::Revision(revision_of(&current));
+            let gone = if crd {
+                self.remove_custom_resource_definition(&current, precondition)
+            } else {
+                self.store.delete(&resource.storage, &key, precondition)
             }
-            let gone = self
-                .store
-                .delete(&resource.storage, &key, Precondition::Revision(revision_of(&current)))
-                .map_err(|e| DeleteError::from_store(request, name, e))?;
-            if resource.builtin == Some(Builtin::CustomResourceDefinition) {
-                self.refresh_registry();
-            }
+            .map_err(|e| DeleteError::from_store(request, name, e))?;
             return Ok(Deleted::Gone(present(&resource, &request.version, &gone)));
         }
         if current.pointer("/metadata/deletionTimestamp").is_some() && finalizers == meta::finalizers(&current) {
@@ -683,6 +704,15 @@ impl Api {
         if namespace_finalizers {
             marked["status"]["phase"] = json!("Terminating");
         }
+        if crd && first_delete {
+            set_condition(
+                &mut marked,
+                "Terminating",
+                "True",
+                "InstanceDeletionPending",
+                "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+            );
+        }
         if request.dry_run {
             return Ok(Deleted::Pending(present(&resource, &request.version, &marked)));
         }
@@ -690,26 +720,57 @@ impl Api {
             .store
             .put(&resource.storage, marked, Precondition::Revision(revision_of(&current)))
             .map_err(|e| DeleteError::from_store(request, name, e))?;
+        if crd {
+            self.refresh_registry();
+        }
         Ok(Deleted::Pending(present(&resource, &request.version, &stored)))
     }
 
-    /// Removes every object of the resource a CRD defines (its watchers see them DELETED).
-    fn delete_custom_resources(&self, crd: &Value) -> Result<(), StoreError> {
+    /// Whether the CRD defining a custom resource is being deleted (read from the store, not
+    /// from the registry the request was routed with, so a create racing the delete is refused).
+    fn custom_resource_terminating(&self, resource: &Resource) -> bool {
+        let key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let name = format!("{}.{}", resource.plural, resource.group);
+        self.store
+            .get(&key, &ObjectKey::new("", &name))
+            .is_some_and(|crd| crd.pointer("/metadata/deletionTimestamp").is_some())
+    }
+
+    /// Removes a CRD from the store. Its kind stops being served first, so nobody sees the CRD
+    /// gone and its kind still served; whatever instance is left (its cleanup finalizer was
+    /// removed by hand, or a create raced the cleanup) is removed too (watchers see it
+    /// DELETED), so a CRD made again under that name starts empty.
+    fn remove_custom_resource_definition(
+        &self,
+        crd: &Value,
+        precondition: Precondition,
+    ) -> Result<Arc<Value>, StoreError> {
+        let name = meta_str(crd, "name").unwrap_or_default();
+        self.refresh_registry_without(Some(name));
         let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
         let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-        let storage = ResourceKey::new(group, plural);
-        let (_, objects) = self.store.list(&storage, None, None);
-        for object in objects {
-            let key = ObjectKey::new(
-                meta_str(&object, "namespace").unwrap_or_default(),
-                meta_str(&object, "name").unwrap_or_default(),
-            );
-            match self.store.delete(&storage, &key, Precondition::Exists) {
-                Ok(_) | Err(StoreError::NotFound) => {}
-                Err(other) => return Err(other),
+        if !group.is_empty() && !plural.is_empty() {
+            let storage = ResourceKey::new(group, plural);
+            let (_, objects) = self.store.list(&storage, None, None);
+            for object in objects {
+                let key = ObjectKey::new(
+                    meta_str(&object, "namespace").unwrap_or_default(),
+                    meta_str(&object, "name").unwrap_or_default(),
+                );
+                match self.store.delete(&storage, &key, Precondition::Exists) {
+                    Ok(_) | Err(StoreError::NotFound) => {}
+                    Err(error) => {
+                        tracing::error!(%error, resource = plural, "failed to remove an instance of a deleted CRD");
+                    }
+                }
             }
         }
-        Ok(())
+        let storage = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let removed = self.store.delete(&storage, &ObjectKey::new("", name), precondition);
+        // Gone: the registry is right already, but a CRD written meanwhile must be served.
+        // Not gone (it changed underneath): it is served again.
+        self.refresh_registry();
+        removed
     }
 
     /// Refuses writes into a namespace that does not exist or is being deleted.
@@ -752,4 +813,26 @@ fn patch_sets_version(patch: &Patch) -> bool {
         }),
         Patch::Apply { config, .. } => config.pointer("/metadata/resourceVersion").is_some(),
     }
+}
+
+/// Sets a condition in `status.conditions`, keeping its `lastTransitionTime` when its status
+/// does not change.
+pub fn set_condition(object: &mut Value, kind: &str, status: &str, reason: &str, message: &str) {
+    let mut conditions: Vec<Value> =
+        object.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let since = conditions
+        .iter()
+        .find(|c| c["type"] == kind && c["status"] == status)
+        .and_then(|c| c.get("lastTransitionTime").cloned())
+        .unwrap_or_else(|| Value::String(meta::now()));
+    let condition =
+        json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since});
+    match conditions.iter_mut().find(|c| c["type"] == kind) {
+        Some(slot) => *slot = condition,
+        None => conditions.push(condition),
+    }
+    if !object.get("status").is_some_and(Value::is_object) {
+        object["status"] = json!({});
+    }
+    object["status"]["conditions"] = Value::Array(conditions);
 }

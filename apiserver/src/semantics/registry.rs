@@ -255,10 +255,9 @@ impl Registry {
     /// The built-ins plus the given CRDs (those that are not valid are skipped).
     pub fn with_crds<'a>(crds: impl IntoIterator<Item = &'a Value>) -> Self {
         let mut resources: Vec<Arc<Resource>> = Self::builtins().into_iter().map(Arc::new).collect();
+        // A CRD being deleted is still served (its instances' finalizers must be removable);
+        // only creates are refused meanwhile.
         for crd in crds {
-            if crd.pointer("/metadata/deletionTimestamp").is_some() {
-                continue;
-            }
             if let Ok(resource) = resource_from_crd(crd) {
                 let clash = resources.iter().any(|r| r.group == resource.group && r.plural == resource.plural);
                 if !clash {

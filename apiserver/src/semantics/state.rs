@@ -128,12 +128,19 @@ impl Api {
 
     /// Rebuilds the registry from the stored CRDs (after a CRD is written or deleted).
     pub fn refresh_registry(&self) {
+        self.refresh_registry_without(None);
+    }
+
+    /// Rebuilds the registry from the stored CRDs but the one named `without` (about to be
+    /// removed: its kind stops being served before anyone can see it gone).
+    pub fn refresh_registry_without(&self, without: Option<&str>) {
         let _one_at_a_time = self.refreshing.lock();
         let (_, crds) =
             self.store.list(&ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions"), None, None);
         let established: Vec<&Value> = crds
             .iter()
             .map(|c| c.as_ref())
+            .filter(|c| without.is_none() || c.pointer("/metadata/name").and_then(Value::as_str) != without)
             .filter(|c| {
                 c.pointer("/status/conditions")
                     .and_then(Value::as_array)
