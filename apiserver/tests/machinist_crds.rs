@@ -76,3 +76,32 @@ fn machines_get_their_printer_columns() {
     assert!(cells[6].as_str().unwrap().contains('y'), "{}", cells[6]);
     assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
 }
+
+/// Every CEL rule of the machinist CRDs within Kubernetes' cost limits, as the API server
+/// estimates them (`--nocapture` prints the figures): a real cluster accepts the CRDs.
+#[test]
+fn machinist_crd_rules_are_within_the_cost_limits() {
+    use machinist_apiserver_schema::{STATIC_ESTIMATED_COST_LIMIT, STATIC_ESTIMATED_CRD_COST_LIMIT, Schema};
+    let mut over = Vec::new();
+    for crd in machinist_crds::all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        for (i, version) in crd.spec.versions.iter().enumerate() {
+            let schema =
+                serde_json::to_value(version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+            let compiled = Schema::compile_at(&schema, &format!("spec.versions[{i}].schema.openAPIV3Schema")).unwrap();
+            let report = compiled.estimated_costs();
+            println!("{name} {}: total {} (limit {STATIC_ESTIMATED_CRD_COST_LIMIT})", version.name, report.total);
+            for e in &report.expressions {
+                println!("  {} × {} = {}  {}  {}", e.cost, e.cardinality, e.total, e.path, e.expression);
+                if e.total > STATIC_ESTIMATED_COST_LIMIT {
+                    over.push(format!("{name}: {} costs {}", e.path, e.total));
+                }
+            }
+            if report.total > STATIC_ESTIMATED_CRD_COST_LIMIT {
+                over.push(format!("{name}: the rules cost {} together", report.total));
+            }
+            over.extend(compiled.cost_errors(true).iter().map(|e| e.message()));
+        }
+    }
+    assert!(over.is_empty(), "over the limits:\n{}", over.join("\n"));
+}

@@ -293,3 +293,59 @@ async fn a_crd_kept_by_a_finalizer_takes_its_kind_when_the_finalizer_goes() {
     assert!(server.running.api.store.list(&storage, None, None).1.is_empty());
     server.stop().await;
 }
+
+/// A CRD whose rule walks a list of maps: unbounded, as Kubernetes estimates it (over a
+/// million maps of some 390,000 keys), it is refused with Kubernetes' messages; bounded (1,000
+/// maps of 16 keys: 165,002), it is served.
+#[tokio::test]
+async fn crds_with_rules_over_the_cost_limits_are_refused() {
+    let server = TestServer::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client.clone());
+    let crd = |entries_max: Option<i64>, keys_max: Option<i64>| -> CustomResourceDefinition {
+        let mut values = json!({"type": "object", "additionalProperties": {"type": "string"}});
+        if let Some(max) = keys_max {
+            values["maxProperties"] = json!(max);
+        }
+        let mut entries = json!({"type": "array", "items": values, "x-kubernetes-validations": [
+            {"rule": "self.all(e, e.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$')))"}
+        ]});
+        if let Some(max) = entries_max {
+            entries["maxItems"] = json!(max);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "pools.example.com"},
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "pools", "singular": "pool", "kind": "Pool"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                    "type": "object", "properties": {"spec": {"type": "object", "properties": {"entries": entries}}},
+                }}}],
+            },
+        }))
+        .unwrap()
+    };
+    let error = crds.create(&PostParams::default(), &crd(None, None)).await.unwrap_err();
+    let kube::Error::Api(status) = error else { panic!("{error:?}") };
+    let advice = "(try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)";
+    let rule = "spec.validation.openAPIV3Schema.properties[spec].properties[entries].x-kubernetes-validations[0].rule";
+    assert_eq!(status.code, 422);
+    assert_eq!(
+        status.message,
+        format!(
+            "CustomResourceDefinition.apiextensions.k8s.io \"pools.example.com\" is invalid: [\
+             {rule}: Forbidden: estimated rule cost exceeds budget by factor of more than 100x {advice}, \
+             {rule}: Forbidden: contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema, \
+             spec.validation.openAPIV3Schema: Forbidden: x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema exceeds budget by factor of more than 100x {advice}]"
+        )
+    );
+    crds.create(&PostParams::default(), &crd(Some(1000), Some(16))).await.unwrap();
+    // Unbounding the maps again on update is refused too.
+    let mut unbounded = crd(Some(1000), None);
+    unbounded.metadata.resource_version = crds.get("pools.example.com").await.unwrap().metadata.resource_version;
+    let error = crds.replace("pools.example.com", &PostParams::default(), &unbounded).await.unwrap_err();
+    assert!(
+        matches!(error, kube::Error::Api(ref s) if s.code == 422 && s.message.contains("estimated rule cost exceeds budget")),
+        "{error:?}"
+    );
+}

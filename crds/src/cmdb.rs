@@ -15,6 +15,22 @@ use crate::common::Conditions;
 const VARIABLE_KEYS_RULE: &str = "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))";
 const VARIABLE_KEYS_MESSAGE: &str = "variable names are letters, digits and underscores, not starting with a digit";
 
+/// Most entries written out in `spec.entries`. With [`MAX_ENTRY_VARIABLES`] it bounds the cost
+/// of the CEL rule on their variable names, which Kubernetes refuses past 10,000,000 (here
+/// 16,384 × (5 + 32 × 10) + 2 = 5,324,802); more entries are written as `generate` blocks (and
+/// 16,384 small entries already take some 700 KB of the object).
+pub const MAX_ENTRIES: usize = 16_384;
+
+/// Most variables in one entry written out, or in one generate block's `patterns` or `lists`.
+pub const MAX_ENTRY_VARIABLES: usize = 32;
+
+/// `maxProperties` on the entries of `spec.entries`.
+fn bound_entry_variables(schema: &mut schemars::Schema) {
+    if let Some(items) = schema.get_mut("items").and_then(|i| i.as_object_mut()) {
+        items.insert("maxProperties".to_owned(), MAX_ENTRY_VARIABLES.into());
+    }
+}
+
 /// The entries a CMDB holds, written out or generated from ranges.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -40,9 +56,10 @@ const VARIABLE_KEYS_MESSAGE: &str = "variable names are letters, digits and unde
 #[x_kube(validation = Rule::new("(has(self.entries) && size(self.entries) > 0) || (has(self.generate) && size(self.generate) > 0)").message("a Cmdb needs entries or generate"))]
 pub struct CmdbSpec {
     /// Entries written out, each a map of variables (`ip`, `hostname`…). They come first, in
-    /// order, before generated ones.
+    /// order, before generated ones. At most 16,384 entries of at most 32 variables each; more
+    /// entries are written as `generate` blocks.
     #[serde(default)]
-    #[schemars(length(max = 65536))]
+    #[schemars(length(max = 16384), transform = bound_entry_variables)]
     #[x_kube(validation = Rule::new(format!("self.all(e, {})", VARIABLE_KEYS_RULE.replace("self", "e"))).message(VARIABLE_KEYS_MESSAGE))]
     pub entries: Vec<BTreeMap<String, String>>,
 
@@ -67,12 +84,15 @@ pub struct CmdbSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateBlock {
-    /// Variable name → pattern.
+    /// Variable name → pattern; at most 32 variables.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 32))]
     #[x_kube(validation = Rule::new(VARIABLE_KEYS_RULE).message(VARIABLE_KEYS_MESSAGE))]
     pub patterns: BTreeMap<String, String>,
-    /// Variable name → values, taken one per entry (eDeploy's Python lists).
+    /// Variable name → values, taken one per entry (eDeploy's Python lists); at most 32
+    /// variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
     #[x_kube(validation = Rule::new(VARIABLE_KEYS_RULE).message(VARIABLE_KEYS_MESSAGE))]
     pub lists: BTreeMap<String, Vec<String>>,
 }
@@ -173,5 +193,23 @@ mod tests {
         for bad in ["", "0ip", "host-name", "a.b", "é"] {
             assert!(!is_variable_name(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use kube::CustomResourceExt as _;
+
+    use super::*;
+
+    #[test]
+    fn entries_and_variables_are_bounded_as_documented() {
+        let crd = serde_json::to_value(Cmdb::crd()).unwrap_or_default();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["entries"]["maxItems"], MAX_ENTRIES);
+        assert_eq!(spec["entries"]["items"]["maxProperties"], MAX_ENTRY_VARIABLES);
+        let block = &spec["generate"]["items"]["properties"];
+        assert_eq!(block["patterns"]["maxProperties"], MAX_ENTRY_VARIABLES);
+        assert_eq!(block["lists"]["maxProperties"], MAX_ENTRY_VARIABLES);
     }
 }

@@ -129,7 +129,7 @@ pub struct MachineSpec {
 pub struct MachineInterface {
     /// MAC address, `aa:bb:cc:dd:ee:ff` (either case). DHCP and the iPXE script find the machine
     /// through it.
-    #[schemars(pattern(MAC_PATTERN))]
+    #[schemars(pattern(MAC_PATTERN), length(max = 17))]
     pub mac: String,
     /// Optional name for people (`eth0`, `ipmi`, `uplink`); not used to find the interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -732,8 +732,9 @@ pub struct CmdbAllocation {
     pub cmdb: String,
     /// Index of the entry in the Cmdb's expanded entry list.
     pub entry: i32,
-    /// The entry's variables (`ip`, `hostname`, `gateway`…).
+    /// The entry's variables (`ip`, `hostname`, `gateway`…), at most 256.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 256))]
     #[x_kube(validation = Rule::new(format!("self.all(k, k.matches('{VARIABLE_NAME_PATTERN}'))")).message("variable names are letters, digits and underscores"))]
     pub variables: BTreeMap<String, String>,
 }

@@ -26,7 +26,9 @@ use kube::core::cel::cel::objects::{Key, Map as CelMap, OptionalValue};
 use kube::core::cel::cel::{Context, ExecutionError, Program, Value as CelValue};
 use serde_json::Value;
 
-use crate::errors::FieldError;
+use crate::cost::{self, PER_CALL_LIMIT, RUNTIME_CEL_COST_BUDGET};
+use crate::errors::{FieldError, go_quote};
+use crate::escaping::escape;
 use crate::formats;
 use crate::node::{Node, Rule};
 use crate::path::{child, index, key, or_nil};
@@ -85,7 +87,7 @@ pub(crate) fn validate(
     ratcheting: bool,
     is_resource_root: bool,
 ) -> (Vec<FieldError>, Vec<String>) {
-    let mut run = Run { errors: Vec::new(), warnings: Vec::new() };
+    let mut run = Run { errors: Vec::new(), warnings: Vec::new(), remaining: RUNTIME_CEL_COST_BUDGET, stopped: false };
     let corr = Corr {
         cur: if ratcheting { old.map(|old| Correlated { new: obj, old, schema: root }) } else { None },
         parent: None,
@@ -137,9 +139,18 @@ impl<'a> Corr<'a> {
     }
 }
 
+/// The API server's message when the rules of an object cost more than
+/// [`RUNTIME_CEL_COST_BUDGET`].
+const OUT_OF_BUDGET: &str =
+    "validation failed due to running out of cost budget, no further validation rules will be run";
+
 struct Run {
     errors: Vec<FieldError>,
     warnings: Vec<String>,
+    /// What is left of the object's cost budget.
+    remaining: i64,
+    /// The budget or a rule's limit was exceeded: no further rule runs.
+    stopped: bool,
 }
 
 impl Run {
@@ -154,7 +165,7 @@ impl Run {
         corr: Corr<'a>,
         is_resource_root: bool,
     ) {
-        if obj.is_null() || !node.has_rules {
+        if obj.is_null() || !node.has_rules || self.stopped {
             return;
         }
         if !node.rules.is_empty() {
@@ -211,6 +222,11 @@ impl Run {
         is_resource_root: bool,
     ) {
         let ty = Value::from(node.ty.clone());
+        if self.remaining <= 0 {
+            self.errors.push(FieldError::invalid(or_nil(path), ty, OUT_OF_BUDGET));
+            self.stopped = true;
+            return;
+        }
         // `oldSelf` is bound only when a rule of the node uses it, as the API server's activation;
         // rules with `optionalOldSelf` get an optional instead. (The values converted here hold
         // no functions, so binding them cannot fail.)
@@ -237,6 +253,22 @@ impl Run {
                 continue;
             }
             let rule_scope = if rule.optional_old_self { &optional_scope } else { &scope };
+            // cel-go counts the cost while it evaluates and cancels past the per-call limit; the
+            // `cel` interpreter counts nothing, so the cost is estimated from the actual values
+            // first (an upper bound of cel-go's count).
+            if let Some(decl) = &node.decl {
+                let cost = cost::actual_cost(program.expression(), decl, obj, old, rule.optional_old_self);
+                if let Err(detail) = self.charge(cost) {
+                    let detail = detail.unwrap_or_else(|| {
+                        format!(
+                            "'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: {}",
+                            rule.error_string()
+                        )
+                    });
+                    self.errors.push(FieldError::invalid(or_nil(path), ty.clone(), detail));
+                    return;
+                }
+            }
             let result = catch_unwind(AssertUnwindSafe(|| program.execute(rule_scope)));
             let detail = match result {
                 Ok(Ok(CelValue::Bool(true))) => continue,
@@ -257,11 +289,33 @@ impl Run {
                 Some(p) if !p.is_empty() => or_nil(&child(path, p)),
                 _ => or_nil(path),
             };
-            let message = rule
-                .message_program
-                .as_ref()
-                .and_then(|p| message_expression(p, &scope))
-                .unwrap_or_else(|| rule.message_or_default());
+            let mut message = None;
+            if let Some(program) = &rule.message_program {
+                let cost = node
+                    .decl
+                    .as_ref()
+                    .map_or(0, |decl| cost::actual_cost(program.expression(), decl, obj, old, rule.optional_old_self));
+                if let Err(detail) = self.charge(cost) {
+                    let detail = detail.map_or_else(
+                        || {
+                            format!(
+                                "no further validation rules will be run due to call cost exceeds limit for messageExpression: {}",
+                                go_quote(&rule.message_expression)
+                            )
+                        },
+                        |_| "messageExpression evaluation failed due to running out of cost budget, no further validation rules will be run".to_owned(),
+                    );
+                    let error = FieldError::invalid(field, ty.clone(), detail);
+                    if !rule.uses_old_self && corr.should_ratchet() {
+                        self.warnings.push(error.message());
+                    } else {
+                        self.errors.push(error);
+                    }
+                    return;
+                }
+                message = message_expression(program, &scope);
+            }
+            let message = message.unwrap_or_else(|| rule.message_or_default());
             let error = match rule.reason.as_deref() {
                 Some("FieldValueForbidden") => FieldError::forbidden(field, message),
                 Some("FieldValueRequired") => FieldError::required(field, message),
@@ -274,6 +328,23 @@ impl Run {
                 self.errors.push(error);
             }
         }
+    }
+}
+
+impl Run {
+    /// Charges the cost of one evaluation to the budget. Past [`PER_CALL_LIMIT`] cel-go cancels
+    /// the evaluation, having counted just over the limit: `Err(None)` unless that is over the
+    /// budget too. Over the budget: `Err(Some(message))`. Either way no further rule runs.
+    fn charge(&mut self, cost: u64) -> Result<(), Option<String>> {
+        let counted = cost.min(PER_CALL_LIMIT + 1);
+        let over_budget = i64::try_from(counted).map_or(true, |c| c > self.remaining);
+        if over_budget || cost > PER_CALL_LIMIT {
+            self.stopped = true;
+            self.remaining = -1;
+            return Err(over_budget.then(|| OUT_OF_BUDGET.to_owned()));
+        }
+        self.remaining -= i64::try_from(counted).unwrap_or(i64::MAX);
+        Ok(())
     }
 }
 
@@ -318,58 +389,6 @@ fn evaluation_error(error: &ExecutionError, rule: &Rule) -> String {
             format!("{text} evaluating rule: {}", rule.error_string())
         }
     }
-}
-
-/// `cel.Escape`: a property name as a CEL field name (`namespace` → `__namespace__`, `a-b` →
-/// `a__dash__b`), or `None` when it cannot be one.
-pub(crate) fn escape(name: &str) -> Option<String> {
-    const RESERVED: [&str; 21] = [
-        "true",
-        "false",
-        "null",
-        "in",
-        "as",
-        "break",
-        "const",
-        "continue",
-        "else",
-        "for",
-        "function",
-        "if",
-        "import",
-        "let",
-        "loop",
-        "package",
-        "namespace",
-        "return",
-        "var",
-        "void",
-        "while",
-    ];
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    if RESERVED.contains(&name) {
-        return Some(format!("__{name}__"));
-    }
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(c) = rest.chars().next() {
-        if rest.starts_with("__") {
-            out.push_str("__underscores__");
-            rest = &rest[2..];
-            continue;
-        }
-        match c {
-            '.' => out.push_str("__dot__"),
-            '-' => out.push_str("__dash__"),
-            '/' => out.push_str("__slash__"),
-            c if c.is_ascii_alphanumeric() || c == '_' => out.push(c),
-            _ => return None,
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    Some(out)
 }
 
 fn cel_map(entries: HashMap<Key, CelValue>) -> CelValue {

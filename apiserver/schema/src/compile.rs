@@ -8,6 +8,7 @@ use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
 use crate::cel;
+use crate::decl;
 use crate::errors::FieldError;
 use crate::formats;
 use crate::node::{Additional, Node, Pattern, Rule};
@@ -385,6 +386,9 @@ impl Compiler {
             }
         }
         node.rules = self.rules(map, node, path, ctx);
+        if !node.rules.is_empty() {
+            node.decl = decl::decl_type(node, ctx.level == Level::Root || node.embedded_resource);
+        }
         node.has_rules = !node.rules.is_empty()
             || node.properties.values().any(|p| p.has_rules)
             || node.items.as_deref().is_some_and(|i| i.has_rules)
@@ -913,6 +917,7 @@ impl Compiler {
                 reason,
                 optional_old_self: optional_old_self.unwrap_or(false),
                 program,
+                message_expression,
                 message_program,
                 uses_old_self,
                 normalized_field_path,

@@ -40,8 +40,11 @@
 
 mod cel;
 mod compile;
+mod cost;
+mod decl;
 mod default;
 mod errors;
+mod escaping;
 mod formats;
 mod listtype;
 mod node;
@@ -53,6 +56,11 @@ mod validate;
 
 use serde_json::Value;
 
+pub use cost::{
+    CostReport, ExpressionCost, PER_CALL_LIMIT, RUNTIME_CEL_COST_BUDGET, STATIC_ESTIMATED_COST_LIMIT,
+    STATIC_ESTIMATED_CRD_COST_LIMIT,
+};
+pub use decl::MAX_REQUEST_SIZE_BYTES;
 pub use errors::{ErrorKind, FieldError, SchemaError, aggregate};
 
 /// The deepest nesting accepted, of schemas and of objects: deeper input is an error, not a
@@ -69,6 +77,8 @@ const CEL_SKIPPED: &str = "some validation rules were not checked because the ob
 #[derive(Debug)]
 pub struct Schema {
     root: node::Node,
+    /// The schema path it was compiled at.
+    path: String,
 }
 
 /// What admission decided about an object.
@@ -116,9 +126,24 @@ impl Schema {
     /// `spec.versions[0].schema.openAPIV3Schema` as the API server does for a CRD.
     pub fn compile_at(open_api_v3_schema: &Value, path: &str) -> Result<Self, SchemaError> {
         match compile::compile(open_api_v3_schema, path) {
-            Ok(root) => Ok(Self { root }),
+            Ok(root) => Ok(Self { root, path: path.to_owned() }),
             Err(errors) => Err(SchemaError { errors }),
         }
+    }
+
+    /// The estimated costs of the CEL rules (and `messageExpression`s), as the API server
+    /// estimates them when a CRD is created or updated (see the `cost` module), with paths
+    /// under the path the schema was compiled at.
+    pub fn estimated_costs(&self) -> CostReport {
+        cost::report(&self.root, &self.path)
+    }
+
+    /// The errors the API server reports for CEL costs over its limits
+    /// ([`STATIC_ESTIMATED_COST_LIMIT`] per expression, [`STATIC_ESTIMATED_CRD_COST_LIMIT`] in
+    /// total); empty when within them. `per_expression: false` skips the per-expression limit,
+    /// as the API server does for a version whose schema an update leaves unchanged.
+    pub fn cost_errors(&self, per_expression: bool) -> Vec<FieldError> {
+        cost::errors(&self.estimated_costs(), &self.path, per_expression)
     }
 
     /// Admits a create (`old` is `None`) or an update of the whole object: prunes, defaults and

@@ -99,6 +99,9 @@ pub(crate) struct Node {
     pub rules: Vec<Rule>,
     /// Whether this node or one below it on the structural spine has CEL rules.
     pub has_rules: bool,
+    /// How CEL declares this node (`self` of its rules), for cost estimation; set on nodes with
+    /// rules.
+    pub decl: Option<DeclType>,
 }
 
 impl Node {
@@ -144,10 +147,56 @@ pub(crate) struct Rule {
     pub optional_old_self: bool,
     /// The compiled rule; `None` for an empty rule.
     pub program: Option<Program>,
+    /// `messageExpression`.
+    pub message_expression: String,
     /// The compiled `messageExpression`.
     pub message_program: Option<Program>,
     /// Whether the rule references `oldSelf` (a transition rule).
     pub uses_old_self: bool,
     /// `fieldPath` as a field path relative to the node (`spec.x`, `[key]`).
     pub normalized_field_path: Option<String>,
+}
+
+/// How CEL declares a schema node, for cost estimation: Kubernetes' `DeclType` reduced to
+/// what the estimator reads (built by `crate::decl`).
+/// What a value is, as CEL types it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeclKind {
+    Bool,
+    Int,
+    Double,
+    String,
+    Bytes,
+    Duration,
+    Timestamp,
+    /// `x-kubernetes-int-or-string`.
+    Dyn,
+    List,
+    Map,
+    Object,
+}
+
+/// A schema node as CEL declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DeclType {
+    pub kind: DeclKind,
+    /// The most characters (strings, ×4 for `maxLength` as the API server counts bytes), items or
+    /// properties; 0 for scalars and objects.
+    pub max_elements: u64,
+    /// The fewest bytes the value takes in JSON.
+    pub min_serialized_size: i64,
+    /// Object fields by their CEL (escaped) name.
+    pub fields: BTreeMap<String, DeclField>,
+    /// List items, map values.
+    pub elem: Option<Box<DeclType>>,
+    /// Map keys.
+    pub key: Option<Box<DeclType>>,
+}
+
+/// A field of an object.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DeclField {
+    /// The property name in JSON.
+    pub json_name: String,
+    pub ty: DeclType,
 }

@@ -155,6 +155,7 @@ pub fn admit_crd(
             }
         }
     }
+    causes.extend(cost_causes(&versions, old));
     if !causes.is_empty() {
         return Err(ApiError::invalid(&request.resource.group, &request.resource.kind, &name, causes));
     }
@@ -215,6 +216,40 @@ pub fn admit_crd(
         "storedVersions": stored,
     });
     Ok(Vec::new())
+}
+
+/// The API server's errors for CEL rules whose estimated cost is over its limits, per schema:
+/// one schema shared by every version is reported under `spec.validation.openAPIV3Schema` (the
+/// API server's internal version moves it there), else each under its version. On update, the
+/// per-expression limit does not apply to a version whose schema is unchanged (so that CRDs
+/// stored before a limit changed stay updatable); the total still does.
+fn cost_causes(versions: &[Value], old: Option<&Value>) -> Vec<Cause> {
+    let old_versions = old.and_then(|o| o.pointer("/spec/versions")).and_then(Value::as_array);
+    let unchanged = |version: &Value| {
+        old_versions.is_some_and(|olds| {
+            olds.iter().any(|o| o["name"] == version["name"] && o.get("schema") == version.get("schema"))
+        })
+    };
+    let shared = versions.first().is_some_and(|first| versions.iter().all(|v| v.get("schema") == first.get("schema")));
+    let checks: Vec<(&Value, String)> = if shared {
+        versions.first().map(|v| (v, "spec.validation.openAPIV3Schema".to_owned())).into_iter().collect()
+    } else {
+        versions.iter().enumerate().map(|(i, v)| (v, format!("spec.versions[{i}].schema.openAPIV3Schema"))).collect()
+    };
+    let mut causes = Vec::new();
+    for (version, path) in checks {
+        let Some(schema) = version.pointer("/schema/openAPIV3Schema") else { continue };
+        let Ok(compiled) = machinist_apiserver_schema::Schema::compile_at(schema, &path) else { continue };
+        for error in compiled.cost_errors(!unchanged(version)) {
+            let message = error.message();
+            causes.push(Cause {
+                reason: error.reason().to_owned(),
+                message: message.strip_prefix(&format!("{}: ", error.field)).unwrap_or(&message).to_owned(),
+                field: error.field,
+            });
+        }
+    }
+    causes
 }
 
 impl Api {
