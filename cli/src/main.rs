@@ -218,6 +218,7 @@ fn up(
         .map(|path| machinist_boot::config::BootConfig::read(&path))
         .transpose()
         .context("invalid boot services configuration")?;
+    let token_namespace = boot_config.as_ref().map(|c| c.token_namespace.clone());
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
         let mut config = machinist_apiserver::Config {
@@ -237,6 +238,16 @@ fn up(
         let client = machinist_boot::service::connect(Some(&kubeconfig))
             .await
             .context("failed to connect to the control plane it runs")?;
+        // The boot services keep agent tokens in a namespace of their own, which they may not
+        // create themselves: make it, as the admin, for ours (--boot-config, --demo) or for a
+        // machinist-boot started beside.
+        let token_namespaces: std::collections::BTreeSet<&str> =
+            [machinist_boot::cluster::DEFAULT_TOKEN_NAMESPACE].into_iter().chain(token_namespace.as_deref()).collect();
+        for namespace in token_namespaces {
+            machinist_boot::cluster::ensure_namespace(&client, namespace)
+                .await
+                .with_context(|| format!("failed to create the namespace {namespace} of agent tokens"))?;
+        }
         // The operator, as the machinist-operator binary runs it (with leader election, so that
         // a machinist-operator started beside it waits instead of competing).
         let mut operator_task = match operator_metrics {

@@ -20,9 +20,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 
-/// The Secret holding Machine `machine`'s agent token, as the boot services name it: tests
-/// read tokens from it to post as the agent does.
-pub use machinist_boot::cluster::token_secret_name;
+/// The Secret holding the agent token of a Machine (`token_secret_name(namespace, machine)`),
+/// as the boot services name it, in the namespace of token Secrets (by default
+/// [`DEFAULT_TOKEN_NAMESPACE`]): tests read tokens from it to post as the agent does.
+pub use machinist_boot::cluster::{DEFAULT_TOKEN_NAMESPACE, MACHINE_ANNOTATION, token_secret_name};
 
 /// What went wrong starting the fixture.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,11 @@ impl ControlPlane {
         Api::default_namespaced(self.client.clone())
     }
 
+    /// The agent token Secrets, in [`DEFAULT_TOKEN_NAMESPACE`].
+    pub fn token_secrets(&self) -> Api<k8s_openapi::api::core::v1::Secret> {
+        Api::namespaced(self.client.clone(), DEFAULT_TOKEN_NAMESPACE)
+    }
+
     /// A client of its own (its own connections), with `read_timeout`.
     pub async fn new_client(&self, read_timeout: Duration) -> Result<Client, ClusterError> {
         client_for(&self.kubeconfig, read_timeout).await
@@ -142,10 +148,14 @@ impl Drop for BootServices {
 }
 
 impl BootServices {
-    /// Starts the services `yaml` configures (the text of a `boot.yaml`).
+    /// Starts the services `yaml` configures (the text of a `boot.yaml`), after creating their
+    /// token namespace if it is missing (with `client`, an admin's, as `machinist up` does).
     pub async fn start(client: Client, yaml: &str) -> Result<Self, ClusterError> {
         let config = machinist_boot::config::BootConfig::parse(yaml, Path::new("test boot configuration"))
             .map_err(|e| ClusterError::BootConfig(e.to_string()))?;
+        machinist_boot::cluster::ensure_namespace(&client, &config.token_namespace)
+            .await
+            .map_err(|e| ClusterError::Boot(format!("failed to create namespace {}: {e}", config.token_namespace)))?;
         let shutdown = CancellationToken::new();
         let running = machinist_boot::service::start(config, client, shutdown.clone())
             .await
