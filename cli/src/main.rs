@@ -218,6 +218,7 @@ fn up(
         .map(|path| machinist_boot::config::BootConfig::read(&path))
         .transpose()
         .context("invalid boot services configuration")?;
+    let token_namespace = boot_config.as_ref().map(|c| c.token_namespace.clone());
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
         let mut config = machinist_apiserver::Config {
@@ -241,8 +242,11 @@ fn up(
         // Helm chart ships); the admin token stays with the person.
         let machine_namespace = boot_config.as_ref().map_or("default", |c| c.namespace.as_str()).to_owned();
         use machinist_crds::access::{self, SYSTEM_NAMESPACE};
+        // Agent tokens live in a namespace of their own (made here, as the admin; a
+        // machinist-boot started beside uses machinist-system by default).
+        let token_namespace = token_namespace.unwrap_or_else(|| SYSTEM_NAMESPACE.to_owned());
         running
-            .apply(access::objects(SYSTEM_NAMESPACE, &machine_namespace, SYSTEM_NAMESPACE))
+            .apply(access::objects(SYSTEM_NAMESPACE, &machine_namespace, &token_namespace))
             .await
             .context("failed to create the components' identities")?;
         let operator_kubeconfig = running
@@ -282,7 +286,14 @@ fn up(
             None => None,
             Some(boot_config) => {
                 let dhcp_interfaces = boot_config.dhcp.interfaces.clone();
-                let boot = machinist_boot::service::start(boot_config, client.clone(), shutdown.clone())
+                let boot_kubeconfig = running
+                    .service_account_kubeconfig(SYSTEM_NAMESPACE, access::BOOT)
+                    .await
+                    .context("failed to issue the boot services' token")?;
+                let boot_client = machinist_boot::service::connect(Some(&boot_kubeconfig))
+                    .await
+                    .context("failed to connect as the boot services")?;
+                let boot = machinist_boot::service::start(boot_config, boot_client, shutdown.clone())
                     .await
                     .context("failed to start the boot services")?;
                 eprintln!("boot services are up: {}", describe_boot_services(&dhcp_interfaces, &boot.bound));

@@ -172,7 +172,8 @@ fn a_declared_machine_boots_through_dhcp_tftp_and_http() {
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
     // Its agent token exists before the VM asks for its script.
-    machinist.kubectl(&["wait", "--for=create", "secret/machinist-agent-vm-1", "--timeout", KUBECTL_TIMEOUT], None);
+    let wait_secret = ["wait", "-n", "machinist-system", "--for=create", "secret/machinist-agent-default.vm-1"];
+    machinist.kubectl(&[&wait_secret[..], &["--timeout", KUBECTL_TIMEOUT]].concat(), None);
 
     let vm = Vm::start(&lab, VmConfig::new(MAC)).unwrap();
     let booted = vm.wait_booted(BOOT).unwrap();
@@ -303,8 +304,15 @@ fn the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated()
          provider: {{manual: {{}}}}, onSuccess: halt}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
-    let wait_secret =
-        ["wait", "-n", "edeploy", "--for=create", "secret/machinist-agent-vm-2", "--timeout", KUBECTL_TIMEOUT];
+    let wait_secret = [
+        "wait",
+        "-n",
+        "machinist-system",
+        "--for=create",
+        "secret/machinist-agent-edeploy.vm-2",
+        "--timeout",
+        KUBECTL_TIMEOUT,
+    ];
     machinist.kubectl(&wait_secret, None);
 
     let disks = tempfile::tempdir().unwrap();
@@ -502,8 +510,15 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
          spec: {{interfaces: [{{mac: \"{mac}\", boot: true}}], provider: {{manual: {{}}}}, onSuccess: {on_success}}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
-    let wait_secret =
-        ["wait", "-n", "edeploy", "--for=create", "secret/machinist-agent-vm-3", "--timeout", KUBECTL_TIMEOUT];
+    let wait_secret = [
+        "wait",
+        "-n",
+        "machinist-system",
+        "--for=create",
+        "secret/machinist-agent-edeploy.vm-3",
+        "--timeout",
+        KUBECTL_TIMEOUT,
+    ];
     machinist.kubectl(&wait_secret, None);
 
     // Over eDeploy's `gt(4)` GB, sparse; network first, then the disk; reboots allowed.
@@ -699,8 +714,18 @@ fn the_production_ramdisk_reports_every_emulated_server_nic_and_storage_controll
          spec: {{interfaces: [{{mac: \"{BOOT_MAC}\", boot: true}}], provider: {{manual: {{}}}}, onSuccess: halt}}\n"
     );
     machinist.kubectl(&["apply", "-f", "-"], Some(&manifest));
-    machinist
-        .kubectl(&["wait", "--for=create", "secret/machinist-agent-vm-servers", "--timeout", KUBECTL_TIMEOUT], None);
+    machinist.kubectl(
+        &[
+            "wait",
+            "-n",
+            "machinist-system",
+            "--for=create",
+            "secret/machinist-agent-default.vm-servers",
+            "--timeout",
+            KUBECTL_TIMEOUT,
+        ],
+        None,
+    );
 
     let disks = tempfile::tempdir().unwrap();
     let controllers: Vec<(&str, Option<u64>)> = CONTROLLERS.iter().map(|(model, _, mib)| (*model, *mib)).collect();

@@ -224,9 +224,7 @@ async fn dhclient_gets_the_cmdb_address_once_the_operator_allocated_it() {
         end = net(199),
     );
     let config = BootConfig::parse(&yaml, Path::new("dhcp_cluster boot.yaml")).unwrap();
-    let cluster = ClusterMachines::start(client.clone(), &config.namespace, config.auto_register, shutdown.clone())
-        .await
-        .unwrap();
+    let cluster = ClusterMachines::start(client.clone(), config.cluster(), shutdown.clone()).await.unwrap();
     let (timeline, steps) = Timeline::new();
     let writer = tokio::spawn(run_writer(
         steps,

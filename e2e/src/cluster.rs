@@ -7,7 +7,7 @@
 //! # async fn example() -> Result<(), machinist_e2e::cluster::ClusterError> {
 //! use machinist_e2e::cluster::{BootServices, ControlPlane};
 //! let control = ControlPlane::start().await?;
-//! let boot = BootServices::start(control.client.clone(), &BootServices::http_only(&control.scratch("artifacts")?)).await?;
+//! let boot = BootServices::start(&control, &BootServices::http_only(&control.scratch("artifacts")?)).await?;
 //! let report_url = format!("{}/machines/vm-1/report", boot.http_url()?);
 //! # Ok(()) }
 //! ```
@@ -20,9 +20,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 
-/// The Secret holding Machine `machine`'s agent token, as the boot services name it: tests
-/// read tokens from it to post as the agent does.
-pub use machinist_boot::cluster::token_secret_name;
+/// The Secret holding the agent token of a Machine (`token_secret_name(namespace, machine)`),
+/// as the boot services name it, in the namespace of token Secrets (by default
+/// [`DEFAULT_TOKEN_NAMESPACE`]): tests read tokens from it to post as the agent does.
+pub use machinist_boot::cluster::{DEFAULT_TOKEN_NAMESPACE, MACHINE_ANNOTATION, token_secret_name};
 
 /// What went wrong starting the fixture.
 #[derive(Debug, thiserror::Error)]
@@ -114,20 +115,31 @@ impl ControlPlane {
     /// ([`machinist_crds::access`]), the identities provisioned for Machines in `default`
     /// and tokens in `machinist-system`.
     pub async fn operator_client(&self) -> Result<Client, ClusterError> {
-        self.identity_client(machinist_crds::access::OPERATOR).await
+        self.identity_client(machinist_crds::access::OPERATOR, "default", DEFAULT_TOKEN_NAMESPACE).await
     }
 
     /// A client (60 s read timeout) that acts as the boot services' ServiceAccount, as
     /// [`operator_client`](Self::operator_client) does for the operator.
     pub async fn boot_client(&self) -> Result<Client, ClusterError> {
-        self.identity_client(machinist_crds::access::BOOT).await
+        self.boot_client_for("default", DEFAULT_TOKEN_NAMESPACE).await
     }
 
-    async fn identity_client(&self, account: &str) -> Result<Client, ClusterError> {
+    /// The boot services' client for Machines in `namespace` and tokens in `token_namespace`
+    /// (120 s read timeout: a fleet's reports queue behind each other).
+    pub async fn boot_client_for(&self, namespace: &str, token_namespace: &str) -> Result<Client, ClusterError> {
+        self.identity_client(machinist_crds::access::BOOT, namespace, token_namespace).await
+    }
+
+    async fn identity_client(&self, account: &str, namespace: &str, tokens: &str) -> Result<Client, ClusterError> {
         use machinist_crds::access::{self, SYSTEM_NAMESPACE};
-        self.server.apply(access::objects(SYSTEM_NAMESPACE, "default", SYSTEM_NAMESPACE)).await?;
+        self.server.apply(access::objects(SYSTEM_NAMESPACE, namespace, tokens)).await?;
         let kubeconfig = self.server.service_account_kubeconfig(SYSTEM_NAMESPACE, account).await?;
-        client_for(&kubeconfig, Duration::from_secs(60)).await
+        client_for(&kubeconfig, Duration::from_secs(120)).await
+    }
+
+    /// The agent token Secrets, in [`DEFAULT_TOKEN_NAMESPACE`].
+    pub fn token_secrets(&self) -> Api<k8s_openapi::api::core::v1::Secret> {
+        Api::namespaced(self.client.clone(), DEFAULT_TOKEN_NAMESPACE)
     }
 
     /// A client of its own (its own connections), with `read_timeout`.
@@ -166,10 +178,13 @@ impl Drop for BootServices {
 }
 
 impl BootServices {
-    /// Starts the services `yaml` configures (the text of a `boot.yaml`).
-    pub async fn start(client: Client, yaml: &str) -> Result<Self, ClusterError> {
+    /// Starts the services `yaml` configures (the text of a `boot.yaml`) on `control`, as their
+    /// own least-privilege ServiceAccount, as `machinist up` runs them (their namespaces and
+    /// RBAC made first, as the admin).
+    pub async fn start(control: &ControlPlane, yaml: &str) -> Result<Self, ClusterError> {
         let config = machinist_boot::config::BootConfig::parse(yaml, Path::new("test boot configuration"))
             .map_err(|e| ClusterError::BootConfig(e.to_string()))?;
+        let client = control.boot_client_for(&config.namespace, &config.token_namespace).await?;
         let shutdown = CancellationToken::new();
         let running = machinist_boot::service::start(config, client, shutdown.clone())
             .await

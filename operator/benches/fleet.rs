@@ -48,7 +48,7 @@ use machinist_agent_protocol::cmdline::{Args, Mode};
 use machinist_agent_protocol::report::Report;
 use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Quad};
-use machinist_e2e::cluster::{BootServices, ControlPlane, token_secret_name};
+use machinist_e2e::cluster::{BootServices, ControlPlane, MACHINE_ANNOTATION};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -123,7 +123,7 @@ impl Cluster {
         // 10,000 Machines' writes queue behind each other: a longer read timeout than the fixture's.
         let client = control.new_client(Duration::from_secs(120)).await.unwrap();
         let yaml = BootServices::http_only(&control.scratch("artifacts").unwrap());
-        let boot = BootServices::start(client.clone(), &yaml).await.unwrap();
+        let boot = BootServices::start(&control, &yaml).await.unwrap();
         Cluster { kubeconfig: control.kubeconfig.clone(), client, http: boot.http_url().unwrap(), _boot: boot, control }
     }
 
@@ -608,13 +608,12 @@ async fn main() {
     let t = Instant::now();
     let names = cluster.create_machines(n).await;
     let creates = t.elapsed();
-    let prefix = token_secret_name("");
     let tokens = follow(
-        cluster.api::<Secret>(),
+        cluster.control.token_secrets(),
         "agent tokens",
         n,
         |secret: &Secret| {
-            let machine = secret.name_any().strip_prefix(&prefix)?.to_owned();
+            let machine = secret.annotations().get(MACHINE_ANNOTATION)?.clone();
             let token = String::from_utf8(secret.data.as_ref()?.get("token")?.0.clone()).ok()?;
             Some((machine, token))
         },

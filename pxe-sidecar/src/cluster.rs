@@ -5,10 +5,15 @@
 //! - Cmdbs give reserved machines their network settings (`spec.network` of the Cmdb named
 //!   in `status.allocation`);
 //! - Roles give the cloud-init templates of the seed an install plan carries;
-//! - agent token Secrets (`machinist-agent-<machine>`, label [`TOKEN_LABEL`]) authenticate
-//!   reports. The boot services create the missing ones ([`run_token_keeper`]): they are the
-//!   only party that hands tokens out (on kernel command lines) and checks them, so no other
-//!   component needs to know about them. Each Secret is owned by its Machine and goes with it;
+//! - agent token Secrets (`machinist-agent-<namespace>.<machine>`, [`token_secret_name`])
+//!   authenticate reports. They live in a namespace of their own (`tokenNamespace`, default
+//!   [`DEFAULT_TOKEN_NAMESPACE`]), where the only Secrets are agent tokens, so that the boot
+//!   services' identity reads no other Secret. The boot services create the missing ones
+//!   ([`run_token_keeper`]): they are the only party that hands tokens out (on kernel command
+//!   lines) and checks them, so no other component needs to know about them. A Secret names its
+//!   Machine by label ([`MACHINE_NAMESPACE_LABEL`]) and annotations ([`MACHINE_ANNOTATION`],
+//!   [`MACHINE_UID_ANNOTATION`]) — ownerReferences cannot cross namespaces — and the keeper
+//!   deletes it once its Machine is gone ([`orphaned_tokens`]);
 //! - auto-registration creates a `Registered` Machine (named [`registered_name`]) for an
 //!   unknown MAC, from its first DHCP request or iPXE script request;
 //! - writes: hardware reports into `status.hardware`, the boot timeline into
@@ -59,18 +64,52 @@ pub const INSTALL_MANAGER: &str = "machinist-boot-install";
 pub const TOKEN_KEY: &str = "token";
 /// Key of the installed system's phone-home token in the same Secret.
 pub const PHONE_HOME_KEY: &str = "phoneHome";
-/// Label carried by agent token Secrets (the only Secrets the boot services watch).
+/// Label carried by agent token Secrets, `"true"`.
 pub const TOKEN_LABEL: &str = "machinist.dev/agent-token";
+/// Label of an agent token Secret: the namespace of its Machine.
+pub const MACHINE_NAMESPACE_LABEL: &str = "machinist.dev/machine-namespace";
+/// Annotation of an agent token Secret: the name of its Machine.
+pub const MACHINE_ANNOTATION: &str = "machinist.dev/machine";
+/// Annotation of an agent token Secret: the uid of its Machine (absent in a Secret made by a
+/// person: it is then the token of whichever Machine has that name).
+pub const MACHINE_UID_ANNOTATION: &str = "machinist.dev/machine-uid";
+/// The namespace of agent token Secrets unless configured (`tokenNamespace`).
+pub const DEFAULT_TOKEN_NAMESPACE: &str = "machinist-system";
 /// Label of auto-registered Machines.
 pub const REGISTERED_LABEL: &str = "machinist.dev/auto-registered";
 /// Key of the agent log in its ConfigMap.
 pub const LOG_KEY: &str = "agent.log";
 
 const TOKEN_SECRET_PREFIX: &str = "machinist-agent-";
+/// The longest object name Kubernetes takes (a DNS subdomain).
+const MAX_NAME: usize = 253;
+/// Hex digits of the hash that ends a shortened name (64 bits).
+const NAME_HASH_DIGITS: usize = 16;
 
-/// Name of the Secret holding a Machine's agent token.
-pub fn token_secret_name(machine: &str) -> String {
-    format!("{TOKEN_SECRET_PREFIX}{machine}")
+/// Name of the Secret holding the agent token of Machine `machine` of namespace `namespace`:
+/// `machinist-agent-<namespace>.<machine>`. A namespace has no `.`, so two Machines never share
+/// a name. When that is longer than Kubernetes allows (253 characters), the name is shortened:
+/// `machinist-agent-<namespace>-<machine, its dots as dashes, cut>-<16 hex digits of the
+/// SHA-256 of "<namespace>/<machine>">`, which has no `.` and so is never the full name of
+/// another Machine; two shortened names are the same only if the hashes are.
+pub fn token_secret_name(namespace: &str, machine: &str) -> String {
+    let full = format!("{TOKEN_SECRET_PREFIX}{namespace}.{machine}");
+    if full.len() <= MAX_NAME {
+        return full;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{namespace}/{machine}").as_bytes());
+    let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..NAME_HASH_DIGITS].to_owned();
+    let head = format!("{TOKEN_SECRET_PREFIX}{namespace}-");
+    // Object names are ASCII: a byte count is a character count.
+    let room = MAX_NAME.saturating_sub(head.len() + 1 + NAME_HASH_DIGITS);
+    let cut: String = machine.chars().take(room).map(|c| if c == '.' { '-' } else { c }).collect();
+    format!("{head}{}-{hash}", cut.trim_end_matches('-'))
+}
+
+/// The label selector of the token Secrets of the Machines of `namespace`.
+pub fn token_selector(namespace: &str) -> String {
+    format!("{TOKEN_LABEL}=true,{MACHINE_NAMESPACE_LABEL}={namespace}")
 }
 
 /// Name of the ConfigMap keeping a Machine's agent log.
@@ -91,20 +130,73 @@ pub fn new_token() -> Result<String, getrandom::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Whether a token Secret is the Machine's with uid `uid`: owned by it, or owned by no
-/// Machine at all (made by a person). `None` (the Machine not known yet) trusts it.
-fn secret_belongs(secret: &Secret, uid: Option<&str>) -> bool {
-    let owners: Vec<&str> = secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .filter(|o| o.kind == "Machine")
-        .map(|o| o.uid.as_str())
-        .collect();
-    match uid {
-        Some(uid) => owners.is_empty() || owners.contains(&uid),
-        None => true,
+/// Whether a token Secret is that of Machine `machine` of `namespace` with uid `uid`: it says
+/// it is the token of a Machine of that namespace (label) and, if it names one, of that Machine
+/// (annotation), with that uid or none (made by a person). `uid` `None` (the Machine not known
+/// yet) trusts the uid.
+fn secret_belongs(secret: &Secret, namespace: &str, machine: &str, uid: Option<&str>) -> bool {
+    let labels = secret.labels();
+    let annotations = secret.annotations();
+    let of_namespace = labels.get(MACHINE_NAMESPACE_LABEL).is_some_and(|n| n == namespace);
+    let of_name = annotations.get(MACHINE_ANNOTATION).is_none_or(|m| m == machine);
+    let of_uid = match (uid, annotations.get(MACHINE_UID_ANNOTATION)) {
+        (Some(uid), Some(annotated)) => annotated == uid,
+        _ => true,
+    };
+    of_namespace && of_name && of_uid
+}
+
+/// A token Secret whose Machine the Machine cache does not have: a candidate for deletion, once
+/// the API server confirms that the Machine is gone ([`machine_gone`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrphanedToken {
+    /// The Secret's name.
+    pub secret: String,
+    /// The Secret's uid: the precondition of its deletion.
+    pub secret_uid: Option<String>,
+    /// The Machine it is the token of (annotation [`MACHINE_ANNOTATION`]).
+    pub machine: String,
+    /// That Machine's uid (annotation [`MACHINE_UID_ANNOTATION`]), if it says.
+    pub machine_uid: Option<String>,
+}
+
+/// The token Secrets of `secrets` whose Machine is not in the Machine cache: `cached_uid` gives
+/// the uid of the cached Machine of a name (`None`: no Machine of that name). A Secret is a
+/// candidate when no Machine has its Machine's name, or one with another uid than it names. A
+/// Secret that names no Machine (no annotation) is never a candidate. Pure.
+pub fn orphaned_tokens<'s>(
+    secrets: impl IntoIterator<Item = &'s Secret>,
+    cached_uid: impl Fn(&str) -> Option<String>,
+) -> Vec<OrphanedToken> {
+    secrets
+        .into_iter()
+        .filter_map(|secret| {
+            let annotations = secret.annotations();
+            let machine = annotations.get(MACHINE_ANNOTATION)?;
+            let machine_uid = annotations.get(MACHINE_UID_ANNOTATION);
+            let orphaned = match cached_uid(machine) {
+                None => true,
+                Some(cached) => machine_uid.is_some_and(|uid| *uid != cached),
+            };
+            orphaned.then(|| OrphanedToken {
+                secret: secret.name_any(),
+                secret_uid: secret.metadata.uid.clone(),
+                machine: machine.clone(),
+                machine_uid: machine_uid.cloned(),
+            })
+        })
+        .collect()
+}
+
+/// Whether the Machine of `orphan` is gone for good, given what the API server has under its
+/// name (`current`, read after the caches showed the orphan): nothing, or a Machine with another
+/// uid (uids are never reused). A Secret that names no uid goes only when no Machine has the
+/// name. Pure.
+pub fn machine_gone(orphan: &OrphanedToken, current: Option<&Machine>) -> bool {
+    match (current, &orphan.machine_uid) {
+        (None, _) => true,
+        (Some(machine), Some(uid)) => machine.metadata.uid.as_deref() != Some(uid.as_str()),
+        (Some(_), None) => false,
     }
 }
 
@@ -117,10 +209,15 @@ pub struct TokenError(pub String);
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The initial lists did not complete in time.
-    #[error("the Machine, Cmdb, Role and Secret caches of namespace {namespace} were not ready within {seconds} s")]
+    #[error(
+        "the Machine, Cmdb and Role caches of namespace {namespace} and the token Secret cache of namespace \
+         {token_namespace} were not ready within {seconds} s"
+    )]
     NotReady {
         /// Namespace watched.
         namespace: String,
+        /// Namespace of the token Secrets.
+        token_namespace: String,
         /// How long we waited.
         seconds: u64,
     },
@@ -273,12 +370,13 @@ impl CreatedTokens {
     }
 
     /// Forgets the tokens whose Secret the cache holds (whatever its value: from then on the
-    /// cache answers), after the Secret store took `event`; `cached` says whether the store
-    /// holds the token Secret of a Machine of that name.
+    /// cache answers), after the Secret store took `event`; a Secret names its Machine by the
+    /// annotation [`MACHINE_ANNOTATION`]; `cached` says whether the store holds the token
+    /// Secret of a Machine of that name.
     pub fn secret_event(&mut self, event: &watcher::Event<Secret>, cached: impl Fn(&str) -> bool) {
         match event {
             watcher::Event::Apply(secret) => {
-                if let Some(machine) = secret.name_any().strip_prefix(TOKEN_SECRET_PREFIX) {
+                if let Some(machine) = secret.annotations().get(MACHINE_ANNOTATION) {
                     self.by_machine.remove(machine);
                 }
             }
@@ -286,6 +384,26 @@ impl CreatedTokens {
             watcher::Event::InitDone => self.by_machine.retain(|machine, _| !cached(machine)),
             watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Delete(_) => {}
         }
+    }
+}
+
+/// What [`ClusterMachines::start`] watches and whether it registers unknown MACs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Namespace of the Machines served, their Cmdbs, Roles, Events and log ConfigMaps.
+    pub namespace: String,
+    /// Namespace of the agent token Secrets (of Machines of `namespace`, told apart by the
+    /// label [`MACHINE_NAMESPACE_LABEL`]).
+    pub token_namespace: String,
+    /// Create a `Registered` Machine for an unknown MAC.
+    pub auto_register: bool,
+}
+
+impl ClusterConfig {
+    /// The Machines of `namespace`, their tokens in [`DEFAULT_TOKEN_NAMESPACE`], no
+    /// auto-registration.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), token_namespace: DEFAULT_TOKEN_NAMESPACE.into(), auto_register: false }
     }
 }
 
@@ -303,6 +421,8 @@ struct Inner {
     secrets: Store<Secret>,
     client: Client,
     namespace: String,
+    /// Where the token Secrets are.
+    token_namespace: String,
     auto_register: bool,
     registrations: mpsc::Sender<MacAddr>,
     /// Who writes the boot timeline's Events (`reportingController`, `reportingInstance`).
@@ -313,12 +433,20 @@ struct Inner {
     /// Machine and Secret reflectors prune it (a deleted Machine's token must not verify for a
     /// new Machine of that name).
     created: Arc<Mutex<CreatedTokens>>,
+    /// Poked when the caches may show a token Secret whose Machine is gone (a Machine deleted,
+    /// a re-list, such a Secret cached): the token keeper's collector sweeps.
+    sweep: Arc<tokio::sync::Notify>,
+    /// Machines of the cache whose token Secret the Secret cache saw deleted, and its poke: the
+    /// token keeper makes them a new one. (The keeper's Controller watches the Secrets too, but
+    /// its watch may show a deletion before this cache does, when the cache still answers.)
+    lost: Arc<(Mutex<HashSet<String>>, tokio::sync::Notify)>,
 }
 
 impl std::fmt::Debug for ClusterMachines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterMachines")
             .field("namespace", &self.inner.namespace)
+            .field("token_namespace", &self.inner.token_namespace)
             .field("auto_register", &self.inner.auto_register)
             .finish_non_exhaustive()
     }
@@ -359,15 +487,29 @@ fn owner_reference(machine: &Machine) -> Option<OwnerReference> {
     machine.controller_owner_ref(&())
 }
 
+/// Deletion of that very object: a uid precondition, so that one made meanwhile under its name
+/// is never the one deleted.
+fn delete_exactly(object: &impl Resource) -> kube::api::DeleteParams {
+    delete_uid(object.meta().uid.clone())
+}
+
+fn delete_uid(uid: Option<String>) -> kube::api::DeleteParams {
+    kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions { uid, resource_version: None }),
+        ..Default::default()
+    }
+}
+
 impl ClusterMachines {
-    /// Starts the reflectors of `namespace` and waits (bounded) for their initial lists. With
+    /// Starts the reflectors of `config.namespace` (and of its token Secrets in
+    /// `config.token_namespace`) and waits (bounded) for their initial lists. With
     /// `auto_register`, unknown MACs seen by DHCP are registered by a background task.
     pub async fn start(
         client: Client,
-        namespace: &str,
-        auto_register: bool,
+        config: ClusterConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, ClusterError> {
+        let ClusterConfig { namespace, token_namespace, auto_register } = config;
         let index = Arc::new(Mutex::new(MacIndex::default()));
         let feed = index.clone();
         let (changed, changes) = tokio::sync::watch::channel(0u64);
@@ -375,9 +517,11 @@ impl ClusterMachines {
         let (cmdb_changed, secret_changed) = (changed.clone(), changed.clone());
         let created = Arc::new(Mutex::new(CreatedTokens::default()));
         let (machines_prune, secrets_prune) = (created.clone(), created.clone());
-        let (machines_namespace, secrets_namespace) = (namespace.to_owned(), namespace.to_owned());
+        let sweep = Arc::new(tokio::sync::Notify::new());
+        let (machines_sweep, secrets_sweep) = (sweep.clone(), sweep.clone());
+        let machines_namespace = namespace.clone();
         let machines = run_reflector(
-            Api::<Machine>::namespaced(client.clone(), namespace),
+            Api::<Machine>::namespaced(client.clone(), &namespace),
             watcher::Config::default(),
             shutdown.clone(),
             move |event, store| {
@@ -386,30 +530,57 @@ impl ClusterMachines {
                 }
                 let listed = |name: &str| store.get(&ObjectRef::new(name).within(&machines_namespace)).is_some();
                 machines_prune.lock().unwrap_or_else(std::sync::PoisonError::into_inner).machine_event(event, listed);
+                // A Machine gone (or, after a re-list, perhaps gone while the watch was down):
+                // its token Secret may be left.
+                if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
+                    machines_sweep.notify_one();
+                }
                 changed.send_modify(|n| *n += 1);
             },
         );
         let cmdbs = run_reflector(
-            Api::<Cmdb>::namespaced(client.clone(), namespace),
+            Api::<Cmdb>::namespaced(client.clone(), &namespace),
             watcher::Config::default(),
             shutdown.clone(),
             move |_, _| cmdb_changed.send_modify(|n| *n += 1),
         );
         let roles = run_reflector(
-            Api::<Role>::namespaced(client.clone(), namespace),
+            Api::<Role>::namespaced(client.clone(), &namespace),
             watcher::Config::default(),
             shutdown.clone(),
             |_, _| {},
         );
+        let lost: Arc<(Mutex<HashSet<String>>, tokio::sync::Notify)> = Arc::default();
+        let (secrets_namespace, secrets_token_namespace, secret_machines, secrets_lost) =
+            (namespace.clone(), token_namespace.clone(), machines.clone(), lost.clone());
         let secrets = run_reflector(
-            Api::<Secret>::namespaced(client.clone(), namespace),
-            watcher::Config::default().labels(&format!("{TOKEN_LABEL}=true")),
+            Api::<Secret>::namespaced(client.clone(), &token_namespace),
+            watcher::Config::default().labels(&token_selector(&namespace)),
             shutdown.clone(),
             move |event, store| {
                 let cached = |machine: &str| {
-                    store.get(&ObjectRef::new(&token_secret_name(machine)).within(&secrets_namespace)).is_some()
+                    let name = token_secret_name(&secrets_namespace, machine);
+                    store.get(&ObjectRef::new(&name).within(&secrets_token_namespace)).is_some()
                 };
                 secrets_prune.lock().unwrap_or_else(std::sync::PoisonError::into_inner).secret_event(event, cached);
+                let cached_uid = |machine: &str| {
+                    secret_machines.get(&ObjectRef::new(machine).within(&secrets_namespace)).and_then(|m| m.uid())
+                };
+                match event {
+                    watcher::Event::InitDone => secrets_sweep.notify_one(),
+                    watcher::Event::Apply(secret) if !orphaned_tokens([secret], cached_uid).is_empty() => {
+                        secrets_sweep.notify_one();
+                    }
+                    // A live Machine's token is gone (deleted by someone): the keeper makes another.
+                    watcher::Event::Delete(secret) if orphaned_tokens([secret], cached_uid).is_empty() => {
+                        if let Some(machine) = secret.annotations().get(MACHINE_ANNOTATION) {
+                            let (machines, poke) = &*secrets_lost;
+                            machines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(machine.clone());
+                            poke.notify_one();
+                        }
+                    }
+                    _ => {}
+                }
                 secret_changed.send_modify(|n| *n += 1);
             },
         );
@@ -431,7 +602,7 @@ impl ClusterMachines {
                 && secrets.wait_until_ready().await.is_ok()
         };
         if !matches!(tokio::time::timeout(WAIT, ready).await, Ok(true)) {
-            return Err(ClusterError::NotReady { namespace: namespace.to_owned(), seconds: WAIT.as_secs() });
+            return Err(ClusterError::NotReady { namespace, token_namespace, seconds: WAIT.as_secs() });
         }
         let controller = "machinist-boot".to_owned();
         let instance = std::env::var("POD_NAME").ok().or_else(|| hostname().ok()).unwrap_or_else(|| controller.clone());
@@ -445,11 +616,14 @@ impl ClusterMachines {
                 secrets,
                 reporter: (controller, instance),
                 client,
-                namespace: namespace.to_owned(),
+                namespace,
+                token_namespace,
                 auto_register,
                 registrations,
                 changes,
                 created,
+                sweep,
+                lost,
             }),
         };
         tokio::spawn(cluster.clone().run_registrar(queue, shutdown));
@@ -501,13 +675,27 @@ impl ClusterMachines {
         self.inner.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The token Secrets, in their own namespace.
+    fn secrets_api(&self) -> Api<Secret> {
+        Api::namespaced(self.inner.client.clone(), &self.inner.token_namespace)
+    }
+
+    /// The name of the token Secret of `machine`.
+    fn secret_name(&self, machine: &str) -> String {
+        token_secret_name(&self.inner.namespace, machine)
+    }
+
+    /// The cached token Secret named `name`.
+    fn cached_secret(&self, name: &str) -> Option<Arc<Secret>> {
+        self.inner.secrets.get(&ObjectRef::new(name).within(&self.inner.token_namespace))
+    }
+
     /// The cached token Secret of `machine`, unless it belongs to another Machine of that name
-    /// (one deleted and re-created: the old Secret, owned by the old uid, is not this one's).
+    /// (one deleted and re-created: the old Secret, annotated with the old uid, is not this one's).
     fn token_secret(&self, machine: &str) -> Option<Arc<Secret>> {
-        let secret =
-            self.inner.secrets.get(&ObjectRef::new(&token_secret_name(machine)).within(&self.inner.namespace))?;
+        let secret = self.cached_secret(&self.secret_name(machine))?;
         let uid = self.machine(machine).and_then(|m| m.metadata.uid.clone());
-        secret_belongs(&secret, uid.as_deref()).then_some(secret)
+        secret_belongs(&secret, &self.inner.namespace, machine, uid.as_deref()).then_some(secret)
     }
 
     fn secret_value(&self, machine: &str, key: &str) -> Option<String> {
@@ -522,8 +710,8 @@ impl ClusterMachines {
         if let Some(token) = self.secret_value(machine, PHONE_HOME_KEY) {
             return Ok(token);
         }
-        let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
-        let name = token_secret_name(machine);
+        let secrets = self.secrets_api();
+        let name = self.secret_name(machine);
         for _ in 0..5 {
             let mut secret = secrets.get(&name).await.map_err(|e| format!("failed to read Secret {name}: {e}"))?;
             let existing = secret.data.as_ref().and_then(|d| d.get(PHONE_HOME_KEY)).map(|b| b.0.clone());
@@ -554,15 +742,26 @@ impl ClusterMachines {
         if let Some(token) = self.token_of(&name) {
             return Ok(token);
         }
-        let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
-        let secret_name = token_secret_name(&name);
+        let secrets = self.secrets_api();
+        let secret_name = self.secret_name(&name);
         self.remove_stale_secret(&secrets, machine, &secret_name).await?;
         let token = new_token().map_err(|e| format!("no randomness for a token: {e}"))?;
+        let mut annotations = std::collections::BTreeMap::from([(MACHINE_ANNOTATION.to_owned(), name.clone())]);
+        if let Some(uid) = machine.uid() {
+            annotations.insert(MACHINE_UID_ANNOTATION.to_owned(), uid);
+        }
         let secret = Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(secret_name.clone()),
-                labels: Some([(TOKEN_LABEL.to_owned(), "true".to_owned())].into()),
-                owner_references: owner_reference(machine).map(|o| vec![o]),
+                namespace: Some(self.inner.token_namespace.clone()),
+                labels: Some(
+                    [
+                        (TOKEN_LABEL.to_owned(), "true".to_owned()),
+                        (MACHINE_NAMESPACE_LABEL.to_owned(), self.inner.namespace.clone()),
+                    ]
+                    .into(),
+                ),
+                annotations: Some(annotations),
                 ..Default::default()
             },
             string_data: Some([(TOKEN_KEY.to_owned(), token.clone())].into()),
@@ -576,8 +775,7 @@ impl ClusterMachines {
                 // under the lock the Secret reflector prunes with: when its event came first, the
                 // cache answers and an entry would never be pruned by it.
                 let mut created = self.created();
-                let cached = self.inner.secrets.get(&ObjectRef::new(&secret_name).within(&self.inner.namespace));
-                if cached.is_none() {
+                if self.cached_secret(&secret_name).is_none() {
                     created.insert(machine, token.clone());
                 }
                 Ok(token)
@@ -586,7 +784,7 @@ impl ClusterMachines {
             // this Machine's.
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let existing = secrets.get(&secret_name).await.map_err(|e| e.to_string())?;
-                if !secret_belongs(&existing, machine.metadata.uid.as_deref()) {
+                if !secret_belongs(&existing, &self.inner.namespace, &name, machine.metadata.uid.as_deref()) {
                     return Err(format!(
                         "Secret {secret_name} belongs to an earlier Machine {name}; it is being replaced"
                     ));
@@ -603,9 +801,9 @@ impl ClusterMachines {
         }
     }
 
-    /// Deletes the token Secret `secret_name` when it is owned by another Machine than
-    /// `machine` (an earlier one of the same name), with a uid precondition so that a Secret
-    /// made meanwhile for this Machine is never the one deleted.
+    /// Deletes the token Secret `secret_name` when it is not `machine`'s (an earlier Machine's of
+    /// the same name), with a uid precondition so that a Secret made meanwhile for this Machine
+    /// is never the one deleted.
     async fn remove_stale_secret(
         &self,
         secrets: &Api<Secret>,
@@ -617,23 +815,100 @@ impl ClusterMachines {
             Err(error) => return Err(format!("failed to read Secret {secret_name}: {error}")),
         };
         let Some(existing) = existing else { return Ok(()) };
-        if secret_belongs(&existing, machine.metadata.uid.as_deref()) {
+        if secret_belongs(&existing, &self.inner.namespace, &machine.name_any(), machine.metadata.uid.as_deref()) {
             return Ok(());
         }
-        let params = kube::api::DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                uid: existing.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match secrets.delete(secret_name, &params).await {
+        match secrets.delete(secret_name, &delete_exactly(&existing)).await {
             Ok(_) => {
                 tracing::info!(machine = %machine.name_any(), secret = %secret_name, "deleted the token Secret of an earlier Machine of this name");
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
             Err(error) => Err(format!("failed to delete the stale Secret {secret_name}: {error}")),
+        }
+    }
+
+    /// Deletes the token Secrets whose Machine is gone: the candidates the caches show
+    /// ([`orphaned_tokens`]) but those in `skip` (Secret uids deleted already, whose deletion the
+    /// cache has not shown yet), each confirmed by a read of its Machine ([`machine_gone`]) and
+    /// deleted with a uid precondition (so a Secret made meanwhile for a new Machine of that name
+    /// is never the one deleted). Returns the uids of the Secrets deleted.
+    async fn collect_orphaned_tokens(&self, skip: &HashSet<String>) -> Vec<String> {
+        let secrets = self.inner.secrets.state();
+        let orphans = orphaned_tokens(secrets.iter().map(|secret| &**secret), |machine| {
+            self.machine(machine).and_then(|m| m.uid())
+        });
+        let mut deleted = Vec::new();
+        for orphan in orphans {
+            if orphan.secret_uid.as_ref().is_some_and(|uid| skip.contains(uid)) {
+                continue;
+            }
+            match self.collect_orphan(&orphan).await {
+                Ok(true) => deleted.extend(orphan.secret_uid),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(machine = %orphan.machine, secret = %orphan.secret, %error, "failed to collect the token Secret of a Machine that may be gone");
+                }
+            }
+        }
+        deleted
+    }
+
+    /// Deletes `orphan` if its Machine is gone; whether it did.
+    async fn collect_orphan(&self, orphan: &OrphanedToken) -> Result<bool, kube::Error> {
+        let current = self.machines_api().get_opt(&orphan.machine).await?;
+        if !machine_gone(orphan, current.as_ref()) {
+            return Ok(false);
+        }
+        match self.secrets_api().delete(&orphan.secret, &delete_uid(orphan.secret_uid.clone())).await {
+            Ok(_) => {
+                tracing::info!(machine = %orphan.machine, secret = %orphan.secret, "deleted the token Secret of a Machine that is gone");
+                Ok(true)
+            }
+            // Gone already, or replaced meanwhile: not this one to delete.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Sweeps for token Secrets of gone Machines every `period` and whenever the caches suggest
+    /// one (a Machine deleted, a re-list, such a Secret cached), until `shutdown`.
+    async fn run_collector(self, period: Duration, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut deleted: HashSet<String> = HashSet::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.inner.sweep.notified() => {}
+                _ = ticks.tick() => {}
+            }
+            deleted.extend(self.collect_orphaned_tokens(&deleted).await);
+            // Forget the deleted Secrets the cache no longer shows.
+            let cached: HashSet<String> = self.inner.secrets.state().iter().filter_map(|s| s.uid()).collect();
+            deleted.retain(|uid| cached.contains(uid));
+        }
+    }
+
+    /// Makes a new token for each Machine whose token Secret the cache saw deleted, until
+    /// `shutdown`.
+    async fn run_restorer(self, shutdown: CancellationToken) {
+        let (lost, poke) = &*self.inner.lost;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = poke.notified() => {}
+            }
+            let names: Vec<String> = lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
+            for name in names {
+                let Some(machine) = self.machine(&name).filter(|m| m.meta().deletion_timestamp.is_none()) else {
+                    continue;
+                };
+                if let Err(error) = self.ensure_token(&machine).await {
+                    // The Controller retries from its own watch of the Secret.
+                    tracing::warn!(machine = %name, %error, "failed to make a new agent token");
+                }
+            }
         }
     }
 
@@ -949,16 +1224,26 @@ impl TimelineSink for ClusterMachines {
     }
 }
 
+/// How often the token keeper sweeps for token Secrets of gone Machines, beside the sweeps the
+/// caches' events prompt.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Creates the agent token Secret of every Machine of the namespace that has none, and again
-/// when one is deleted, until `shutdown`.
+/// when one is deleted; deletes the token Secret of a Machine that is gone; until `shutdown`.
 pub async fn run_token_keeper(cluster: ClusterMachines, shutdown: CancellationToken) {
     use kube::runtime::controller::{Action, Controller};
 
     let machines = cluster.machines_api();
-    let secrets: Api<Secret> = Api::namespaced(cluster.inner.client.clone(), &cluster.inner.namespace);
+    let namespace = cluster.inner.namespace.clone();
+    let secrets = watcher::Config::default().labels(&token_selector(&namespace));
+    let stop = shutdown.clone();
+    // A token Secret stands for the Machine its annotations name: ownerReferences cannot cross
+    // namespaces.
     let controller = Controller::new(machines, watcher::Config::default())
-        .owns(secrets, watcher::Config::default().labels(&format!("{TOKEN_LABEL}=true")))
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .watches(cluster.secrets_api(), secrets, move |secret: Secret| {
+            secret.annotations().get(MACHINE_ANNOTATION).map(|machine| ObjectRef::new(machine).within(&namespace))
+        })
+        .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(
             |machine: Arc<Machine>, cluster: Arc<ClusterMachines>| async move {
                 if machine.meta().deletion_timestamp.is_some() {
@@ -972,7 +1257,11 @@ pub async fn run_token_keeper(cluster: ClusterMachines, shutdown: CancellationTo
             },
             Arc::new(cluster.clone()),
         );
-    controller.for_each(|_| async {}).await;
+    tokio::join!(
+        controller.for_each(|_| async {}),
+        cluster.clone().run_collector(SWEEP_EVERY, shutdown.clone()),
+        cluster.run_restorer(shutdown),
+    );
 }
 
 #[cfg(test)]
@@ -1059,8 +1348,12 @@ mod tests {
             m.metadata.uid = Some(uid.into());
             m
         };
-        let secret = |name: String| Secret {
-            metadata: kube::api::ObjectMeta { name: Some(name), ..Default::default() },
+        let secret = |machine: &str| Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(token_secret_name("default", machine)),
+                annotations: Some([(MACHINE_ANNOTATION.to_owned(), machine.to_owned())].into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let (a1, a2, b1, b2) = (with_uid("a", "u1"), with_uid("a", "u2"), with_uid("b", "u3"), with_uid("b", "u4"));
@@ -1075,10 +1368,14 @@ mod tests {
         assert_eq!(created.get("c", None), None);
 
         // Its Secret reached the cache, whatever it holds: the cache answers from now on.
-        created.secret_event(&watcher::Event::Apply(secret(token_secret_name("x"))), |_| true);
-        created.secret_event(&watcher::Event::Apply(secret("unrelated-a".into())), |_| true);
-        assert!(created.contains("a") && created.contains("b"));
-        created.secret_event(&watcher::Event::Apply(secret(token_secret_name("a"))), |_| true);
+        created.secret_event(&watcher::Event::Apply(secret("x")), |_| true);
+        let unannotated = Secret {
+            metadata: kube::api::ObjectMeta { name: Some(token_secret_name("default", "a")), ..Default::default() },
+            ..Default::default()
+        };
+        created.secret_event(&watcher::Event::Apply(unannotated), |_| true);
+        assert!(created.contains("a") && created.contains("b"), "the machine is read from the annotation");
+        created.secret_event(&watcher::Event::Apply(secret("a")), |_| true);
         assert!(!created.contains("a") && created.contains("b"));
 
         // Deleted: gone; a late delete of an earlier Machine of the name leaves the new one's.
@@ -1100,5 +1397,136 @@ mod tests {
         assert!(created.contains("a") && !created.contains("b"));
         created.secret_event(&watcher::Event::InitDone, |machine| machine == "a");
         assert!(!created.contains("a"));
+    }
+
+    /// A token Secret as the keeper makes it, of Machine `machine` (uid `uid`) of `namespace`.
+    fn token_secret(namespace: &str, machine: &str, uid: Option<&str>, secret_uid: &str) -> Secret {
+        let mut annotations = json!({MACHINE_ANNOTATION: machine});
+        if let Some(uid) = uid {
+            annotations[MACHINE_UID_ANNOTATION] = json!(uid);
+        }
+        serde_json::from_value(json!({"metadata": {
+            "name": token_secret_name(namespace, machine), "namespace": DEFAULT_TOKEN_NAMESPACE, "uid": secret_uid,
+            "labels": {TOKEN_LABEL: "true", MACHINE_NAMESPACE_LABEL: namespace}, "annotations": annotations,
+        }}))
+        .unwrap()
+    }
+
+    /// Whether `name` is a DNS subdomain as Kubernetes checks object names.
+    fn dns_subdomain(name: &str) -> bool {
+        name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    }
+
+    #[test]
+    fn token_secret_names_tell_namespaces_apart_and_fit() {
+        assert_eq!(token_secret_name("default", "vm-1"), "machinist-agent-default.vm-1");
+        assert_eq!(token_secret_name("lab", "rack1.vm-1"), "machinist-agent-lab.rack1.vm-1");
+        assert_ne!(token_secret_name("a", "b"), token_secret_name("b", "a"));
+        assert_eq!(token_selector("lab"), "machinist.dev/agent-token=true,machinist.dev/machine-namespace=lab");
+
+        // The longest full name is kept as it is.
+        let namespace = "n".repeat(63);
+        let fits = "m".repeat(253 - "machinist-agent-".len() - 64);
+        assert_eq!(token_secret_name(&namespace, &fits), format!("machinist-agent-{namespace}.{fits}"));
+        assert_eq!(token_secret_name(&namespace, &fits).len(), 253);
+
+        // One more character: shortened, with no dot (never another Machine's full name), to
+        // exactly 253 characters, a valid name, ending with a hash of the whole.
+        let long = format!("{fits}m");
+        let short = token_secret_name(&namespace, &long);
+        assert_eq!(short.len(), 253);
+        assert!(!short.contains('.') && dns_subdomain(&short), "{short}");
+        assert!(short.starts_with(&format!("machinist-agent-{namespace}-mmm")), "{short}");
+        // Names that differ only past the cut differ by their hash.
+        let other = token_secret_name(&namespace, &format!("{fits}n"));
+        assert_ne!(short, other);
+        assert_eq!(short[..253 - 16], other[..253 - 16]);
+        assert_ne!(token_secret_name("a", &long), token_secret_name("b", &long));
+
+        // Dots become dashes, and a cut that ends in a dash or dot leaves neither before the hash.
+        let dotted = format!("{}.{}", "a".repeat(200), "b".repeat(52));
+        let short = token_secret_name("lab", &dotted);
+        assert!(dns_subdomain(&short) && !short.contains('.') && !short.contains("--"), "{short}");
+        let cut_at_dot = format!("{}.{}", "a".repeat(253 - "machinist-agent-lab-".len() - 17 - 1), "b".repeat(60));
+        let short = token_secret_name("lab", &cut_at_dot);
+        assert!(dns_subdomain(&short), "{short}");
+        assert_eq!(short.len(), 252, "the trailing dash went: {short}");
+
+        // Stable across builds and Rust versions: SHA-256, not std's hasher.
+        assert_eq!(
+            token_secret_name("default", &"x".repeat(300)),
+            format!("machinist-agent-default-{}-{}", "x".repeat(253 - 24 - 17), "b3e861976215cd28")
+        );
+    }
+
+    #[test]
+    fn a_token_secret_belongs_to_the_machine_its_label_and_annotations_name() {
+        let secret = token_secret("lab", "vm-1", Some("u1"), "s1");
+        assert!(secret_belongs(&secret, "lab", "vm-1", Some("u1")));
+        assert!(secret_belongs(&secret, "lab", "vm-1", None), "the Machine not cached yet");
+        assert!(!secret_belongs(&secret, "lab", "vm-1", Some("u2")), "an earlier Machine of the name");
+        assert!(!secret_belongs(&secret, "other", "vm-1", Some("u1")), "another namespace's");
+        assert!(!secret_belongs(&secret, "lab", "vm-2", Some("u1")), "another Machine's");
+        // Made by a person: no uid, so any Machine of the name.
+        let by_hand = token_secret("lab", "vm-1", None, "s2");
+        assert!(secret_belongs(&by_hand, "lab", "vm-1", Some("u2")));
+        // Without the namespace label it is no token of ours (the cache never shows it).
+        let mut unlabeled = by_hand.clone();
+        unlabeled.metadata.labels = None;
+        assert!(!secret_belongs(&unlabeled, "lab", "vm-1", Some("u2")));
+    }
+
+    #[test]
+    fn orphaned_tokens_are_those_whose_machine_the_cache_lacks() {
+        let secrets = [
+            token_secret("lab", "live", Some("u1"), "s1"),
+            token_secret("lab", "gone", Some("u2"), "s2"),
+            token_secret("lab", "recreated", Some("u3"), "s3"),
+            token_secret("lab", "by-hand", None, "s4"),
+            token_secret("lab", "by-hand-gone", None, "s5"),
+        ];
+        let mut anonymous = token_secret("lab", "x", None, "s6");
+        anonymous.metadata.annotations = None;
+        let cache = HashMap::from([("live", "u1"), ("recreated", "u9"), ("by-hand", "u4")]);
+        let orphans =
+            orphaned_tokens(secrets.iter().chain([&anonymous]), |name| cache.get(name).map(|uid| (*uid).to_owned()));
+        let names: Vec<(&str, &str)> = orphans.iter().map(|o| (o.machine.as_str(), o.secret.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("gone", "machinist-agent-lab.gone"),
+                ("recreated", "machinist-agent-lab.recreated"),
+                ("by-hand-gone", "machinist-agent-lab.by-hand-gone")
+            ]
+        );
+        assert_eq!(orphans[0].secret_uid.as_deref(), Some("s2"));
+        assert_eq!(orphans[0].machine_uid.as_deref(), Some("u2"));
+        assert!(orphaned_tokens(&[] as &[Secret], |_| None).is_empty());
+    }
+
+    #[test]
+    fn a_machine_is_gone_when_the_api_has_none_or_another_of_its_name() {
+        let with_uid = |uid: &str| {
+            let mut m = machine("vm", &[]);
+            m.metadata.uid = Some(uid.into());
+            m
+        };
+        let orphan = |uid: Option<&str>| OrphanedToken {
+            secret: "s".into(),
+            secret_uid: Some("s1".into()),
+            machine: "vm".into(),
+            machine_uid: uid.map(Into::into),
+        };
+        assert!(machine_gone(&orphan(Some("u1")), None));
+        assert!(machine_gone(&orphan(Some("u1")), Some(&with_uid("u2"))), "re-created: another machine");
+        assert!(!machine_gone(&orphan(Some("u1")), Some(&with_uid("u1"))), "the cache was behind");
+        assert!(machine_gone(&orphan(None), None));
+        assert!(!machine_gone(&orphan(None), Some(&with_uid("u2"))), "a person's token serves any Machine of the name");
     }
 }

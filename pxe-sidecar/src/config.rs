@@ -3,7 +3,8 @@
 //! DHCP; no `tftp.listen`, no TFTP; no `http`, no HTTP; no `metrics.listen`, no metrics.
 //!
 //! ```yaml
-//! namespace: machinist           # where Machines, Cmdbs, token Secrets and log ConfigMaps live
+//! namespace: machinist           # where Machines, Cmdbs, Roles and log ConfigMaps live
+//! tokenNamespace: machinist-system # agent token Secrets, the only Secrets the boot services read
 //! autoRegister: true             # unknown MACs become Registered Machines
 //! dhcp:                          # machinist_boot_dhcp::RawConfig
 //!   interfaces: [br0]
@@ -40,6 +41,11 @@ pub struct BootConfig {
     /// Namespace of the Machines served (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// The namespace where the boot services keep agent token Secrets — the only Secrets they
+    /// read; nothing else should live there and no one else needs access (default
+    /// `machinist-system`). It must exist.
+    #[serde(default = "default_token_namespace")]
+    pub token_namespace: String,
     /// Create a `Registered` Machine for an unknown MAC (from DHCP in full mode, or from its
     /// first iPXE script request) instead of ignoring it.
     #[serde(default)]
@@ -63,6 +69,10 @@ pub struct BootConfig {
 
 fn default_namespace() -> String {
     "default".into()
+}
+
+fn default_token_namespace() -> String {
+    crate::cluster::DEFAULT_TOKEN_NAMESPACE.into()
 }
 
 /// TFTP as written.
@@ -167,7 +177,19 @@ impl BootConfig {
         if config.namespace.is_empty() {
             return Err(ConfigError::Invalid("namespace must not be empty".into()));
         }
+        if config.token_namespace.is_empty() {
+            return Err(ConfigError::Invalid("tokenNamespace must not be empty".into()));
+        }
         Ok(config)
+    }
+
+    /// What the cluster view watches.
+    pub fn cluster(&self) -> crate::cluster::ClusterConfig {
+        crate::cluster::ClusterConfig {
+            namespace: self.namespace.clone(),
+            token_namespace: self.token_namespace.clone(),
+            auto_register: self.auto_register,
+        }
     }
 
     /// Reads and parses a file.
@@ -191,6 +213,7 @@ mod tests {
     fn an_empty_file_turns_everything_off() {
         let config = BootConfig::parse("{}", Path::new("boot.yaml")).unwrap();
         assert_eq!(config.namespace, "default");
+        assert_eq!(config.token_namespace, "machinist-system");
         assert!(!config.auto_register && config.dhcp.interfaces.is_empty());
         assert!(config.tftp.is_none() && config.http.is_none() && config.metrics.is_none());
         assert_eq!(config.flush_interval(), Duration::from_secs(1));
@@ -208,6 +231,8 @@ mod tests {
             .collect();
         let config = BootConfig::parse(&example, Path::new("example")).unwrap();
         assert!(config.auto_register);
+        assert_eq!(config.cluster().namespace, "machinist");
+        assert_eq!(config.cluster().token_namespace, "machinist-system");
         assert_eq!(config.dhcp.interfaces, ["br0"]);
         let tftp = config.tftp.unwrap().to_tftp_config();
         assert_eq!(tftp.bind, Some("10.0.0.1:69".parse().unwrap()));
@@ -221,6 +246,7 @@ mod tests {
         let block = &doc[start..];
         let body = block.split("```yaml\n").nth(1).unwrap().split("```").next().unwrap();
         let config = BootConfig::parse(body, Path::new("docs/boot-services.md")).unwrap();
+        assert_eq!(config.token_namespace, "machinist-system");
         let dhcp = config.dhcp.clone().validate().unwrap();
         assert_eq!(dhcp.boot.bios, "undionly.kpxe");
         assert_eq!(dhcp.lease_time, 3600);
@@ -231,6 +257,10 @@ mod tests {
     fn mistakes_are_named() {
         let err = BootConfig::parse("namespace: a\nautoRegistr: true\n", Path::new("b.yaml")).unwrap_err();
         assert!(err.to_string().starts_with("b.yaml: ") && err.to_string().contains("autoRegistr"), "{err}");
+        let err = BootConfig::parse("tokenNamespace: ''", Path::new("b.yaml")).unwrap_err();
+        assert!(err.to_string().contains("tokenNamespace must not be empty"), "{err}");
+        let config = BootConfig::parse("tokenNamespace: boot-tokens", Path::new("b.yaml")).unwrap();
+        assert_eq!(config.cluster().token_namespace, "boot-tokens");
         let err = BootConfig::parse("timeline: {flushMillis: 5}", Path::new("b.yaml")).unwrap_err();
         assert!(err.to_string().contains("at least 100"), "{err}");
         let err = BootConfig::parse("tftp: {listen: nowhere, root: /x}", Path::new("b.yaml")).unwrap_err();

@@ -172,7 +172,7 @@ pub fn dhcp_defaults(mut raw: RawConfig, http_public_url: Option<&str>, ipxe_ove
 
 /// Binds every configured service and starts it; they stop when `shutdown` is cancelled.
 pub async fn start(config: BootConfig, client: Client, shutdown: CancellationToken) -> Result<Running, ServiceError> {
-    let cluster = ClusterMachines::start(client, &config.namespace, config.auto_register, shutdown.clone()).await?;
+    let cluster = ClusterMachines::start(client, config.cluster(), shutdown.clone()).await?;
     let mut tasks: JoinSet<Result<(), ServiceError>> = JoinSet::new();
     let mut bound = Bound::default();
     let mut sources = Sources::default();
@@ -261,7 +261,7 @@ pub async fn start(config: BootConfig, client: Client, shutdown: CancellationTok
         let stop = shutdown.clone();
         tasks.spawn(async move { http::serve(listener, router, stop).await.map_err(ServiceError::from) });
     }
-    tracing::info!(listening = %bound, namespace = %config.namespace, auto_register = config.auto_register, "boot services up");
+    tracing::info!(listening = %bound, namespace = %config.namespace, token_namespace = %config.token_namespace, auto_register = config.auto_register, "boot services up");
     Ok(Running { bound, tasks, shutdown })
 }
 

@@ -1,22 +1,82 @@
 //! The boot services against the embedded control plane: Machines found by MAC through a
-//! reflector, agent tokens from Secrets (a token the boot services created is kept only until
-//! the cache shows its Secret, never past its Machine), hardware reports written into Machine
-//! status.
+//! reflector, agent tokens from Secrets in the token namespace (a token the boot services
+//! created is kept only until the cache shows its Secret, never past its Machine; the token
+//! keeper makes the missing ones and deletes those of Machines that are gone), hardware reports
+//! written into Machine status.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test failing is a panic
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams, ResourceExt};
-use machinist_boot::cluster::{ClusterMachines, TOKEN_LABEL, token_secret_name};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+use machinist_boot::cluster::{
+    ClusterConfig, ClusterMachines, DEFAULT_TOKEN_NAMESPACE, MACHINE_ANNOTATION, MACHINE_NAMESPACE_LABEL,
+    MACHINE_UID_ANNOTATION, TOKEN_KEY, TOKEN_LABEL, run_token_keeper, token_secret_name,
+};
 use machinist_boot::machines::{HardwareReport, MacAddr, MachineSource, ReportSink};
 use machinist_boot_dhcp::{BootPolicy, Directory};
 use machinist_crds::{Cmdb, Machine, Quad};
 use machinist_e2e::cluster::ControlPlane;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+/// The token Secrets, in their namespace (created: the control plane does not make it).
+async fn token_secrets(client: &Client) -> Api<Secret> {
+    ensure_namespace(client, DEFAULT_TOKEN_NAMESPACE).await.unwrap();
+    Api::namespaced(client.clone(), DEFAULT_TOKEN_NAMESPACE)
+}
+
+/// A token Secret made by hand for Machine `machine` of `namespace`, of the Machine with uid
+/// `uid` (none: whichever Machine has the name).
+fn hand_made(namespace: &str, machine: &str, uid: Option<&str>, token: &str) -> Secret {
+    let mut annotations = json!({MACHINE_ANNOTATION: machine});
+    if let Some(uid) = uid {
+        annotations[MACHINE_UID_ANNOTATION] = json!(uid);
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": token_secret_name(namespace, machine),
+                     "labels": {TOKEN_LABEL: "true", MACHINE_NAMESPACE_LABEL: namespace},
+                     "annotations": annotations},
+        "stringData": {TOKEN_KEY: token}}))
+    .unwrap()
+}
+
+fn secret_token(secret: &Secret) -> String {
+    String::from_utf8(secret.data.as_ref().unwrap()[TOKEN_KEY].0.clone()).unwrap()
+}
+
+/// The Secret `name` of `api` once `condition` holds (a watch, bounded).
+async fn secret_when(
+    api: &Api<Secret>,
+    name: &str,
+    what: &str,
+    condition: impl Fn(Option<&Secret>) -> bool,
+) -> Option<Secret> {
+    const WITHIN: Duration = Duration::from_secs(30);
+    tokio::time::timeout(WITHIN, await_condition(api.clone(), name, condition))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {WITHIN:?}"))
+        .unwrap()
+}
+
+/// Creates the namespace `name` (of the token Secrets) unless it exists. For whoever starts the
+/// boot services with the right to (`machinist up`, test fixtures): the boot services' own
+/// identity needs no access to namespaces.
+async fn ensure_namespace(client: &Client, name: &str) -> Result<(), kube::Error> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &namespace).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
 
 #[tokio::test]
 async fn machines_tokens_and_reports_go_through_the_api() {
@@ -31,15 +91,13 @@ async fn machines_tokens_and_reports_go_through_the_api() {
     }))
     .unwrap();
     machines.create(&PostParams::default(), &machine).await.unwrap();
-    let secret: Secret = serde_json::from_value(
-        json!({"metadata": {"name": token_secret_name("vm-1"), "labels": {TOKEN_LABEL: "true"}},
-               "stringData": {"token": "s3cret"}}),
-    )
-    .unwrap();
-    Api::<Secret>::default_namespaced(client.clone()).create(&PostParams::default(), &secret).await.unwrap();
+    // A token made by a person, for whichever Machine is named vm-1.
+    let secrets = token_secrets(&client).await;
+    secrets.create(&PostParams::default(), &hand_made("default", "vm-1", None, "s3cret")).await.unwrap();
 
     let shutdown = CancellationToken::new();
-    let cluster = ClusterMachines::start(client.clone(), "default", false, shutdown.clone()).await.unwrap();
+    let cluster =
+        ClusterMachines::start(client.clone(), ClusterConfig::new("default"), shutdown.clone()).await.unwrap();
 
     // Found by MAC whatever the case, with its menu and token.
     let record = MachineSource::lookup(&cluster, "52:54:00:ab:00:01".parse::<MacAddr>().unwrap()).unwrap();
@@ -106,10 +164,11 @@ async fn a_created_token_is_kept_until_its_secret_is_cached_and_not_past_its_mac
     const WITHIN: Duration = Duration::from_secs(20);
     let control = ControlPlane::start().await.unwrap();
     let client = control.client.clone();
+    let secrets = token_secrets(&client).await;
     let shutdown = CancellationToken::new();
-    let cluster = ClusterMachines::start(client.clone(), "default", false, shutdown.clone()).await.unwrap();
+    let cluster =
+        ClusterMachines::start(client.clone(), ClusterConfig::new("default"), shutdown.clone()).await.unwrap();
     let machines: Api<Machine> = Api::default_namespaced(client.clone());
-    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
     let mac = "52:54:00:ab:00:07".parse::<MacAddr>().unwrap();
     let machine: Machine = serde_json::from_value(json!({
         "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "vm-7"},
@@ -131,14 +190,10 @@ async fn a_created_token_is_kept_until_its_secret_is_cached_and_not_past_its_mac
         .expect("the Secret reached the cache and the kept token went");
     assert!(cluster.verify_token("vm-7", &token));
 
-    // Deleted with its Secret, then created again under the same name: the old token is dead.
+    // Deleted with its Secret (no token keeper runs here to collect it), then created again
+    // under the same name: the old token is dead.
     machines.delete("vm-7", &Default::default()).await.unwrap();
-    // The Secret is owned by the Machine: the garbage collector may have taken it already.
-    match secrets.delete(&token_secret_name("vm-7"), &Default::default()).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Ok(_) => {}
-        Err(error) => panic!("failed to delete the Secret: {error}"),
-    }
+    secrets.delete(&token_secret_name("default", "vm-7"), &Default::default()).await.unwrap();
     cluster
         .wait_for(WITHIN, |c| {
             (MachineSource::lookup(c, mac).is_none() && !c.verify_token("vm-7", &token)).then_some(())
@@ -156,20 +211,14 @@ async fn a_created_token_is_kept_until_its_secret_is_cached_and_not_past_its_mac
 }
 
 /// A Machine deleted and created again under the same name does not inherit the earlier one's
-/// token Secret (owned by the earlier uid): the old token does not verify, and the new Machine
-/// gets a Secret of its own, the stale one deleted with a uid precondition. The stale Secret
-/// has a second owner that exists, so garbage collection leaves it and the test is not a race.
+/// token Secret (annotated with the earlier uid): the old token does not verify, and the new
+/// Machine gets a Secret of its own, the stale one deleted with a uid precondition. No token
+/// keeper runs, so nothing else deletes the stale Secret and the test is not a race.
 #[tokio::test]
 async fn a_recreated_machine_does_not_inherit_the_earlier_token() {
     const WITHIN: Duration = Duration::from_secs(20);
     let control = ControlPlane::start().await.unwrap();
     let client = control.client.clone();
-    let keeper: k8s_openapi::api::core::v1::ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": "keeper"}})).unwrap();
-    let keeper = Api::<k8s_openapi::api::core::v1::ConfigMap>::default_namespaced(client.clone())
-        .create(&PostParams::default(), &keeper)
-        .await
-        .unwrap();
     let machines: Api<Machine> = Api::default_namespaced(client.clone());
     let machine: Machine = serde_json::from_value(json!({
         "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "vm-r"},
@@ -177,31 +226,136 @@ async fn a_recreated_machine_does_not_inherit_the_earlier_token() {
     }))
     .unwrap();
     let machine = machines.create(&PostParams::default(), &machine).await.unwrap();
-    let stale: Secret = serde_json::from_value(json!({
-        "metadata": {"name": token_secret_name("vm-r"), "labels": {TOKEN_LABEL: "true"},
-                     "ownerReferences": [
-                         {"apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "name": "vm-r",
-                          "uid": "00000000-0000-4000-8000-000000000001"},
-                         {"apiVersion": "v1", "kind": "ConfigMap", "name": "keeper", "uid": keeper.uid().unwrap()}]},
-        "stringData": {"token": "earlier-token"}}))
-    .unwrap();
-    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
-    let stale = secrets.create(&PostParams::default(), &stale).await.unwrap();
+    let secrets = token_secrets(&client).await;
+    let earlier = hand_made("default", "vm-r", Some("00000000-0000-4000-8000-000000000001"), "earlier-token");
+    let stale = secrets.create(&PostParams::default(), &earlier).await.unwrap();
 
     let shutdown = CancellationToken::new();
-    let cluster = ClusterMachines::start(client.clone(), "default", false, shutdown.clone()).await.unwrap();
+    let cluster =
+        ClusterMachines::start(client.clone(), ClusterConfig::new("default"), shutdown.clone()).await.unwrap();
     let mac = "52:54:00:ab:00:21".parse::<MacAddr>().unwrap();
     cluster.wait_for(WITHIN, |c| MachineSource::lookup(c, mac)).await.expect("the Machine reached the cache");
     assert!(!cluster.verify_token("vm-r", "earlier-token"), "the earlier Machine's token verified");
 
     let token = cluster.ensure_token(&machine).await.unwrap();
     assert_ne!(token, "earlier-token");
-    let replaced = secrets.get(&token_secret_name("vm-r")).await.unwrap();
+    let replaced = secrets.get(&token_secret_name("default", "vm-r")).await.unwrap();
     assert_ne!(replaced.uid(), stale.uid(), "the stale Secret was replaced");
-    let owners: Vec<String> = replaced.owner_references().iter().map(|o| o.uid.clone()).collect();
-    assert_eq!(owners, [machine.uid().unwrap()]);
+    assert_eq!(replaced.annotations()[MACHINE_UID_ANNOTATION], machine.uid().unwrap());
+    assert!(replaced.owner_references().is_empty(), "no ownerReferences across namespaces");
     cluster.wait_for(WITHIN, |c| c.verify_token("vm-r", &token).then_some(())).await.expect("the new token verifies");
     assert!(!cluster.verify_token("vm-r", "earlier-token"));
+
+    shutdown.cancel();
+    control.stop().await;
+}
+
+/// The token keeper of two Machine namespaces sharing the token namespace, each with a Machine
+/// `vm-1`: each gets a Secret of its own, labelled and annotated with its Machine, whose token
+/// verifies only for it; a Secret deleted by someone is made again (another token); a Machine's
+/// deletion removes its Secret and no other; a token Secret left by a Machine deleted while no
+/// keeper ran goes when the keeper starts. Every wait is a watch, bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_keeper_makes_tokens_and_deletes_those_of_gone_machines() {
+    const WITHIN: Duration = Duration::from_secs(30);
+    let control = ControlPlane::start().await.unwrap();
+    let client = control.client.clone();
+    let secrets = token_secrets(&client).await;
+    ensure_namespace(&client, "lab").await.unwrap();
+    let machine = |mac: &str| -> Machine {
+        serde_json::from_value(json!({
+            "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "vm-1"},
+            "spec": {"interfaces": [{"mac": mac}], "provider": {"manual": {}}}
+        }))
+        .unwrap()
+    };
+    let (default_machines, lab_machines) =
+        (Api::<Machine>::default_namespaced(client.clone()), Api::<Machine>::namespaced(client.clone(), "lab"));
+    // Left by a Machine deleted while the keeper was down.
+    let ghost = hand_made("default", "ghost", Some("00000000-0000-4000-8000-000000000002"), "ghost-token");
+    secrets.create(&PostParams::default(), &ghost).await.unwrap();
+    let default_vm = default_machines.create(&PostParams::default(), &machine("52:54:00:ab:00:31")).await.unwrap();
+    let lab_vm = lab_machines.create(&PostParams::default(), &machine("52:54:00:ab:00:32")).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let mut clusters = Vec::new();
+    for namespace in ["default", "lab"] {
+        let cluster =
+            ClusterMachines::start(client.clone(), ClusterConfig::new(namespace), shutdown.clone()).await.unwrap();
+        tokio::spawn(run_token_keeper(cluster.clone(), shutdown.clone()));
+        clusters.push(cluster);
+    }
+    let (default_cluster, lab_cluster) = (&clusters[0], &clusters[1]);
+
+    // The ghost's Secret goes at the keeper's first sweep.
+    secret_when(&secrets, &token_secret_name("default", "ghost"), "the ghost's Secret deleted", |s| s.is_none()).await;
+
+    // One Secret per Machine, told apart by namespace.
+    let (default_name, lab_name) = (token_secret_name("default", "vm-1"), token_secret_name("lab", "vm-1"));
+    assert_ne!(default_name, lab_name);
+    let default_secret = secret_when(&secrets, &default_name, "default/vm-1's token", |s| s.is_some()).await.unwrap();
+    let lab_secret = secret_when(&secrets, &lab_name, "lab/vm-1's token", |s| s.is_some()).await.unwrap();
+    for (secret, namespace, uid) in [(&default_secret, "default", default_vm.uid()), (&lab_secret, "lab", lab_vm.uid())]
+    {
+        assert_eq!(secret.labels()[TOKEN_LABEL], "true");
+        assert_eq!(secret.labels()[MACHINE_NAMESPACE_LABEL], namespace);
+        assert_eq!(secret.annotations()[MACHINE_ANNOTATION], "vm-1");
+        assert_eq!(Some(&secret.annotations()[MACHINE_UID_ANNOTATION]), uid.as_ref());
+        assert!(secret.owner_references().is_empty());
+    }
+    let (default_token, lab_token) = (secret_token(&default_secret), secret_token(&lab_secret));
+    assert_ne!(default_token, lab_token);
+    default_cluster
+        .wait_for(WITHIN, |c| c.verify_token("vm-1", &default_token).then_some(()))
+        .await
+        .expect("default/vm-1's token verifies");
+    lab_cluster
+        .wait_for(WITHIN, |c| c.verify_token("vm-1", &lab_token).then_some(()))
+        .await
+        .expect("lab/vm-1's token verifies");
+    assert!(!default_cluster.verify_token("vm-1", &lab_token), "lab's token verified for default's vm-1");
+    assert!(!lab_cluster.verify_token("vm-1", &default_token), "default's token verified for lab's vm-1");
+
+    // Deleted by someone: made again, with another token.
+    secrets.delete(&default_name, &Default::default()).await.unwrap();
+    let remade = secret_when(&secrets, &default_name, "default/vm-1's token made again", |s| {
+        s.is_some_and(|s| s.uid() != default_secret.uid())
+    })
+    .await
+    .unwrap();
+    let remade_token = secret_token(&remade);
+    assert_ne!(remade_token, default_token);
+    default_cluster
+        .wait_for(WITHIN, |c| {
+            (c.verify_token("vm-1", &remade_token) && !c.verify_token("vm-1", &default_token)).then_some(())
+        })
+        .await
+        .expect("the new token verifies, the deleted one no longer");
+
+    // The Machine deleted: its Secret goes (long before the periodic sweep), lab's stays.
+    default_machines.delete("vm-1", &Default::default()).await.unwrap();
+    secret_when(&secrets, &default_name, "default/vm-1's token deleted with its Machine", |s| s.is_none()).await;
+    default_cluster
+        .wait_for(WITHIN, |c| (!c.verify_token("vm-1", &remade_token)).then_some(()))
+        .await
+        .expect("the deleted Machine's token no longer verifies");
+    assert_eq!(secrets.get(&lab_name).await.unwrap().uid(), lab_secret.uid(), "lab's Secret was touched");
+
+    // Created again under the same name: a new token; the old one stays dead.
+    let again = default_machines.create(&PostParams::default(), &machine("52:54:00:ab:00:31")).await.unwrap();
+    let fresh = secret_when(&secrets, &default_name, "the new default/vm-1's token", |s| {
+        s.is_some_and(|s| s.annotations().get(MACHINE_UID_ANNOTATION) == again.uid().as_ref())
+    })
+    .await
+    .unwrap();
+    let fresh_token = secret_token(&fresh);
+    assert_ne!(fresh_token, remade_token);
+    default_cluster
+        .wait_for(WITHIN, |c| c.verify_token("vm-1", &fresh_token).then_some(()))
+        .await
+        .expect("the new Machine's token verifies");
+    assert!(!default_cluster.verify_token("vm-1", &remade_token));
+    assert!(!default_cluster.verify_token("vm-1", &default_token));
 
     shutdown.cancel();
     control.stop().await;

@@ -11,7 +11,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::Api;
 use kube::api::{ListParams, PostParams, ResourceExt};
 use kube::runtime::wait::await_condition;
-use machinist_boot::cluster::{LOG_KEY, TOKEN_KEY, log_config_map_name, token_secret_name};
+use machinist_boot::cluster::{
+    DEFAULT_TOKEN_NAMESPACE, LOG_KEY, MACHINE_ANNOTATION, MACHINE_NAMESPACE_LABEL, MACHINE_UID_ANNOTATION, TOKEN_KEY,
+    TOKEN_LABEL, log_config_map_name, token_secret_name,
+};
 use machinist_crds::Machine;
 use machinist_crds::machine::{BootStepKind, MachinePhase};
 use machinist_e2e::cluster::{BootServices, ControlPlane};
@@ -55,13 +58,14 @@ async fn agents_and_machines_through_the_boot_services() {
     let control = ControlPlane::start().await.unwrap();
     let client = control.client.clone();
     let machines: Api<Machine> = Api::default_namespaced(client.clone());
-    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    // The fixture creates the token namespace before it starts the boot services.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), DEFAULT_TOKEN_NAMESPACE);
     let declared: Machine = serde_json::from_value(json!({
         "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": "vm-1"},
         "spec": {"interfaces": [{"mac": "52:54:00:ab:00:01"}], "provider": {"manual": {}}},
     }))
     .unwrap();
-    machines.create(&PostParams::default(), &declared).await.unwrap();
+    let declared = machines.create(&PostParams::default(), &declared).await.unwrap();
 
     let artifacts = control.scratch("artifacts").unwrap();
     std::fs::write(artifacts.join("vmlinuz"), vec![7u8; 4096]).unwrap();
@@ -87,15 +91,21 @@ timeline:
         artifacts.display(),
         control.scratch("tftp").unwrap().display(),
     );
-    let boot = BootServices::start(client.clone(), &yaml).await.unwrap();
+    let boot = BootServices::start(&control, &yaml).await.unwrap();
     let http = boot.http_url().unwrap();
     let metrics = boot.metrics_url().unwrap();
 
-    // The token keeper gives the declared Machine its token, owned by the Machine.
-    let secret = wait(&secrets, &token_secret_name("vm-1"), "token Secret", |s: Option<&Secret>| s.is_some()).await;
+    // The token keeper gives the declared Machine its token, in the token namespace, naming
+    // its Machine (ownerReferences cannot cross namespaces).
+    let secret =
+        wait(&secrets, &token_secret_name("default", "vm-1"), "token Secret", |s: Option<&Secret>| s.is_some()).await;
     let token = secret_token(&secret);
     assert_eq!(token.len(), 64);
-    assert_eq!(secret.owner_references()[0].name, "vm-1");
+    assert!(secret.owner_references().is_empty());
+    assert_eq!(secret.labels()[TOKEN_LABEL], "true");
+    assert_eq!(secret.labels()[MACHINE_NAMESPACE_LABEL], "default");
+    assert_eq!(secret.annotations()[MACHINE_ANNOTATION], "vm-1");
+    assert_eq!(secret.annotations()[MACHINE_UID_ANNOTATION], declared.uid().unwrap());
 
     // Its script carries its name and token.
     let script = curl(&[&format!("{http}/ipxe/52:54:00:AB:00:01")]).await.unwrap();
@@ -114,7 +124,7 @@ timeline:
     assert_eq!(registered.status.as_ref().unwrap().phase, Some(MachinePhase::Registered));
     assert_eq!(registered.spec.interfaces[0].mac, "52:54:00:99:00:01");
     assert_eq!(registered.labels()["machinist.dev/auto-registered"], "true");
-    let registered_secret = secrets.get(&token_secret_name("mac-52-54-00-99-00-01")).await.unwrap();
+    let registered_secret = secrets.get(&token_secret_name("default", "mac-52-54-00-99-00-01")).await.unwrap();
     assert_eq!(script_arg(&text, "machinist.token="), secret_token(&registered_secret));
     // Asking again registers nothing new.
     expect_status(&curl(&[&format!("{http}/ipxe/52:54:00:99:00:01")]).await.unwrap(), 200, "again").unwrap();

@@ -18,7 +18,7 @@ use machinist_agent::sidecar::Sidecar;
 use machinist_agent_protocol::cmdline::{Args, Mode};
 use machinist_agent_protocol::report::Report;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Quad};
-use machinist_e2e::cluster::{BootServices, ControlPlane, token_secret_name};
+use machinist_e2e::cluster::{BootServices, ControlPlane, DEFAULT_TOKEN_NAMESPACE, token_secret_name};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +46,7 @@ impl Fleet {
     pub async fn start() -> Fleet {
         let control = ControlPlane::start().await.unwrap();
         let yaml = BootServices::http_only(&control.scratch("artifacts").unwrap());
-        let boot = BootServices::start(control.client.clone(), &yaml).await.unwrap();
+        let boot = BootServices::start(&control, &yaml).await.unwrap();
         let operator = control.operator_client().await.unwrap();
         Fleet {
             kubeconfig: control.kubeconfig.clone(),
@@ -130,8 +130,9 @@ impl Fleet {
 
     /// The agent tokens of `names`, once the boot services created them.
     pub async fn tokens(&self, names: &[String]) -> BTreeMap<String, String> {
-        let secrets: Api<Secret> = Api::default_namespaced(self.client.clone());
-        let wanted: std::collections::BTreeSet<String> = names.iter().map(|n| token_secret_name(n)).collect();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), DEFAULT_TOKEN_NAMESPACE);
+        let wanted: std::collections::BTreeSet<String> =
+            names.iter().map(|n| token_secret_name("default", n)).collect();
         let all = wait_for(&secrets, Duration::from_secs(120), "agent tokens", |secrets: &[Arc<Secret>]| {
             let have: std::collections::BTreeSet<String> = secrets.iter().map(|s| s.name_any()).collect();
             wanted.is_subset(&have)
@@ -140,7 +141,7 @@ impl Fleet {
         names
             .iter()
             .map(|name| {
-                let secret = all.iter().find(|s| s.name_any() == token_secret_name(name)).unwrap();
+                let secret = all.iter().find(|s| s.name_any() == token_secret_name("default", name)).unwrap();
                 let token = String::from_utf8(secret.data.as_ref().unwrap()["token"].0.clone()).unwrap();
                 (name.clone(), token)
             })
