@@ -253,6 +253,11 @@ fn up(
             .service_account_kubeconfig(SYSTEM_NAMESPACE, access::OPERATOR)
             .await
             .context("failed to issue the operator's token")?;
+        // Written whether or not they run here: for a machinist-boot started beside it.
+        let boot_kubeconfig = running
+            .service_account_kubeconfig(SYSTEM_NAMESPACE, access::BOOT)
+            .await
+            .context("failed to issue the boot services' token")?;
         let operator_client = machinist_boot::service::connect(Some(&operator_kubeconfig))
             .await
             .context("failed to connect as the operator")?;
@@ -286,10 +291,6 @@ fn up(
             None => None,
             Some(boot_config) => {
                 let dhcp_interfaces = boot_config.dhcp.interfaces.clone();
-                let boot_kubeconfig = running
-                    .service_account_kubeconfig(SYSTEM_NAMESPACE, access::BOOT)
-                    .await
-                    .context("failed to issue the boot services' token")?;
                 let boot_client = machinist_boot::service::connect(Some(&boot_kubeconfig))
                     .await
                     .context("failed to connect as the boot services")?;

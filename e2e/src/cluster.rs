@@ -185,6 +185,18 @@ impl BootServices {
         let config = machinist_boot::config::BootConfig::parse(yaml, Path::new("test boot configuration"))
             .map_err(|e| ClusterError::BootConfig(e.to_string()))?;
         let client = control.boot_client_for(&config.namespace, &config.token_namespace).await?;
+        Self::start_parsed(client, config).await
+    }
+
+    /// Starts the services `yaml` configures as whoever `client` is (against a control plane
+    /// of another process: `machinist up` writes the boot services' kubeconfig).
+    pub async fn start_as(client: Client, yaml: &str) -> Result<Self, ClusterError> {
+        let config = machinist_boot::config::BootConfig::parse(yaml, Path::new("test boot configuration"))
+            .map_err(|e| ClusterError::BootConfig(e.to_string()))?;
+        Self::start_parsed(client, config).await
+    }
+
+    async fn start_parsed(client: Client, config: machinist_boot::config::BootConfig) -> Result<Self, ClusterError> {
         let shutdown = CancellationToken::new();
         let running = machinist_boot::service::start(config, client, shutdown.clone())
             .await

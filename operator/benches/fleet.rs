@@ -2,13 +2,16 @@
 //! through the boot services, and the operator (`machinist-operator`, its own process, release
 //! build) binds every one to a HardwareProfile and gives each a CMDB entry.
 //!
-//! In this process: the embedded API server and the boot services (HTTP only), as the shared
-//! test fixture `machinist_e2e::cluster` starts them (as `machinist up` runs them), which are
-//! the cluster and the sidecar; the simulated agents post the QEMU fixture's items with the agent's
-//! own client (`machinist_agent::sidecar::Sidecar`), 64 at a time. The operator runs as a child
-//! process so that its resident memory is its own.
+//! The embedded API server runs as `machinist up --no-operator` (release build: `cargo build
+//! --release -p machinist` first, or `MACHINIST_BENCH_UP=PATH`), a process of its own so that
+//! its memory and CPU are its own. In this process: the boot services (HTTP only) as their
+//! ServiceAccount `machinist-boot`, and the simulated agents, which post the QEMU fixture's
+//! items with the agent's own client (`machinist_agent::sidecar::Sidecar`), 64 at a time. The
+//! operator runs as a child process too, as its ServiceAccount `machinist-operator` (the
+//! kubeconfigs `machinist up` writes).
 //!
 //! ```sh
+//! cargo build --release -p machinist                                    # the API server
 //! cargo bench -p machinist-operator --bench fleet                       # 10,000 Machines
 //! cargo bench -p machinist-operator --bench fleet -- --machines 1000
 //! cargo bench -p machinist-operator --bench fleet -- --concurrency 256  # the operator's --concurrency
@@ -48,7 +51,7 @@ use machinist_agent_protocol::cmdline::{Args, Mode};
 use machinist_agent_protocol::report::Report;
 use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Quad};
-use machinist_e2e::cluster::{BootServices, ControlPlane, MACHINE_ANNOTATION};
+use machinist_e2e::cluster::{BootServices, DEFAULT_TOKEN_NAMESPACE, MACHINE_ANNOTATION};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -108,23 +111,108 @@ fn qemu_items() -> Vec<Quad> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The API server and the boot services, in this process.
+/// The embedded API server in a process of its own (`machinist up --no-operator`, release
+/// build), so that its resident memory is its own; the boot services in this process, as its
+/// ServiceAccount `machinist-boot` (the identity `machinist up` gives them).
 struct Cluster {
-    kubeconfig: PathBuf,
+    /// The operator's ServiceAccount kubeconfig, written by `machinist up`.
+    operator_kubeconfig: PathBuf,
+    /// The admin's client (the bench creates the pool and the Machines as a person would).
     client: Client,
     http: String,
+    api_server: Child,
     _boot: BootServices,
-    control: ControlPlane,
+    /// Its home, logs and artifacts; removed when done.
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.api_server.kill();
+        let _ = self.api_server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `machinist` binary: `MACHINIST_BENCH_UP`, else the one beside this bench's build
+/// (`cargo build --release -p machinist`).
+fn machinist_binary() -> PathBuf {
+    let binary = std::env::var_os("MACHINIST_BENCH_UP").map_or_else(
+        || {
+            let exe = std::env::current_exe().unwrap();
+            // target/release/deps/fleet-… → target/release/machinist
+            exe.parent().and_then(Path::parent).unwrap().join("machinist")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build --release -p machinist` (or set MACHINIST_BENCH_UP)",
+        binary.display()
+    );
+    binary
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let control = ControlPlane::start().await.unwrap();
-        // 10,000 Machines' writes queue behind each other: a longer read timeout than the fixture's.
-        let client = control.new_client(Duration::from_secs(120)).await.unwrap();
-        let yaml = BootServices::http_only(&control.scratch("artifacts").unwrap());
-        let boot = BootServices::start(&control, &yaml).await.unwrap();
-        Cluster { kubeconfig: control.kubeconfig.clone(), client, http: boot.http_url().unwrap(), _boot: boot, control }
+        let dir = std::env::temp_dir().join(format!("machinist-fleet-run-{}", std::process::id()));
+        let home = dir.join("home");
+        let mut api_server = Command::new(machinist_binary())
+            .args(["up", "--no-operator", "--listen", "127.0.0.1:0", "--home"])
+            .arg(&home)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = api_server.stderr.take().unwrap();
+        let (found, announced) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut found = Some(found);
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                match line.trim().strip_prefix("export KUBECONFIG=") {
+                    Some(path) => {
+                        if let Some(found) = found.take() {
+                            let _ = found.send(PathBuf::from(path));
+                        }
+                    }
+                    None => eprintln!("machinist up: {line}"),
+                }
+            }
+        });
+        let kubeconfig = tokio::time::timeout(Duration::from_secs(60), announced)
+            .await
+            .expect("machinist up did not announce its kubeconfig within 60 s")
+            .expect("machinist up exited before announcing its kubeconfig");
+        // 10,000 Machines' writes queue behind each other: a long read timeout.
+        let client = machinist_e2e::cluster::client_for(&kubeconfig, Duration::from_secs(120)).await.unwrap();
+        let artifacts = dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let boot_client =
+            machinist_e2e::cluster::client_for(&home.join("machinist-boot.kubeconfig"), Duration::from_secs(120))
+                .await
+                .unwrap();
+        let boot = BootServices::start_as(boot_client, &BootServices::http_only(&artifacts)).await.unwrap();
+        let http = boot.http_url().unwrap();
+        Cluster {
+            operator_kubeconfig: home.join("machinist-operator.kubeconfig"),
+            client,
+            http,
+            api_server,
+            _boot: boot,
+            dir,
+        }
+    }
+
+    /// The API server's resident memory.
+    fn api_server_status(&self) -> ProcStatus {
+        ProcStatus::read(self.api_server.id())
+    }
+
+    /// The agent token Secrets.
+    fn token_secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), DEFAULT_TOKEN_NAMESPACE)
     }
 
     fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(&self) -> Api<K> {
@@ -307,7 +395,7 @@ impl Operator {
         let metrics = format!("127.0.0.1:{port}");
         let log = logs.join("operator.log");
         let mut command = Command::new(&binary);
-        command.args(["--kubeconfig", cluster.kubeconfig.to_str().unwrap(), "--namespace", "default"]);
+        command.args(["--kubeconfig", cluster.operator_kubeconfig.to_str().unwrap(), "--namespace", "default"]);
         command.args(["--metrics-listen", &metrics, "--no-leader-election"]);
         if let Some(concurrency) = concurrency {
             command.args(["--concurrency", &concurrency.to_string()]);
@@ -348,7 +436,7 @@ impl Operator {
     }
 
     /// Every 30 s, on stderr: what the operator's metrics and both processes' memory say.
-    fn sample_every_30_s(&self) -> tokio::task::JoinHandle<()> {
+    fn sample_every_30_s(&self, api_server: u32) -> tokio::task::JoinHandle<()> {
         let (address, pid, started) = (self.metrics.clone(), self.child.id(), Instant::now());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -361,10 +449,11 @@ impl Operator {
                     .matching("machinist_operator_machines", &[])
                     .map(|(l, v)| format!("{}={v}", l.get("phase").map_or("", String::as_str)))
                     .collect();
-                let (operator, bench) = (ProcStatus::read(pid), ProcStatus::read(std::process::id()));
+                let (operator, server, bench) =
+                    (ProcStatus::read(pid), ProcStatus::read(api_server), ProcStatus::read(std::process::id()));
                 eprintln!(
                     "  [{:>5.0} s] operator: {} machine reconciles, cache {}, ledger writes {} Cmdb / {} HardwareProfile, \
-                     failures {}; resident {} (operator), {} (API server + boot services + bench); load {}",
+                     failures {}; resident {} (operator), {} (API server), {} (boot services + agents); load {}",
                     started.elapsed().as_secs_f64(),
                     m.get("machinist_operator_reconciles_total", &[("controller", "machine")]),
                     phases.join(" "),
@@ -372,6 +461,7 @@ impl Operator {
                     m.get("machinist_operator_ledger_writes_total", &[("kind", "HardwareProfile")]),
                     m.get("machinist_operator_reconcile_failures_total", &[]),
                     mib(operator.rss_kib),
+                    mib(server.rss_kib),
                     mib(bench.rss_kib),
                     load_average()
                 );
@@ -596,7 +686,7 @@ async fn main() {
     let load_start = load_average();
     let cluster = Cluster::start().await;
     let logs = std::env::var_os("MACHINIST_BENCH_LOGS")
-        .map_or_else(|| cluster.control.scratch("logs").unwrap(), PathBuf::from);
+        .map_or_else(|| cluster.dir.join("logs"), PathBuf::from);
     std::fs::create_dir_all(&logs).unwrap();
     cluster.apply_pool(n).await;
     let mut operator = Operator::spawn(&cluster, &logs, options.concurrency);
@@ -609,7 +699,7 @@ async fn main() {
     let names = cluster.create_machines(n).await;
     let creates = t.elapsed();
     let tokens = follow(
-        cluster.control.token_secrets(),
+        cluster.token_secrets(),
         "agent tokens",
         n,
         |secret: &Secret| {
@@ -635,10 +725,11 @@ async fn main() {
         Some(ready),
     ));
     listed.await.unwrap();
-    let sampler = operator.sample_every_30_s();
+    let sampler = operator.sample_every_30_s(cluster.api_server.id());
     let before_metrics = operator.metrics().await;
     let before = operator.status();
     let bench_before = ProcStatus::read(std::process::id());
+    let server_before = cluster.api_server_status();
 
     // Every Machine reports, IN_FLIGHT at a time, through the agent's client.
     let report = Arc::new(Report { items: qemu_items() });
@@ -678,6 +769,7 @@ async fn main() {
     let after_metrics = operator.metrics().await;
     let after = operator.status();
     let bench_after = ProcStatus::read(std::process::id());
+    let server_after = cluster.api_server_status();
     let all_allocated = match outcome.done {
         Some(at) => at.duration_since(first_report),
         None => {
@@ -841,14 +933,22 @@ async fn main() {
         mib(after.rss_kib)
     );
     println!(
-        "| CPU time in that window | operator {:.1} s ({:.0}% of one core); API server + boot services + agents {:.1} s ({:.0}%) |",
+        "| CPU time in that window | operator {:.1} s ({:.0}% of one core); API server {:.1} s ({:.0}%); boot services + agents {:.1} s ({:.0}%) |",
         after.cpu_seconds - before.cpu_seconds,
         (after.cpu_seconds - before.cpu_seconds) / window * 100.0,
+        server_after.cpu_seconds - server_before.cpu_seconds,
+        (server_after.cpu_seconds - server_before.cpu_seconds) / window * 100.0,
         bench_after.cpu_seconds - bench_before.cpu_seconds,
         (bench_after.cpu_seconds - bench_before.cpu_seconds) / window * 100.0
     );
     println!(
-        "| API server + boot services + bench, resident | peak (VmHWM) {}; {} at the end |",
+        "| API server resident memory | {} before the reports; peak (VmHWM) {}; {} at the end |",
+        mib(server_before.rss_kib),
+        mib(server_after.hwm_kib),
+        mib(server_after.rss_kib)
+    );
+    println!(
+        "| boot services + simulated agents (this process), resident | peak (VmHWM) {}; {} at the end |",
         mib(bench_after.hwm_kib),
         mib(bench_after.rss_kib)
     );
