@@ -685,8 +685,7 @@ async fn main() {
         .init();
     let load_start = load_average();
     let cluster = Cluster::start().await;
-    let logs = std::env::var_os("MACHINIST_BENCH_LOGS")
-        .map_or_else(|| cluster.dir.join("logs"), PathBuf::from);
+    let logs = std::env::var_os("MACHINIST_BENCH_LOGS").map_or_else(|| cluster.dir.join("logs"), PathBuf::from);
     std::fs::create_dir_all(&logs).unwrap();
     cluster.apply_pool(n).await;
     let mut operator = Operator::spawn(&cluster, &logs, options.concurrency);

@@ -73,7 +73,7 @@ pub struct Api {
     /// Request limits.
     pub limits: Limits,
     /// The RBAC policy, with the revisions of the RBAC kinds it was built at.
-    policy: Mutex<Option<([u64; 4], Arc<Policy>)>>,
+    policy: RwLock<Option<([u64; 4], Arc<Policy>)>>,
 }
 
 const RBAC_RESOURCES: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
@@ -93,7 +93,7 @@ impl Api {
             refreshing: Mutex::new(()),
             schemas: Default::default(),
             limits,
-            policy: Mutex::new(None),
+            policy: RwLock::new(None),
         };
         api.refresh_registry();
         api
@@ -108,7 +108,13 @@ impl Api {
     pub fn policy(&self) -> Arc<Policy> {
         let keys = RBAC_RESOURCES.map(|r| ResourceKey::new("rbac.authorization.k8s.io", r));
         let at = keys.clone().map(|k| self.store.changed_at(&k));
-        let mut cached = self.policy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Every request asks: readers share the lock; one rebuilds after a change.
+        if let Some((built_at, policy)) = self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            && *built_at == at
+        {
+            return Arc::clone(policy);
+        }
+        let mut cached = self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((built_at, policy)) = cached.as_ref()
             && *built_at == at
         {
