@@ -294,7 +294,8 @@ fn the_agent_reports_a_two_nic_two_disk_machine_which_is_matched_and_allocated()
     let kernel = images.path().join("vmlinuz");
     let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
-    machinist.kubectl(&["create", "namespace", "edeploy"], None);
+    // machinist up made the boot services' namespace (their RoleBinding lives in it).
+    machinist.kubectl(&["get", "namespace", "edeploy"], None);
     for file in ["profiles.yaml", "cmdbs.yaml"] {
         machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
     }
@@ -481,7 +482,8 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
     };
 
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
-    machinist.kubectl(&["create", "namespace", "edeploy"], None);
+    // machinist up made the boot services' namespace (their RoleBinding lives in it).
+    machinist.kubectl(&["get", "namespace", "edeploy"], None);
     for file in ["profiles.yaml", "cmdbs.yaml"] {
         machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
     }
