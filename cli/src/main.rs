@@ -231,9 +231,6 @@ fn up(
             .await
             .with_context(|| format!("failed to start the control plane in {}", home.display()))?;
         let kubeconfig = std::fs::canonicalize(&running.kubeconfig).unwrap_or_else(|_| running.kubeconfig.clone());
-        eprintln!("machinist is up: Kubernetes API on https://{}", running.address);
-        eprintln!("  export KUBECONFIG={}", kubeconfig.display());
-        eprintln!("  kubectl get machinist -A");
         let shutdown = tokio_util::sync::CancellationToken::new();
         let client = machinist_boot::service::connect(Some(&kubeconfig))
             .await
@@ -258,6 +255,10 @@ fn up(
             .service_account_kubeconfig(SYSTEM_NAMESPACE, access::BOOT)
             .await
             .context("failed to issue the boot services' token")?;
+        // Announced once the identities' kubeconfigs are there too.
+        eprintln!("machinist is up: Kubernetes API on https://{}", running.address);
+        eprintln!("  export KUBECONFIG={}", kubeconfig.display());
+        eprintln!("  kubectl get machinist -A");
         let operator_client = machinist_boot::service::connect(Some(&operator_kubeconfig))
             .await
             .context("failed to connect as the operator")?;

@@ -852,7 +852,7 @@ async fn main() {
 
     println!("fleet benchmark: {n} Machines reporting through the boot services; operator --concurrency {concurrency}");
     println!(
-        "  (API server and boot services in the bench process, operator in its own; {IN_FLIGHT} reports in flight)"
+        "  (API server and operator in processes of their own, boot services and agents in the bench; {IN_FLIGHT} reports in flight)"
     );
     println!("| measure | figure |");
     println!("|---|---|");

@@ -40,6 +40,13 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError>
         return Err(ApiError::bad_request("the request body is empty"));
     }
     if content_type.contains("yaml") {
+        // Clients send JSON, which is YAML, as apply patches (kube-rs always does): read it
+        // with the JSON parser, several times faster than the YAML one, and fall back to YAML.
+        if text.trim_start().starts_with('{')
+            && let Ok(value) = serde_json::from_str::<Value>(text)
+        {
+            return Ok(value);
+        }
         serde_saphyr::from_str::<Value>(text)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
     } else if content_type.contains("json") || content_type.starts_with("*/*") {
@@ -125,4 +132,24 @@ pub fn selectors(resource: &Resource, query: &Query) -> Result<(LabelSelector, F
     let fields = FieldSelector::parse(text("fieldSelector"), |f| resource.field_selectable(f))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((labels, fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(body: &str) -> Result<Value, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/apply-patch+yaml"));
+        decode_body(&headers, &Bytes::copy_from_slice(body.as_bytes()))
+    }
+
+    #[test]
+    fn yaml_bodies_are_read_whether_json_flow_or_block() {
+        let expected = serde_json::json!({"a": 1, "b": ["x"]});
+        assert_eq!(yaml(r#"{"a": 1, "b": ["x"]}"#).unwrap(), expected, "JSON, by the JSON parser");
+        assert_eq!(yaml("{a: 1, b: [x]}").unwrap(), expected, "flow YAML that is not JSON falls back");
+        assert_eq!(yaml("a: 1\nb:\n- x\n").unwrap(), expected);
+        assert_eq!(yaml("{a: [").unwrap_err().code, 400);
+    }
 }
