@@ -149,17 +149,8 @@ impl Rule {
         if !self.allows_verb(&attributes.verb) || !self.api_groups.iter().any(|g| g == "*" || *g == attributes.group) {
             return false;
         }
-        let combined = if attributes.subresource.is_empty() {
-            attributes.resource.clone()
-        } else {
-            format!("{}/{}", attributes.resource, attributes.subresource)
-        };
-        let resource_matches = self.resources.iter().any(|r| {
-            r == "*"
-                || *r == combined
-                || (!attributes.subresource.is_empty()
-                    && (*r == format!("*/{}", attributes.subresource) || *r == format!("{}/*", attributes.resource)))
-        });
+        let resource_matches =
+            self.resources.iter().any(|r| resource_pattern_matches(r, &attributes.resource, &attributes.subresource));
         let name_matches = self.resource_names.is_empty()
             || (!attributes.name.is_empty() && self.resource_names.contains(&attributes.name));
         resource_matches && name_matches
@@ -178,6 +169,20 @@ impl Rule {
         match attributes {
             Attributes::Resource(resource) => self.allows_resource(resource),
             Attributes::NonResource { verb, path } => self.allows_path(verb, path),
+        }
+    }
+}
+
+/// Whether a rule's resource entry (`pods`, `pods/log`, `*`, `*/scale`, `pods/*`) covers
+/// `resource` with `subresource` (empty: none).
+fn resource_pattern_matches(pattern: &str, resource: &str, subresource: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.split_once('/') {
+        None => subresource.is_empty() && pattern == resource,
+        Some((base, sub)) => {
+            !subresource.is_empty() && (base == "*" || base == resource) && (sub == "*" || sub == subresource)
         }
     }
 }
@@ -424,7 +429,7 @@ impl Policy {
             for verb in &rule.verbs {
                 for url in &rule.non_resource_urls {
                     let covered = held.iter().any(|h| {
-                        h.verbs.iter().any(|v| v == "*" || v == verb)
+                        h.allows_verb(verb)
                             && h.non_resource_urls
                                 .iter()
                                 .any(|u| u == url || u.strip_suffix('*').is_some_and(|prefix| url.starts_with(prefix)))
@@ -441,16 +446,11 @@ impl Policy {
                             rule.resource_names.iter().map(Some).collect()
                         };
                         for name in names {
+                            let (base, sub) = resource.split_once('/').unwrap_or((resource.as_str(), ""));
                             let covered = held.iter().any(|h| {
-                                h.verbs.iter().any(|v| v == "*" || v == verb)
+                                h.allows_verb(verb)
                                     && h.api_groups.iter().any(|g| g == "*" || g == group)
-                                    && h.resources.iter().any(|r| {
-                                        r == "*"
-                                            || r == resource
-                                            || resource.split_once('/').is_some_and(|(base, sub)| {
-                                                *r == format!("{base}/*") || *r == format!("*/{sub}")
-                                            })
-                                    })
+                                    && h.resources.iter().any(|r| resource_pattern_matches(r, base, sub))
                                     && (h.resource_names.is_empty()
                                         || name.is_some_and(|n| h.resource_names.contains(n)))
                             });

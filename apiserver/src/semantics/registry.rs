@@ -184,7 +184,14 @@ pub struct CrdProblem(pub String);
 impl Registry {
     /// The built-in resources.
     pub fn builtins() -> Vec<Resource> {
-        vec![
+        let reviews = [
+            ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+            ("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+            ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview"),
+            ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview"),
+        ]
+        .map(|(group, plural, kind)| builtin(group, "v1", plural, kind, false, &[], Builtin::Review));
+        let mut builtins = vec![
             builtin("", "v1", "namespaces", "Namespace", false, &["ns"], Builtin::Namespace),
             builtin("", "v1", "secrets", "Secret", true, &[], Builtin::Secret),
             builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], Builtin::ConfigMap),
@@ -213,43 +220,9 @@ impl Registry {
                 &[],
                 Builtin::ClusterRoleBinding,
             ),
-            builtin(
-                "authorization.k8s.io",
-                "v1",
-                "selfsubjectaccessreviews",
-                "SelfSubjectAccessReview",
-                false,
-                &[],
-                Builtin::Review,
-            ),
-            builtin(
-                "authorization.k8s.io",
-                "v1",
-                "selfsubjectrulesreviews",
-                "SelfSubjectRulesReview",
-                false,
-                &[],
-                Builtin::Review,
-            ),
-            builtin(
-                "authorization.k8s.io",
-                "v1",
-                "subjectaccessreviews",
-                "SubjectAccessReview",
-                false,
-                &[],
-                Builtin::Review,
-            ),
-            builtin(
-                "authentication.k8s.io",
-                "v1",
-                "selfsubjectreviews",
-                "SelfSubjectReview",
-                false,
-                &[],
-                Builtin::Review,
-            ),
-        ]
+        ];
+        builtins.extend(reviews);
+        builtins
     }
 
     /// The built-ins plus the given CRDs (those that are not valid are skipped).
