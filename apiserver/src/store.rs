@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -59,6 +59,89 @@ pub enum ChangeKind {
     Deleted,
 }
 
+/// An object as the store keeps it: its JSON text (a parsed tree takes several times the
+/// memory: a fleet's objects and their recent versions as trees were most of the server's
+/// memory), with the facts read on every request beside it. Readers parse what they need.
+#[derive(Debug)]
+pub struct Stored {
+    key: ObjectKey,
+    json: Box<str>,
+    revision: u64,
+    deleting: bool,
+    /// `apiVersion` and `kind` (empty when absent): whether a client can be sent the text as is.
+    api_version: Box<str>,
+    kind: Box<str>,
+}
+
+impl Stored {
+    fn new(object: &Value, json: String) -> Self {
+        Self {
+            key: key_of(object),
+            json: json.into_boxed_str(),
+            revision: revision_of(object),
+            deleting: object.pointer("/metadata/deletionTimestamp").is_some(),
+            api_version: object.get("apiVersion").and_then(Value::as_str).unwrap_or_default().into(),
+            kind: object.get("kind").and_then(Value::as_str).unwrap_or_default().into(),
+        }
+    }
+
+    /// Its namespace and name.
+    pub fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+
+    /// The object's JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// Its `metadata.resourceVersion`.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Its `apiVersion` (empty when it has none).
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// Its `kind` (empty when it has none).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Whether it carries a `metadata.deletionTimestamp`.
+    pub fn deleting(&self) -> bool {
+        self.deleting
+    }
+
+    /// The object, parsed. The text was written by this store from a parsed object, so it
+    /// parses; should it not (a corrupted process), the failure is logged and `null` returned.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or_else(|error| {
+            tracing::error!(%error, "a stored object does not parse");
+            Value::Null
+        })
+    }
+
+    /// Only the object's `metadata` (the rest is skipped, not built), as `{"metadata": …}`: what
+    /// indexes of owners and finalizers read, at a fraction of a whole parse.
+    pub fn metadata(&self) -> Value {
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            #[serde(default)]
+            metadata: Value,
+        }
+        match serde_json::from_str::<Metadata>(&self.json) {
+            Ok(Metadata { metadata }) => serde_json::json!({ "metadata": metadata }),
+            Err(error) => {
+                tracing::error!(%error, "a stored object does not parse");
+                Value::Null
+            }
+        }
+    }
+}
+
 /// One committed change.
 #[derive(Debug)]
 pub struct Change {
@@ -69,31 +152,22 @@ pub struct Change {
     /// Resource of the object.
     pub resource: ResourceKey,
     /// The object after the change (for a delete: as it was, with the delete's revision).
-    pub object: Arc<Value>,
+    pub object: Arc<Stored>,
     /// The object before the change.
-    pub previous: Option<Arc<Value>>,
-    /// `object` as JSON, encoded by the first watcher that sends it as stored and shared by
-    /// the others (a status write watched by five clients is serialised once, not five times).
-    encoded: OnceLock<Vec<u8>>,
-    /// What it holds in the history, about: the JSON size of `object` and of `previous`.
-    size: usize,
+    pub previous: Option<Arc<Stored>>,
 }
 
 impl Change {
-    fn new(
-        revision: u64,
-        kind: ChangeKind,
-        resource: ResourceKey,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
-        size: usize,
-    ) -> Self {
-        Self { revision, kind, resource, object, previous, encoded: OnceLock::new(), size }
+    /// `object` as JSON: the stored text, which is the watchers' encoding too (a status write
+    /// watched by five clients is serialised once, when it is written).
+    pub fn encoded(&self) -> &[u8] {
+        self.object.json.as_bytes()
     }
 
-    /// `object` as JSON, encoded once.
-    pub fn encoded(&self) -> &[u8] {
-        self.encoded.get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default())
+    /// What it holds in the history: the JSON size of `object` and of `previous` (shared with
+    /// the store and the neighbouring changes, so an upper bound).
+    fn size(&self) -> usize {
+        self.object.json.len() + self.previous.as_ref().map_or(0, |p| p.json.len())
     }
 }
 
@@ -147,7 +221,7 @@ pub enum StoreError {
     Poisoned,
 }
 
-type Objects = HashMap<ResourceKey, BTreeMap<ObjectKey, Arc<Value>>>;
+type Objects = HashMap<ResourceKey, BTreeMap<ObjectKey, Arc<Stored>>>;
 
 /// Changes still in history, and a receiver for the ones to come.
 pub type Subscription = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
@@ -229,7 +303,7 @@ impl Store {
                 objects
                     .entry(ResourceKey::new(&group, &resource))
                     .or_default()
-                    .insert(ObjectKey::new(&namespace, &name), Arc::new(value));
+                    .insert(ObjectKey::new(&namespace, &name), Arc::new(Stored::new(&value, data)));
             }
         }
         let (changes, _) = broadcast::channel(4096);
@@ -272,8 +346,13 @@ impl Store {
         self.read().ok().and_then(|s| s.changed.get(resource).copied()).unwrap_or(0)
     }
 
-    /// One object.
+    /// One object, parsed.
     pub fn get(&self, resource: &ResourceKey, key: &ObjectKey) -> Option<Arc<Value>> {
+        self.get_stored(resource, key).map(|stored| Arc::new(stored.value()))
+    }
+
+    /// One object as stored.
+    pub fn get_stored(&self, resource: &ResourceKey, key: &ObjectKey) -> Option<Arc<Stored>> {
         self.read().ok()?.objects.get(resource)?.get(key).cloned()
     }
 
@@ -292,7 +371,7 @@ impl Store {
         resource: &ResourceKey,
         namespace: Option<&str>,
         after: Option<&ObjectKey>,
-    ) -> (u64, Vec<Arc<Value>>) {
+    ) -> (u64, Vec<Arc<Stored>>) {
         let Ok(state) = self.read() else { return (0, Vec::new()) };
         let Some(objects) = state.objects.get(resource) else { return (state.revision, Vec::new()) };
         // Keys sort by namespace then name: a namespace is one contiguous range.
@@ -313,7 +392,7 @@ impl Store {
 
     /// Every object of every resource, with the revision they are consistent with (for the
     /// server's controllers to index at start).
-    pub fn snapshot(&self) -> (u64, Vec<(ResourceKey, Arc<Value>)>) {
+    pub fn snapshot(&self) -> (u64, Vec<(ResourceKey, Arc<Stored>)>) {
         let Ok(state) = self.read() else { return (0, Vec::new()) };
         let objects = state
             .objects
@@ -333,14 +412,14 @@ impl Store {
         namespace: Option<&str>,
         after: Option<&ObjectKey>,
         revision: u64,
-    ) -> Result<Vec<Arc<Value>>, StoreError> {
+    ) -> Result<Vec<Arc<Stored>>, StoreError> {
         let state = self.read()?;
         if revision < state.history_floor || revision > state.revision {
             return Err(StoreError::Gone { requested: revision, oldest: state.history_floor });
         }
         let in_range =
             |key: &ObjectKey| after.is_none_or(|after| key > after) && namespace.is_none_or(|ns| key.namespace == ns);
-        let mut items: BTreeMap<ObjectKey, Arc<Value>> = state
+        let mut items: BTreeMap<ObjectKey, Arc<Stored>> = state
             .objects
             .get(resource)
             .map(|objects| {
@@ -351,16 +430,16 @@ impl Store {
             if change.resource != *resource {
                 continue;
             }
-            let key = key_of(&change.object);
-            if !in_range(&key) {
+            let key = change.object.key();
+            if !in_range(key) {
                 continue;
             }
             match (&change.kind, &change.previous) {
                 (ChangeKind::Added, _) => {
-                    items.remove(&key);
+                    items.remove(key);
                 }
                 (ChangeKind::Modified | ChangeKind::Deleted, Some(previous)) => {
-                    items.insert(key, Arc::clone(previous));
+                    items.insert(key.clone(), Arc::clone(previous));
                 }
                 (ChangeKind::Modified | ChangeKind::Deleted, None) => {}
             }
@@ -377,7 +456,7 @@ impl Store {
     ) -> Result<Arc<Value>, StoreError> {
         let key = key_of(&object);
         let db = self.lock_db()?;
-        let previous = self.get(resource, &key);
+        let previous = self.get_stored(resource, &key);
         check(previous.as_deref(), precondition)?;
         let revision = self.revision() + 1;
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -390,16 +469,11 @@ impl Store {
             .execute(params![resource.group, resource.resource, key.namespace, key.name, revision as i64, data])?;
         set_revision(&transaction, revision)?;
         transaction.commit()?;
-        let object = Arc::new(object);
         let kind = if previous.is_some() { ChangeKind::Modified } else { ChangeKind::Added };
-        // The previous object was about as large as this one: not serialised again to count it.
-        let size = if previous.is_some() { 2 * data.len() } else { data.len() };
-        let change = Change::new(revision, kind, resource.clone(), Arc::clone(&object), previous, size);
-        // The stored text is the watchers' encoding too.
-        let _ = change.encoded.set(data.into_bytes());
-        self.publish(change, key)?;
+        let stored = Arc::new(Stored::new(&object, data));
+        self.publish(Change { revision, kind, resource: resource.clone(), object: stored, previous })?;
         drop(db);
-        Ok(object)
+        Ok(Arc::new(object))
     }
 
     /// Removes an object. The returned copy carries the delete's revision.
@@ -410,7 +484,7 @@ impl Store {
         precondition: Precondition,
     ) -> Result<Arc<Value>, StoreError> {
         let db = self.lock_db()?;
-        let previous = self.get(resource, key);
+        let previous = self.get_stored(resource, key);
         check(previous.as_deref(), precondition)?;
         let Some(previous) = previous else { return Err(StoreError::NotFound) };
         let revision = self.revision() + 1;
@@ -422,42 +496,44 @@ impl Store {
             .execute(params![resource.group, resource.resource, key.namespace, key.name])?;
         set_revision(&transaction, revision)?;
         transaction.commit()?;
-        let mut gone = (*previous).clone();
+        let mut gone = previous.value();
         if let Some(meta) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
         }
-        let size = 2 * gone.to_string().len();
-        let gone = Arc::new(gone);
-        self.publish(
-            Change::new(revision, ChangeKind::Deleted, resource.clone(), Arc::clone(&gone), Some(previous), size),
-            key.clone(),
-        )?;
+        let stored = Arc::new(Stored::new(&gone, gone.to_string()));
+        self.publish(Change {
+            revision,
+            kind: ChangeKind::Deleted,
+            resource: resource.clone(),
+            object: stored,
+            previous: Some(previous),
+        })?;
         drop(db);
-        Ok(gone)
+        Ok(Arc::new(gone))
     }
 
-    fn publish(&self, change: Change, key: ObjectKey) -> Result<(), StoreError> {
+    fn publish(&self, change: Change) -> Result<(), StoreError> {
         let mut state = self.write_state()?;
         state.revision = change.revision;
         state.changed.insert(change.resource.clone(), change.revision);
         let objects = state.objects.entry(change.resource.clone()).or_default();
         match change.kind {
             ChangeKind::Deleted => {
-                objects.remove(&key);
+                objects.remove(change.object.key());
             }
             _ => {
-                objects.insert(key, Arc::clone(&change.object));
+                objects.insert(change.object.key().clone(), Arc::clone(&change.object));
             }
         }
         let change = Arc::new(change);
-        state.history_bytes += change.size;
+        state.history_bytes += change.size();
         state.history.push_back(Arc::clone(&change));
         while state.history.len() > self.history_limit
             || (state.history_bytes > self.history_bytes_limit && state.history.len() > 1)
         {
             if let Some(dropped) = state.history.pop_front() {
                 state.history_floor = dropped.revision;
-                state.history_bytes -= dropped.size;
+                state.history_bytes -= dropped.size();
             }
         }
         // No receiver is fine: nobody is watching.
@@ -483,12 +559,12 @@ impl Store {
     }
 }
 
-fn check(current: Option<&Value>, precondition: Precondition) -> Result<(), StoreError> {
+fn check(current: Option<&Stored>, precondition: Precondition) -> Result<(), StoreError> {
     match (precondition, current) {
         (Precondition::Absent, Some(_)) => Err(StoreError::AlreadyExists),
         (Precondition::Revision(_) | Precondition::Exists, None) => Err(StoreError::NotFound),
-        (Precondition::Revision(expected), Some(current)) if revision_of(current) != expected => {
-            Err(StoreError::Conflict { current: revision_of(current) })
+        (Precondition::Revision(expected), Some(current)) if current.revision != expected => {
+            Err(StoreError::Conflict { current: current.revision })
         }
         _ => Ok(()),
     }
@@ -574,8 +650,47 @@ mod tests {
         }
         let (revision, items) = store.list(&configmaps(), Some("ns"), Some(&ObjectKey::new("ns", "a")));
         assert_eq!(revision, 3);
-        let names: Vec<&str> = items.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<String> =
+            items.iter().map(|o| o.value()["metadata"]["name"].as_str().unwrap().to_owned()).collect();
         assert_eq!(names, ["b", "c"]);
         assert!(store.list(&configmaps(), Some("other"), None).1.is_empty());
+    }
+
+    #[test]
+    fn objects_are_kept_as_text_and_read_as_far_as_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), 10).unwrap();
+        let mut marked = object("a");
+        marked["metadata"]["deletionTimestamp"] = json!("2026-12-07T00:00:00Z");
+        let written = store.put(&configmaps(), marked, Precondition::Absent).unwrap();
+        let stored = store.get_stored(&configmaps(), &ObjectKey::new("ns", "a")).unwrap();
+        assert_eq!(stored.json(), written.to_string(), "the text is what was written");
+        assert_eq!((stored.revision(), stored.deleting()), (1, true));
+        assert_eq!(
+            (stored.api_version(), stored.kind(), stored.key()),
+            ("v1", "ConfigMap", &ObjectKey::new("ns", "a"))
+        );
+        assert_eq!(stored.value(), *written);
+        let metadata = stored.metadata();
+        assert_eq!(metadata["metadata"]["name"], "a");
+        assert!(metadata.get("data").is_none(), "only the metadata is built: {metadata}");
+    }
+
+    #[test]
+    fn the_history_bound_counts_the_text_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = object("a").to_string().len() + r#","resourceVersion":"1""#.len();
+        // Room for three creates of this size, not four.
+        let store = Store::open(&dir.path().join("s.db"), 100).unwrap().with_history_bytes(3 * size + size / 2);
+        for name in ["a", "b", "c", "d"] {
+            store.put(&configmaps(), object(name), Precondition::Absent).unwrap();
+        }
+        let (backlog, _) = store.watch_from(1).unwrap();
+        assert_eq!(backlog.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert!(matches!(store.watch_from(0), Err(StoreError::Gone { oldest: 1, .. })));
+        // An update holds the new text and the one it replaced.
+        store.put(&configmaps(), object("a"), Precondition::Exists).unwrap();
+        let (backlog, _) = store.watch_from(3).unwrap();
+        assert_eq!(backlog.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![4, 5]);
     }
 }

@@ -3,15 +3,18 @@
 //! its watch history), or answered 410 Expired when the history no longer reaches back to it,
 //! as Kubernetes does.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::http::decode::{Query, selectors};
 use crate::semantics::errors::ApiError;
 use crate::semantics::ops;
+use crate::semantics::registry::{Builtin, Resource};
 use crate::semantics::request::Request;
 use crate::semantics::state::Api;
-use crate::store::ObjectKey;
+use crate::store::{ObjectKey, Stored};
 
 /// Where the next page starts: the revision listed and the last object returned.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -27,8 +30,57 @@ struct Continue {
 const EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start \
                        a new list without the continue parameter.";
 
+/// One page of a list: the selected objects as stored, and the list's metadata.
+#[derive(Debug)]
+pub struct Page {
+    resource: Arc<Resource>,
+    version: String,
+    items: Vec<Arc<Stored>>,
+    metadata: Value,
+}
+
+impl Page {
+    /// The list's `metadata` (resourceVersion, continue, remainingItemCount).
+    pub fn metadata(&self) -> &Value {
+        &self.metadata
+    }
+
+    /// The items as the client sees them, parsed (for Tables).
+    pub fn values(&self) -> Vec<Value> {
+        self.items.iter().map(|item| ops::present(&self.resource, &self.version, &item.value())).collect()
+    }
+
+    /// The list as JSON. Items the client sees as stored are copied as text, not parsed and
+    /// serialised again (a page of 500 reported Machines is megabytes).
+    pub fn to_json(&self) -> Vec<u8> {
+        let resource = &self.resource;
+        let api_version = resource.api_version(&self.version);
+        let head = json!({"apiVersion": api_version, "kind": resource.list_kind, "metadata": self.metadata});
+        let head = head.to_string();
+        let size = self.items.iter().map(|i| i.json().len() + 1).sum::<usize>();
+        let mut text = Vec::with_capacity(head.len() + size + 16);
+        // `{…head…,"items":[…]}`: the head's closing brace becomes the items member.
+        text.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        text.extend_from_slice(b",\"items\":[");
+        let as_stored = resource.builtin != Some(Builtin::EventsV1);
+        for (n, item) in self.items.iter().enumerate() {
+            if n > 0 {
+                text.push(b',');
+            }
+            if as_stored && item.api_version() == api_version && item.kind() == resource.kind {
+                text.extend_from_slice(item.json().as_bytes());
+            } else {
+                let presented = ops::present(resource, &self.version, &item.value());
+                serde_json::to_writer(&mut text, &presented).unwrap_or_default();
+            }
+        }
+        text.extend_from_slice(b"]}");
+        text
+    }
+}
+
 /// A list, with label/field selectors and `limit`/`continue` paging.
-pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Value, ApiError> {
+pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Page, ApiError> {
     let resource = &request.resource;
     let (labels, fields) = selectors(resource, query)?;
     let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
@@ -62,22 +114,26 @@ pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Value, ApiErr
     };
     let mut page = Vec::new();
     let mut next = None;
-    // Field selectors read the client's view (events.k8s.io field names); skip building it when
-    // there is nothing to select on.
-    let mut matching = items.iter().filter(|o| {
-        labels.matches(o) && (fields.is_empty() || fields.matches(&ops::present(resource, &request.version, o)))
+    // Objects are parsed only as far as the selectors need: not at all without them, the
+    // metadata for labels, the client's view for fields.
+    let mut matching = items.into_iter().filter(|o| {
+        if fields.is_empty() {
+            return labels.is_empty() || labels.matches(&o.metadata());
+        }
+        let object = o.value();
+        labels.matches(&object) && fields.matches(&ops::present(resource, &request.version, &object))
     });
     for object in matching.by_ref() {
         if page.len() == limit {
             // The page ends before this object; continue after the last one returned.
-            next = page.last().map(|last: &Value| Continue {
+            next = page.last().map(|last: &Arc<Stored>| Continue {
                 revision,
-                namespace: last.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                name: last.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                namespace: last.key().namespace.clone(),
+                name: last.key().name.clone(),
             });
             break;
         }
-        page.push(ops::present(resource, &request.version, object));
+        page.push(object);
     }
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if let Some(token) = next {
@@ -88,10 +144,5 @@ pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Value, ApiErr
         metadata["continue"] = json!(encoded);
         metadata["remainingItemCount"] = json!(remaining);
     }
-    Ok(json!({
-        "apiVersion": resource.api_version(&request.version),
-        "kind": resource.list_kind,
-        "metadata": metadata,
-        "items": page,
-    }))
+    Ok(Page { resource: Arc::clone(resource), version: request.version.clone(), items: page, metadata })
 }

@@ -198,14 +198,14 @@ async fn resource_request(
             watch::watch(server, user, &request, query, table).await
         }
         ("GET", false) => {
-            let list = list(&api, &request, query)?;
+            let page = list(&api, &request, query)?;
             if table::wanted(headers) {
                 let include = table::Include::parse(query.get("includeObject").map(String::as_str));
-                let items = list["items"].as_array().cloned().unwrap_or_default();
-                let table = table::render(&resource, &request.version, &items, include, list["metadata"].clone());
+                let table =
+                    table::render(&resource, &request.version, &page.values(), include, page.metadata().clone());
                 return Ok(json_response(StatusCode::OK, &table, &[]));
             }
-            Ok(json_response(StatusCode::OK, &list, &[]))
+            Ok((StatusCode::OK, [("content-type", "application/json")], page.to_json()).into_response())
         }
         ("GET", true) => {
             let object = api.get(&request)?;
@@ -264,7 +264,7 @@ async fn resource_request(
             let (labels, fields) = selectors(&resource, query)?;
             let (_, items) = api.store.list(&resource.storage, request.namespace.as_deref(), None);
             let mut deleted = Vec::new();
-            for item in items.iter().filter(|o| labels.matches(o) && fields.matches(o)) {
+            for item in items.iter().map(|o| o.value()).filter(|o| labels.matches(o) && fields.matches(o)) {
                 let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let one = Request {
                     name: Some(name),

@@ -21,7 +21,7 @@ use crate::semantics::rbac::User;
 use crate::semantics::registry::Builtin;
 use crate::semantics::request::Request;
 use crate::semantics::selectors::{FieldSelector, LabelSelector};
-use crate::store::{Change, ChangeKind, StoreError};
+use crate::store::{Change, ChangeKind, StoreError, Stored};
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
@@ -37,16 +37,18 @@ struct Filter {
 }
 
 impl Filter {
-    fn selects(&self, object: &Value) -> bool {
-        let namespace_ok = self
-            .request
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns));
-        namespace_ok
-            && self.labels.matches(object)
-            && (self.fields.is_empty()
-                || self.fields.matches(&present(&self.request.resource, &self.request.version, object)))
+    /// Whether the watch selects the object at `key`: parsed only as far as the selectors need
+    /// (nothing without them, the metadata for labels, the whole for fields).
+    fn selects(&self, object: &Stored) -> bool {
+        if self.request.namespace.as_deref().is_some_and(|ns| object.key().namespace != ns) {
+            return false;
+        }
+        if self.fields.is_empty() {
+            return self.labels.is_empty() || self.labels.matches(&object.metadata());
+        }
+        let object = object.value();
+        self.labels.matches(&object)
+            && self.fields.matches(&present(&self.request.resource, &self.request.version, &object))
     }
 
     /// The watch event line for `change`, if this watch selects it.
@@ -57,28 +59,33 @@ impl Filter {
         let was = change.previous.as_deref().is_some_and(|p| self.selects(p));
         let is = self.selects(&change.object);
         let kind = event_type(change.kind, was, is)?;
-        if self.sends_as_stored(&change.object) {
-            // The usual case: the change's one encoding, shared with every other watcher.
-            let encoded = change.encoded();
+        Some(self.event_line(kind, &change.object))
+    }
+
+    /// One event line: the stored text itself when the client sees the object as stored (the
+    /// usual case; a change's text is shared by every watcher), else the client's view of it.
+    fn event_line(&self, kind: &str, object: &Stored) -> Bytes {
+        if self.sends_as_stored(object) {
+            let encoded = object.json().as_bytes();
             let mut text = Vec::with_capacity(encoded.len() + 32);
             text.extend_from_slice(b"{\"type\":\"");
             text.extend_from_slice(kind.as_bytes());
             text.extend_from_slice(b"\",\"object\":");
             text.extend_from_slice(encoded);
             text.extend_from_slice(b"}\n");
-            return Some(Bytes::from(text));
+            return Bytes::from(text);
         }
-        Some(line(&self.event_of(kind, &change.object)))
+        line(&self.event_of(kind, &object.value()))
     }
 
     /// Whether the client sees `object` exactly as stored (no Table, no other version or
     /// events.k8s.io view), so that it can be sent without a copy.
-    fn sends_as_stored(&self, object: &Value) -> bool {
+    fn sends_as_stored(&self, object: &Stored) -> bool {
         let resource = &self.request.resource;
         self.table.is_none()
             && resource.builtin != Some(Builtin::EventsV1)
-            && object.get("apiVersion").and_then(Value::as_str) == Some(self.api_version.as_str())
-            && object.get("kind").and_then(Value::as_str) == Some(resource.kind.as_str())
+            && object.api_version() == self.api_version
+            && object.kind() == resource.kind
     }
 
     fn event_of(&self, kind: &str, object: &Value) -> Value {
@@ -211,7 +218,7 @@ pub async fn watch(
         };
         let send = |value: Value| send_line(line(&value));
         for object in initial.iter().filter(|o| filter.selects(o)) {
-            if !send(filter.event_of("ADDED", object)).await {
+            if !send_line(filter.event_line("ADDED", object)).await {
                 return;
             }
         }

@@ -731,9 +731,7 @@ impl Api {
     fn custom_resource_terminating(&self, resource: &Resource) -> bool {
         let key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
         let name = format!("{}.{}", resource.plural, resource.group);
-        self.store
-            .get(&key, &ObjectKey::new("", &name))
-            .is_some_and(|crd| crd.pointer("/metadata/deletionTimestamp").is_some())
+        self.store.get_stored(&key, &ObjectKey::new("", &name)).is_some_and(|crd| crd.deleting())
     }
 
     /// Removes a CRD from the store. Its kind stops being served first, so nobody sees the CRD
@@ -753,11 +751,7 @@ impl Api {
             let storage = ResourceKey::new(group, plural);
             let (_, objects) = self.store.list(&storage, None, None);
             for object in objects {
-                let key = ObjectKey::new(
-                    meta_str(&object, "namespace").unwrap_or_default(),
-                    meta_str(&object, "name").unwrap_or_default(),
-                );
-                match self.store.delete(&storage, &key, Precondition::Exists) {
+                match self.store.delete(&storage, object.key(), Precondition::Exists) {
                     Ok(_) | Err(StoreError::NotFound) => {}
                     Err(error) => {
                         tracing::error!(%error, resource = plural, "failed to remove an instance of a deleted CRD");
@@ -776,9 +770,9 @@ impl Api {
     /// Refuses writes into a namespace that does not exist or is being deleted.
     fn check_namespace_open(&self, namespace: &str) -> Result<(), ApiError> {
         let key = ResourceKey::new("", "namespaces");
-        match self.store.get(&key, &ObjectKey::new("", namespace)) {
+        match self.store.get_stored(&key, &ObjectKey::new("", namespace)) {
             None => Err(ApiError::not_found("", "namespaces", namespace)),
-            Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(
+            Some(ns) if ns.deleting() => Err(ApiError::forbidden(
                 "",
                 "namespaces",
                 namespace,

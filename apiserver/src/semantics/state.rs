@@ -121,12 +121,12 @@ impl Api {
             return Arc::clone(policy);
         }
         let [roles, cluster_roles, role_bindings, cluster_role_bindings] =
-            keys.map(|k| self.store.list(&k, None, None).1);
+            keys.map(|k| self.store.list(&k, None, None).1.iter().map(|o| o.value()).collect::<Vec<_>>());
         let policy = Arc::new(Policy::new(
-            roles.iter().map(AsRef::as_ref),
-            cluster_roles.iter().map(AsRef::as_ref),
-            role_bindings.iter().map(AsRef::as_ref),
-            cluster_role_bindings.iter().map(AsRef::as_ref),
+            roles.iter(),
+            cluster_roles.iter(),
+            role_bindings.iter(),
+            cluster_role_bindings.iter(),
         ));
         *cached = Some((at, Arc::clone(&policy)));
         policy
@@ -143,9 +143,9 @@ impl Api {
         let _one_at_a_time = self.refreshing.lock();
         let (_, crds) =
             self.store.list(&ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions"), None, None);
+        let crds: Vec<Value> = crds.iter().map(|c| c.value()).collect();
         let established: Vec<&Value> = crds
             .iter()
-            .map(|c| c.as_ref())
             .filter(|c| without.is_none() || c.pointer("/metadata/name").and_then(Value::as_str) != without)
             .filter(|c| {
                 c.pointer("/status/conditions")
