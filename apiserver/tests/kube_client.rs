@@ -543,6 +543,30 @@ async fn the_watch_history_is_bounded_in_bytes() {
     server.stop().await;
 }
 
+/// Storage work is bounded (`Limits::max_concurrent_work`): with one place, many writers at
+/// once all get their turn (queued, not refused or deadlocked) and each write lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beyond_the_work_bound_wait_their_turn() {
+    let server = TestServer::start_with(|config| config.limits.max_concurrent_work = 1).await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client.clone(), "default");
+    let writers = (0..32).map(|i| {
+        let maps = maps.clone();
+        async move {
+            let name = format!("q{i:02}");
+            maps.create(&PostParams::default(), &config_map(&name)).await?;
+            let patch = json!({"data": {"written": name}});
+            maps.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+        }
+    });
+    let written = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(writers)).await.unwrap();
+    for (i, result) in written.into_iter().enumerate() {
+        let map = result.unwrap_or_else(|e| panic!("writer {i} failed: {e}"));
+        assert_eq!(map.data.unwrap()["written"], format!("q{i:02}"));
+    }
+    assert_eq!(maps.list(&ListParams::default()).await.unwrap().items.len(), 32);
+    server.stop().await;
+}
+
 /// Watches open at once are bounded (`Limits::max_watches`): one more is answered 429 Too Many
 /// Requests, and once a watch ends its place is free again. Seen with curl: kube's client
 /// retries a 429 by itself, as it should.

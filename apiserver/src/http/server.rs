@@ -25,6 +25,9 @@ pub struct Server {
     /// Watches open at once per user, at most
     /// [`Limits::max_watches_per_user`](crate::semantics::state::Limits) each.
     pub user_watches: Arc<Mutex<HashMap<String, usize>>>,
+    /// Requests doing storage work at once, at most
+    /// [`Limits::max_concurrent_work`](crate::semantics::state::Limits).
+    pub work: Arc<tokio::sync::Semaphore>,
 }
 
 /// One user's place among its open watches, given back when dropped.
@@ -50,7 +53,16 @@ impl Server {
     /// A server over `api`, answering requests that present `token` until `shutdown`.
     pub fn new(api: Arc<Api>, token: &str, shutdown: CancellationToken) -> Self {
         let watches = Arc::new(tokio::sync::Semaphore::new(api.limits.max_watches));
-        Self { api, token: Arc::from(token), shutdown, openapi: Arc::default(), watches, user_watches: Arc::default() }
+        let work = Arc::new(tokio::sync::Semaphore::new(api.limits.max_concurrent_work.max(1)));
+        Self {
+            api,
+            token: Arc::from(token),
+            shutdown,
+            openapi: Arc::default(),
+            watches,
+            user_watches: Arc::default(),
+            work,
+        }
     }
 
     /// A place for one more watch of `user`, unless it has `limit` open already.

@@ -24,6 +24,9 @@ pub struct Limits {
     /// Watches one user (a token's identity) may have open at once; one more is answered 429,
     /// so one client cannot take every place.
     pub max_watches_per_user: usize,
+    /// Requests whose storage work (decoding, admission, the commit) runs at once; more wait
+    /// their turn. The work is CPU and one database: more than a few per core only adds threads.
+    pub max_concurrent_work: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             event_ttl: std::time::Duration::from_secs(3600),
             max_watches: 10_000,
             max_watches_per_user: 1_000,
+            max_concurrent_work: std::thread::available_parallelism().map_or(4, |n| 2 * n.get()).max(4),
         }
     }
 }
