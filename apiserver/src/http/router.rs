@@ -80,7 +80,7 @@ async fn route(
     }
     if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
         let (cache, current) = (Arc::clone(&server.openapi), Arc::clone(&registry));
-        let openapi = blocking(server, move || Ok(cache.get(&current))).await?;
+        let openapi = server.blocking(move || Ok(cache.get(&current))).await?;
         return match path.strip_prefix("/openapi/v3/") {
             None => Ok(json_response(StatusCode::OK, &openapi.index, &[])),
             Some(group_version) => openapi
@@ -131,26 +131,6 @@ fn version() -> Value {
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
     })
-}
-
-/// Runs a request's storage work (decode, admit, commit) on the blocking pool, at most
-/// [`Limits::max_concurrent_work`](crate::semantics::state::Limits) at once: more wait their turn
-/// as tasks, not as threads (hundreds of threads, each with its allocator's caches, on a couple
-/// of cores were most of the server's memory under a fleet of writes, and no faster).
-pub async fn blocking<T: Send + 'static>(
-    server: &Server,
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let permit = Arc::clone(&server.work)
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::internal("the server is shutting down"))?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        work()
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
 fn written(result: Written) -> Response {
@@ -237,26 +217,26 @@ async fn resource_request(
             if resource.builtin.is_some_and(Builtin::is_rbac) {
                 authz::check_escalation(server, user, &target, Some(&object))?;
             }
-            blocking(server, move || api.create(&request, object)).await.map(written)
+            server.blocking(move || api.create(&request, object)).await.map(written)
         }
         ("PUT", true) => {
             let object = decode_body(headers, &body)?;
             if resource.builtin.is_some_and(Builtin::is_rbac) {
                 authz::check_escalation(server, user, &target, Some(&object))?;
             }
-            blocking(server, move || api.update(&request, object)).await.map(written)
+            server.blocking(move || api.update(&request, object)).await.map(written)
         }
         ("PATCH", true) => {
             if resource.builtin.is_some_and(Builtin::is_rbac) {
                 authz::check_escalation(server, user, &target, None)?;
             }
             let patch = decode_patch(headers, query, &body, &request)?;
-            blocking(server, move || api.patch(&request, patch)).await.map(written)
+            server.blocking(move || api.patch(&request, patch)).await.map(written)
         }
         ("DELETE", true) => {
             let options = delete_options(headers, query, &body)?;
             let resource = Arc::clone(&request.resource);
-            match blocking(server, move || api.delete(&request, &options)).await? {
+            match server.blocking(move || api.delete(&request, &options)).await? {
                 Deleted::Pending(object) => Ok(json_response(StatusCode::OK, &object, &[])),
                 Deleted::Gone(object) => {
                     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
@@ -287,7 +267,7 @@ async fn resource_request(
                 };
                 let api = Arc::clone(&api);
                 let options = options.clone();
-                match blocking(server, move || api.delete(&one, &options)).await {
+                match server.blocking(move || api.delete(&one, &options)).await {
                     Ok(Deleted::Gone(o) | Deleted::Pending(o)) => deleted.push(o),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),

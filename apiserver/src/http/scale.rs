@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::http::decode::Query;
-use crate::http::router::blocking;
 use crate::http::server::Server;
 use crate::semantics::errors::{ApiError, Cause};
 use crate::semantics::ops::Patch;
@@ -87,7 +86,7 @@ pub async fn handle(
     if let Some(last) = parts.last() {
         cursor[*last] = json!(replicas);
     }
-    let written = blocking(server, move || api.patch(&main, Patch::Merge(patch))).await?;
+    let written = server.blocking(move || api.patch(&main, Patch::Merge(patch))).await?;
     Ok((StatusCode::OK, [("content-type", "application/json")], scale_of(&written.object, &paths).to_string())
         .into_response())
 }

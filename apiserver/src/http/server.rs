@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::openapi::OpenApiCache;
+use crate::semantics::errors::ApiError;
 use crate::semantics::state::Api;
 
 /// What every handler needs.
@@ -63,6 +64,26 @@ impl Server {
             user_watches: Arc::default(),
             work,
         }
+    }
+
+    /// Runs a request's storage work (decode, admit, commit) on the blocking pool, at most
+    /// [`Limits::max_concurrent_work`](crate::semantics::state::Limits) at once: more wait their
+    /// turn as tasks, not as threads (hundreds of threads, each with its allocator's caches, on a
+    /// couple of cores were most of the server's memory under a fleet of writes, and no faster).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = Arc::clone(&self.work)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("the server is shutting down"))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
     }
 
     /// A place for one more watch of `user`, unless it has `limit` open already.
