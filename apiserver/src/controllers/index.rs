@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::store::{ChangeKind, ObjectKey, ResourceKey, revision_of};
+use crate::store::{ChangeKind, ObjectKey, ResourceKey, Stored, revision_of};
 
 /// Where an object is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +59,59 @@ pub fn owner_uids(object: &Value) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str()).map(str::to_owned).collect())
         .unwrap_or_default()
+}
+
+/// What the index reads of a stored object, parsed from its text without building the rest
+/// (`managedFields`' field sets, spec, status): `{"metadata": {name, namespace, uid,
+/// resourceVersion, ownerReferences: [{uid}], deletionTimestamp, creationTimestamp,
+/// managedFields: [{time}]}}`. Every change of the store goes through it.
+pub fn skeleton(stored: &Stored) -> Value {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Object {
+        metadata: Metadata,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Metadata {
+        name: String,
+        namespace: String,
+        uid: String,
+        resource_version: String,
+        owner_references: Vec<Owner>,
+        deletion_timestamp: Option<String>,
+        creation_timestamp: Option<String>,
+        managed_fields: Vec<Managed>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Owner {
+        uid: String,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Managed {
+        time: Option<String>,
+    }
+    let Ok(Object { metadata: m }) = serde_json::from_str::<Object>(stored.json()) else {
+        // Not the shape Kubernetes metadata has: read it the general way.
+        return stored.metadata();
+    };
+    let mut metadata = serde_json::json!({
+        "name": m.name,
+        "namespace": m.namespace,
+        "uid": m.uid,
+        "resourceVersion": m.resource_version,
+        "ownerReferences": m.owner_references.into_iter().map(|o| serde_json::json!({"uid": o.uid})).collect::<Vec<_>>(),
+        "managedFields": m.managed_fields.into_iter().map(|f| serde_json::json!({"time": f.time})).collect::<Vec<_>>(),
+    });
+    if let Some(deleting) = m.deletion_timestamp {
+        metadata["deletionTimestamp"] = Value::String(deleting);
+    }
+    if let Some(created) = m.creation_timestamp {
+        metadata["creationTimestamp"] = Value::String(created);
+    }
+    serde_json::json!({ "metadata": metadata })
 }
 
 /// When an Event was last written (created, or updated by a writer's managed fields): its
@@ -495,5 +548,29 @@ mod tests {
         // Removing one that came due is fine; the others stay indexed.
         index.apply(4, ChangeKind::Deleted, &events(), &event("old", "2026-01-01T00:00:00Z", None));
         assert_eq!(index.next_event_written(), Some(at("2026-01-03T00:00:00Z")));
+    }
+
+    #[test]
+    fn the_skeleton_holds_what_the_index_reads_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("s.db"), 10).unwrap();
+        let mut full = deleting(object("default", "owned", 0, &["uid-owner"]));
+        full["metadata"]["creationTimestamp"] = json!("2026-12-07T00:00:00Z");
+        full["metadata"]["managedFields"] =
+            json!([{"manager": "m", "time": "2026-12-07T01:00:00Z", "fieldsV1": {"f:status": {}}}, {"manager": "n"}]);
+        full["status"] = json!({"big": "x".repeat(1000)});
+        store.put(&configmaps(), full, crate::store::Precondition::Absent).unwrap();
+        let stored = store.get_stored(&configmaps(), &ObjectKey::new("default", "owned")).unwrap();
+        let skeleton = skeleton(&stored);
+        assert!(skeleton.get("status").is_none() && skeleton.pointer("/metadata/managedFields/0/fieldsV1").is_none());
+        let parsed = stored.value();
+        let mut index = Index::new(events());
+        let (from_skeleton, from_object) = (index.entry_for(&events(), &skeleton), index.entry_for(&events(), &parsed));
+        assert_eq!(from_skeleton, from_object);
+        assert_eq!(from_skeleton.owners, ["uid-owner"]);
+        assert!(from_skeleton.deleting && from_skeleton.written.is_some());
+        assert_eq!(ObjectRef::of(&configmaps(), &skeleton), ObjectRef::of(&configmaps(), &parsed));
+        index.apply(2, ChangeKind::Added, &configmaps(), &skeleton);
+        assert_eq!(index.take_marked(), [place("default", "owned")]);
     }
 }

@@ -75,7 +75,7 @@ pub async fn run(api: Arc<Api>, shutdown: CancellationToken, activity: Arc<Activ
     loop {
         if std::mem::take(&mut rebuild) {
             let (revision, objects) = api.store.snapshot();
-            index.rebuild(revision, objects.into_iter().map(|(resource, o)| (resource, Arc::new(o.metadata()))));
+            index.rebuild(revision, objects.into_iter().map(|(resource, o)| (resource, Arc::new(index::skeleton(&o)))));
             activity.rebuilds.fetch_add(1, Ordering::Relaxed);
         }
         let now = jiff::Timestamp::now();
@@ -109,7 +109,7 @@ pub async fn run(api: Arc<Api>, shutdown: CancellationToken, activity: Arc<Activ
             _ = resync.tick() => rebuild = true,
             () = tokio::time::sleep(next_expiry) => {}
             received = changes.recv() => match received {
-                Ok(change) => index.apply(change.revision, change.kind, &change.resource, &change.object.metadata()),
+                Ok(change) => index.apply(change.revision, change.kind, &change.resource, &index::skeleton(&change.object)),
                 Err(RecvError::Lagged(_)) => rebuild = true,
                 Err(RecvError::Closed) => return,
             },
@@ -118,7 +118,9 @@ pub async fn run(api: Arc<Api>, shutdown: CancellationToken, activity: Arc<Activ
         // produces a burst of them).
         loop {
             match changes.try_recv() {
-                Ok(change) => index.apply(change.revision, change.kind, &change.resource, &change.object.metadata()),
+                Ok(change) => {
+                    index.apply(change.revision, change.kind, &change.resource, &index::skeleton(&change.object))
+                }
                 Err(TryRecvError::Lagged(_)) => rebuild = true,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Closed) => return,

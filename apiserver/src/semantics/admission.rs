@@ -7,7 +7,7 @@ use crate::semantics::errors::{self, ApiError, Cause};
 use crate::semantics::meta;
 use crate::semantics::request::{FieldValidation, Request};
 use crate::semantics::state::Api;
-use crate::store::{ObjectKey, ResourceKey, revision_of};
+use crate::store::{ObjectKey, ResourceKey};
 
 fn pruned_message(paths: &[String]) -> String {
     paths.iter().map(|p| format!("unknown field \"{p}\"")).collect::<Vec<_>>().join(", ")
@@ -256,9 +256,7 @@ impl Api {
     /// The resourceVersion of the CRD serving a resource (0 if none), to key compiled schemas.
     pub fn crd_revision(&self, group: &str, plural: &str) -> u64 {
         let key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
-        self.store
-            .get(&key, &ObjectKey::new("", &format!("{plural}.{group}")))
-            .map(|crd| revision_of(&crd))
-            .unwrap_or(0)
+        // Read beside the stored text: every custom resource write asks, and a CRD is large.
+        self.store.get_stored(&key, &ObjectKey::new("", &format!("{plural}.{group}"))).map_or(0, |crd| crd.revision())
     }
 }
