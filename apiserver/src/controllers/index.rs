@@ -179,7 +179,7 @@ impl Index {
     /// Replaces what the index holds with a snapshot of the store at `revision`, and marks what
     /// a pass must look at whatever happened before: every object being deleted or having
     /// owners (an owner may have gone while nobody watched).
-    pub fn rebuild(&mut self, revision: u64, objects: impl IntoIterator<Item = (ResourceKey, std::sync::Arc<Value>)>) {
+    pub fn rebuild(&mut self, revision: u64, objects: impl IntoIterator<Item = (ResourceKey, Value)>) {
         *self = Self::new(self.events.clone());
         self.revision = revision;
         for (resource, object) in objects {
@@ -372,7 +372,6 @@ impl Index {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use serde_json::json;
 
@@ -405,11 +404,11 @@ mod tests {
     /// dependents, with nothing marked.
     fn crowded() -> Index {
         let mut index = Index::new(events());
-        let mut objects: Vec<(ResourceKey, Arc<Value>)> =
-            (0..10_000).map(|i| (configmaps(), Arc::new(object("crowd", &format!("unrelated-{i}"), i, &[])))).collect();
-        objects.push((configmaps(), Arc::new(object("default", "owner", 1, &[]))));
+        let mut objects: Vec<(ResourceKey, Value)> =
+            (0..10_000).map(|i| (configmaps(), object("crowd", &format!("unrelated-{i}"), i, &[]))).collect();
+        objects.push((configmaps(), object("default", "owner", 1, &[])));
         for name in ["dependent-a", "dependent-b"] {
-            objects.push((configmaps(), Arc::new(object("default", name, 1, &["uid-owner"]))));
+            objects.push((configmaps(), object("default", name, 1, &["uid-owner"])));
         }
         index.rebuild(10_000, objects);
         index.take_marked();
@@ -476,10 +475,10 @@ mod tests {
         index.rebuild(
             3,
             [
-                (namespaces.clone(), Arc::new(deleting(object("", "lab", 1, &[])))),
-                (crds.clone(), Arc::new(deleting(object("", "gizmos.example.com", 2, &[])))),
-                (gizmos.clone(), Arc::new(gizmo.clone())),
-                (configmaps(), Arc::new(object("other", "cm", 3, &[]))),
+                (namespaces.clone(), deleting(object("", "lab", 1, &[]))),
+                (crds.clone(), deleting(object("", "gizmos.example.com", 2, &[]))),
+                (gizmos.clone(), gizmo.clone()),
+                (configmaps(), object("other", "cm", 3, &[])),
             ],
         );
         assert_eq!(index.take_marked().len(), 2, "what was being deleted at start is looked at");
@@ -498,11 +497,11 @@ mod tests {
         index.rebuild(
             7,
             [
-                (configmaps(), Arc::new(object("default", "orphan", 3, &["uid-gone"]))),
-                (configmaps(), Arc::new(object("default", "owned", 4, &["uid-owner"]))),
-                (configmaps(), Arc::new(object("default", "owner", 5, &[]))),
-                (configmaps(), Arc::new(deleting(object("default", "leaving", 6, &[])))),
-                (configmaps(), Arc::new(object("default", "plain", 7, &[]))),
+                (configmaps(), object("default", "orphan", 3, &["uid-gone"])),
+                (configmaps(), object("default", "owned", 4, &["uid-owner"])),
+                (configmaps(), object("default", "owner", 5, &[])),
+                (configmaps(), deleting(object("default", "leaving", 6, &[]))),
+                (configmaps(), object("default", "plain", 7, &[])),
             ],
         );
         let marked = index.take_marked();

@@ -75,7 +75,7 @@ pub async fn run(api: Arc<Api>, shutdown: CancellationToken, activity: Arc<Activ
     loop {
         if std::mem::take(&mut rebuild) {
             let (revision, objects) = api.store.snapshot();
-            index.rebuild(revision, objects.into_iter().map(|(resource, o)| (resource, Arc::new(index::skeleton(&o)))));
+            index.rebuild(revision, objects.into_iter().map(|(resource, o)| (resource, index::skeleton(&o))));
             activity.rebuilds.fetch_add(1, Ordering::Relaxed);
         }
         let now = jiff::Timestamp::now();

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::http::decode::{Query, selectors};
 use crate::semantics::errors::ApiError;
 use crate::semantics::ops;
-use crate::semantics::registry::{Builtin, Resource};
+use crate::semantics::registry::Resource;
 use crate::semantics::request::Request;
 use crate::semantics::state::Api;
 use crate::store::{ObjectKey, Stored};
@@ -62,17 +62,11 @@ impl Page {
         // `{…head…,"items":[…]}`: the head's closing brace becomes the items member.
         text.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
         text.extend_from_slice(b",\"items\":[");
-        let as_stored = resource.builtin != Some(Builtin::EventsV1);
         for (n, item) in self.items.iter().enumerate() {
             if n > 0 {
                 text.push(b',');
             }
-            if as_stored && item.api_version() == api_version && item.kind() == resource.kind {
-                text.extend_from_slice(item.json().as_bytes());
-            } else {
-                let presented = ops::present(resource, &self.version, &item.value());
-                serde_json::to_writer(&mut text, &presented).unwrap_or_default();
-            }
+            ops::write_presented(resource, &self.version, item, &mut text);
         }
         text.extend_from_slice(b"]}");
         text
@@ -114,15 +108,7 @@ pub fn list(api: &Api, request: &Request, query: &Query) -> Result<Page, ApiErro
     };
     let mut page = Vec::new();
     let mut next = None;
-    // Objects are parsed only as far as the selectors need: not at all without them, the
-    // metadata for labels, the client's view for fields.
-    let mut matching = items.into_iter().filter(|o| {
-        if fields.is_empty() {
-            return labels.is_empty() || labels.matches(&o.metadata());
-        }
-        let object = o.value();
-        labels.matches(&object) && fields.matches(&ops::present(resource, &request.version, &object))
-    });
+    let mut matching = items.into_iter().filter(|o| ops::selected(resource, &request.version, &labels, &fields, o));
     for object in matching.by_ref() {
         if page.len() == limit {
             // The page ends before this object; continue after the last one returned.

@@ -16,9 +16,8 @@ use crate::http::response::streaming_body;
 use crate::http::server::Server;
 use crate::http::table::{self, Include};
 use crate::semantics::errors::ApiError;
-use crate::semantics::ops::present;
+use crate::semantics::ops::{present, selected, write_presented};
 use crate::semantics::rbac::User;
-use crate::semantics::registry::Builtin;
 use crate::semantics::request::Request;
 use crate::semantics::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Change, ChangeKind, StoreError, Stored};
@@ -32,23 +31,13 @@ struct Filter {
     fields: FieldSelector,
     /// Send each object as a one-row Table (`kubectl get -w`).
     table: Option<Include>,
-    /// The `apiVersion` the client asked for.
-    api_version: String,
 }
 
 impl Filter {
-    /// Whether the watch selects the object at `key`: parsed only as far as the selectors need
-    /// (nothing without them, the metadata for labels, the whole for fields).
+    /// Whether the watch selects `object`.
     fn selects(&self, object: &Stored) -> bool {
-        if self.request.namespace.as_deref().is_some_and(|ns| object.key().namespace != ns) {
-            return false;
-        }
-        if self.fields.is_empty() {
-            return self.labels.is_empty() || self.labels.matches(&object.metadata());
-        }
-        let object = object.value();
-        self.labels.matches(&object)
-            && self.fields.matches(&present(&self.request.resource, &self.request.version, &object))
+        self.request.namespace.as_deref().is_none_or(|ns| object.key().namespace == ns)
+            && selected(&self.request.resource, &self.request.version, &self.labels, &self.fields, object)
     }
 
     /// The watch event line for `change`, if this watch selects it.
@@ -62,30 +51,20 @@ impl Filter {
         Some(self.event_line(kind, &change.object))
     }
 
-    /// One event line: the stored text itself when the client sees the object as stored (the
-    /// usual case; a change's text is shared by every watcher), else the client's view of it.
+    /// One event line, with the object as the client sees it: a Table row, else the stored text
+    /// itself when that is the client's view (the usual case; a change's text is shared by
+    /// every watcher).
     fn event_line(&self, kind: &str, object: &Stored) -> Bytes {
-        if self.sends_as_stored(object) {
-            let encoded = object.json().as_bytes();
-            let mut text = Vec::with_capacity(encoded.len() + 32);
-            text.extend_from_slice(b"{\"type\":\"");
-            text.extend_from_slice(kind.as_bytes());
-            text.extend_from_slice(b"\",\"object\":");
-            text.extend_from_slice(encoded);
-            text.extend_from_slice(b"}\n");
-            return Bytes::from(text);
+        if self.table.is_some() {
+            return line(&self.event_of(kind, &object.value()));
         }
-        line(&self.event_of(kind, &object.value()))
-    }
-
-    /// Whether the client sees `object` exactly as stored (no Table, no other version or
-    /// events.k8s.io view), so that it can be sent without a copy.
-    fn sends_as_stored(&self, object: &Stored) -> bool {
-        let resource = &self.request.resource;
-        self.table.is_none()
-            && resource.builtin != Some(Builtin::EventsV1)
-            && object.api_version() == self.api_version
-            && object.kind() == resource.kind
+        let mut text = Vec::with_capacity(object.json().len() + 32);
+        text.extend_from_slice(b"{\"type\":\"");
+        text.extend_from_slice(kind.as_bytes());
+        text.extend_from_slice(b"\",\"object\":");
+        write_presented(&self.request.resource, &self.request.version, object, &mut text);
+        text.extend_from_slice(b"}\n");
+        Bytes::from(text)
     }
 
     fn event_of(&self, kind: &str, object: &Value) -> Value {
@@ -178,8 +157,7 @@ pub async fn watch(
         Some(Ok(seconds)) => Duration::from_secs(seconds),
         Some(Err(_)) => return Err(ApiError::bad_request("timeoutSeconds must be an integer")),
     };
-    let api_version = resource.api_version(&request.version);
-    let filter = Arc::new(Filter { request: request.clone(), labels, fields, table, api_version });
+    let filter = Arc::new(Filter { request: request.clone(), labels, fields, table });
     let store = Arc::clone(&server.api.store);
     // Held for the watch's life: at most `max_watches` at once.
     let per_user = server.api.limits.max_watches_per_user;

@@ -10,9 +10,10 @@ use crate::semantics::errors::{ApiError, Cause};
 use crate::semantics::meta::{self, meta_mut, meta_str};
 use crate::semantics::registry::{Builtin, Resource};
 use crate::semantics::request::Request;
+use crate::semantics::selectors::{FieldSelector, LabelSelector};
 use crate::semantics::state::Api;
 use crate::semantics::{admission, builtins, fields, identity};
-use crate::store::{ObjectKey, Precondition, ResourceKey, StoreError, revision_of};
+use crate::store::{ObjectKey, Precondition, ResourceKey, StoreError, Stored, revision_of};
 
 /// How many times a patch or delete is retried when the object changes underneath it.
 const RACED_WRITE_RETRIES: usize = 8;
@@ -131,6 +132,36 @@ pub fn present(resource: &Resource, version: &str, object: &Value) -> Value {
         map.insert("kind".into(), Value::String(resource.kind.clone()));
     }
     object
+}
+
+/// Appends `object` as the client asking for `version` sees it: the stored text itself when
+/// that is the client's view (same apiVersion and kind, not the events.k8s.io view; the usual
+/// case), else the view built by [`present`] and serialised.
+pub fn write_presented(resource: &Resource, version: &str, object: &Stored, out: &mut Vec<u8>) {
+    let as_stored = resource.builtin != Some(Builtin::EventsV1)
+        && object.kind() == resource.kind
+        && object.api_version() == resource.api_version(version);
+    if as_stored {
+        out.extend_from_slice(object.json().as_bytes());
+    } else if let Err(error) = serde_json::to_writer(&mut *out, &present(resource, version, &object.value())) {
+        tracing::error!(%error, "an object did not serialise");
+    }
+}
+
+/// Whether `object` matches the selectors, parsed only as far as they need: not at all without
+/// them, its metadata for labels, the client's view for fields.
+pub fn selected(
+    resource: &Resource,
+    version: &str,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+    object: &Stored,
+) -> bool {
+    if fields.is_empty() {
+        return labels.is_empty() || labels.matches(&object.metadata());
+    }
+    let object = object.value();
+    labels.matches(&object) && fields.matches(&present(resource, version, &object))
 }
 
 /// The stored form of an object the client sent.
