@@ -30,7 +30,8 @@
 //! The operator's log goes to a file whose path is printed: `MACHINIST_BENCH_OPERATOR_LOG` sets
 //! its `RUST_LOG` (e.g. `info,machinist_operator=debug,kube_runtime::watcher=debug`),
 //! `MACHINIST_BENCH_LOGS=DIR` keeps it in DIR. This process logs warnings of the API server and
-//! boot services on stderr (`RUST_LOG` changes that).
+//! boot services on stderr (`RUST_LOG` changes that); `MACHINIST_BENCH_UP_LOG` is the API server's
+//! `RUST_LOG` (`warn,machinist_apiserver::request=debug` logs every request with its time).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)] // a bench binary reports on stdout
 
@@ -160,7 +161,9 @@ impl Cluster {
         let mut api_server = Command::new(machinist_binary())
             .args(["up", "--no-operator", "--listen", "127.0.0.1:0", "--home"])
             .arg(&home)
-            .env("RUST_LOG", "warn")
+            // `MACHINIST_BENCH_UP_LOG`: the API server's RUST_LOG (its request log:
+            // `warn,machinist_apiserver::request=debug`).
+            .env("RUST_LOG", std::env::var("MACHINIST_BENCH_UP_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

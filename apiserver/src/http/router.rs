@@ -43,7 +43,8 @@ pub async fn handle(State(server): State<Server>, request: HttpRequest) -> Respo
         Err(_) => return ApiError::too_large(limit).into_response(),
     };
     let query = query_of(&parts.uri);
-    match route(&server, &user, &parts.method, &path, &parts.headers, &query, body).await {
+    let started = std::time::Instant::now();
+    let response = match route(&server, &user, &parts.method, &path, &parts.headers, &query, body).await {
         Ok(response) => response,
         Err(error) => {
             if error.code >= 500 {
@@ -51,7 +52,19 @@ pub async fn handle(State(server): State<Server>, request: HttpRequest) -> Respo
             }
             error.into_response()
         }
-    }
+    };
+    // The request log (kube-apiserver's httplog): `RUST_LOG=machinist_apiserver::request=debug`.
+    // A watch is logged when its stream starts, not when it ends.
+    tracing::debug!(
+        target: "machinist_apiserver::request",
+        method = %parts.method,
+        %path,
+        query = parts.uri.query().unwrap_or(""),
+        code = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        user = %user.name,
+    );
+    response
 }
 
 async fn route(
