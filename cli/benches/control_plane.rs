@@ -27,7 +27,7 @@ fn machine(i: usize) -> Machine {
         "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine",
         "metadata": {"name": format!("m{i:05}"), "labels": {"rack": format!("r{}", i % 40)}},
         "spec": {"interfaces": [{"mac": format!("52:54:00:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 0xff, i & 0xff)}],
-                 "provider": {"libvirt": {"host": "qemu:///system", "pool": "default", "diskGiB": 20, "memoryMiB": 2048, "vcpus": 2, "network": "default"}}}
+                 "provider": {"libvirt": {"host": "hv1", "pool": "default", "diskGiB": 20, "memoryMiB": 2048, "vcpus": 2, "network": "default"}}}
     }))
     .unwrap()
 }

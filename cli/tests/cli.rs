@@ -89,7 +89,7 @@ spec:
 }
 
 #[test]
-fn crds_print_emits_the_five_kinds() {
+fn crds_print_emits_the_six_kinds() {
     let output = machinist(&["crds"], &repo_root());
     assert!(output.status.success());
     let yaml = String::from_utf8(output.stdout).unwrap();
@@ -102,7 +102,8 @@ fn crds_print_emits_the_five_kinds() {
             "hardwareprofiles.machinist.dev",
             "cmdbs.machinist.dev",
             "roles.machinist.dev",
-            "loadbalancerbackends.machinist.dev"
+            "loadbalancerbackends.machinist.dev",
+            "hypervisors.machinist.dev"
         ]
     );
 }

@@ -17,6 +17,7 @@ pub mod events;
 #[cfg(feature = "manifests")]
 pub mod generated;
 pub mod hardware_profile;
+pub mod hypervisor;
 pub mod layout;
 pub mod load_balancer_backend;
 pub mod machine;
@@ -31,6 +32,7 @@ pub mod validation;
 pub use cmdb::{Cmdb, CmdbSpec, CmdbStatus};
 pub use common::{LocalObjectRef, Quad, RoleRef, SecretRef};
 pub use hardware_profile::{HardwareProfile, HardwareProfileSpec, HardwareProfileStatus};
+pub use hypervisor::{Hypervisor, HypervisorSpec, HypervisorStatus};
 pub use load_balancer_backend::{LoadBalancerBackend, LoadBalancerBackendSpec, LoadBalancerBackendStatus};
 pub use machine::{Machine, MachineSpec, MachineStatus};
 pub use role::{Role, RoleSpec, RoleStatus};
@@ -45,5 +47,12 @@ pub const VERSION: &str = "v1alpha1";
 
 /// The CustomResourceDefinitions of every kind, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![Machine::crd(), HardwareProfile::crd(), Cmdb::crd(), Role::crd(), LoadBalancerBackend::crd()]
+    vec![
+        Machine::crd(),
+        HardwareProfile::crd(),
+        Cmdb::crd(),
+        Role::crd(),
+        LoadBalancerBackend::crd(),
+        Hypervisor::crd(),
+    ]
 }

@@ -12,7 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Conditions, DNS_LABEL_PATTERN, MAC_PATTERN, Quad, RoleRef, SecretRef, VARIABLE_NAME_PATTERN, default_true,
+    Conditions, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, MAC_PATTERN, Quad, RoleRef, SecretRef, VARIABLE_NAME_PATTERN,
+    default_true,
 };
 
 /// Desired state of a machine: how to reach and power it, and what it should become.
@@ -77,10 +78,14 @@ use crate::common::{
     selectable = ".status.phase"
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.interfaces) > 0 || has(self.provider.libvirt)").message("interfaces must list at least one interface (only a libvirt machine may leave them out: the operator then generates its MAC)"))]
 pub struct MachineSpec {
     /// Network interfaces, identified by MAC address; the boot services answer DHCP and iPXE
-    /// script requests from any of them. MAC addresses are unique (case-insensitively).
-    #[schemars(length(min = 1, max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["mac"]))]
+    /// script requests from any of them. MAC addresses are unique (case-insensitively). At
+    /// least one, except for a libvirt machine, whose MAC the operator generates and writes
+    /// here when none is given.
+    #[serde(default)]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["mac"]))]
     #[x_kube(validation = Rule::new("self.all(i, self.filter(j, j.mac.lowerAscii() == i.mac.lowerAscii()).size() == 1)").message("interface MAC addresses must be unique"))]
     #[x_kube(validation = Rule::new("self.filter(i, has(i.boot) && i.boot).size() <= 1").message("at most one interface may have boot: true"))]
     pub interfaces: Vec<MachineInterface>,
@@ -165,15 +170,15 @@ pub struct Provider {
 #[x_kube(validation = Rule::new("has(self.host) != has(self.hostSelector)").message("exactly one of host or hostSelector must be set"))]
 #[x_kube(validation = Rule::new("has(self.network) != has(self.bridge)").message("exactly one of network or bridge must be set"))]
 pub struct LibvirtProvider {
-    /// libvirt connection URI of the hypervisor, e.g. `qemu:///system` or
-    /// `qemu+ssh://root@hv1.example.org/system`.
+    /// Name of the Hypervisor (in the operator's hypervisor namespace, `machinist-system` by
+    /// default) the VM is to run on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 1024))]
-    #[x_kube(validation = Rule::new("self.contains('://')").message("host must be a libvirt URI such as qemu:///system"))]
+    #[schemars(pattern(DNS_SUBDOMAIN_PATTERN), length(min = 1, max = 253))]
     pub host: Option<String>,
-    /// Labels of the hypervisors this machine may be placed on, instead of naming one in `host`.
-    /// Not acted on yet: there is no hypervisor list to choose from.
+    /// Labels of the Hypervisors the VM may be placed on, instead of naming one in `host`: the
+    /// operator picks the reachable one with the most memory left that fits the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
     pub host_selector: Option<BTreeMap<String, String>>,
     /// Storage pool that holds the disk (a `dir`, `logical` or Ceph `rbd` pool, e.g. `libvirt-ssd`).
     #[schemars(length(min = 1, max = 255))]
@@ -203,6 +208,15 @@ pub struct LibvirtProvider {
     /// Firmware the domain boots with.
     #[serde(default)]
     pub firmware: Firmware,
+    /// Seconds a VM is given to power off after an ACPI shutdown request (`online: false`)
+    /// before it is forced off.
+    #[serde(default = "default_shutdown_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub shutdown_timeout_seconds: i32,
+}
+
+fn default_shutdown_timeout() -> i32 {
+    120
 }
 
 /// Disk image format of a libvirt volume.
@@ -746,6 +760,9 @@ pub struct ProviderStatus {
     /// Power state last observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_state: Option<PowerState>,
+    /// Name of the Hypervisor the VM is placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervisor: Option<String>,
     /// libvirt connection URI of the hypervisor hosting the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -755,6 +772,31 @@ pub struct ProviderStatus {
     /// libvirt domain UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain_uuid: Option<String>,
+    /// The VM's disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeStatus>,
+    /// File on the hypervisor where the VM's serial console is logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_log: Option<String>,
+    /// When the operator asked the VM to shut down (ACPI), while it has not yet powered off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_requested_time: Option<Time>,
+}
+
+/// A VM's disk volume.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// Storage pool.
+    pub pool: String,
+    /// Volume name in the pool.
+    pub name: String,
+    /// Path (or rbd image) on the hypervisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Size, in GiB.
+    #[serde(rename = "capacityGiB")]
+    pub capacity_gib: i64,
 }
 
 /// Power state of a machine.
@@ -764,6 +806,10 @@ pub enum PowerState {
     On,
     /// Powered off.
     Off,
+    /// Asked to power off, not off yet.
+    ShuttingDown,
+    /// Suspended (a libvirt domain paused).
+    Paused,
     /// Could not be read.
     Unknown,
 }

@@ -13,7 +13,7 @@ use kube::core::cel::{CompiledSchema, Validator as CelValidator, compile_schema}
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{Cmdb, HardwareProfile, LoadBalancerBackend, Machine, Role};
+use crate::{Cmdb, HardwareProfile, Hypervisor, LoadBalancerBackend, Machine, Role};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,15 +109,16 @@ fn decode_as<T: DeserializeOwned>(value: Value) -> Result<(), FieldError> {
 }
 
 impl Validator {
-    /// Validators for the five machinist kinds.
+    /// Validators for the six machinist kinds.
     pub fn machinist() -> Result<Self, SchemaError> {
         let crds = crate::all_crds();
-        let decoders: [fn(Value) -> Result<(), FieldError>; 5] = [
+        let decoders: [fn(Value) -> Result<(), FieldError>; 6] = [
             decode_as::<Machine>,
             decode_as::<HardwareProfile>,
             decode_as::<Cmdb>,
             decode_as::<Role>,
             decode_as::<LoadBalancerBackend>,
+            decode_as::<Hypervisor>,
         ];
         let kinds =
             crds.iter().zip(decoders).map(|(crd, decode)| KindValidator::new(crd, decode)).collect::<Result<_, _>>()?;

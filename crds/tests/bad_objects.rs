@@ -13,11 +13,20 @@ fn machine() -> Value {
         "metadata": {"name": "api-01", "namespace": "api"},
         "spec": {
             "interfaces": [{"mac": "52:54:00:12:34:56"}],
-            "provider": {"libvirt": {"host": "qemu:///system", "pool": "default", "diskGiB": 20,
+            "provider": {"libvirt": {"host": "hv1", "pool": "default", "diskGiB": 20,
                                      "memoryMiB": 2048, "vcpus": 2, "network": "default"}},
             "bootMenu": {"roles": ["base", "api"], "default": "api"}
         },
         "status": {"phase": "Registered"}
+    })
+}
+
+fn hypervisor() -> Value {
+    json!({
+        "apiVersion": "machinist.dev/v1alpha1",
+        "kind": "Hypervisor",
+        "metadata": {"name": "hv1", "namespace": "machinist-system", "labels": {"site": "gra"}},
+        "spec": {"uri": "qemu+ssh://root@hv1.lan.example.org/system", "memoryOvercommitPercent": 150}
     })
 }
 
@@ -116,9 +125,12 @@ fn case(what: &'static str, object: Value, field: &'static str, message: &'stati
 #[test]
 fn the_valid_bases_are_valid() {
     let validator = Validator::machinist().unwrap();
-    for object in [machine(), profile(), cmdb(), role(), backend()] {
+    for object in [machine(), profile(), cmdb(), role(), backend(), hypervisor()] {
         assert_eq!(errors(&validator, &object), vec![], "{}", object["kind"]);
     }
+    // The operator generates a libvirt machine's MAC.
+    let no_interfaces = with(machine(), "/spec/interfaces", Some(json!([])));
+    assert_eq!(errors(&validator, &no_interfaces), vec![]);
 }
 
 #[test]
@@ -149,10 +161,10 @@ fn bad_objects_are_rejected_naming_the_field() {
         ),
         case("no provider", with(machine(), "/spec/provider", Some(json!({}))), "spec.provider", "exactly one of"),
         case(
-            "no interfaces",
-            with(machine(), "/spec/interfaces", Some(json!([]))),
-            "spec.interfaces",
-            "[] has less than 1 item",
+            "no interfaces, not libvirt",
+            with(with(machine(), "/spec/interfaces", Some(json!([]))), "/spec/provider", Some(json!({"manual": {}}))),
+            "spec",
+            "interfaces must list at least one interface",
         ),
         case(
             "unknown phase",
@@ -307,10 +319,34 @@ fn bad_objects_are_rejected_naming_the_field() {
             "must be \"machinist.dev/v1alpha1\"",
         ),
         case(
+            "libvirt host given as a URI",
+            with(machine(), "/spec/provider/libvirt/host", Some(json!("qemu:///system"))),
+            "spec.provider.libvirt.host",
+            "does not match",
+        ),
+        case(
+            "hypervisor URI of another driver",
+            with(hypervisor(), "/spec/uri", Some(json!("xen:///system"))),
+            "spec.uri",
+            "uri must be a qemu or test libvirt URI",
+        ),
+        case(
+            "memory overcommit below 100%",
+            with(hypervisor(), "/spec/memoryOvercommitPercent", Some(json!(50))),
+            "spec.memoryOvercommitPercent",
+            "minimum",
+        ),
+        case(
+            "relative console log directory",
+            with(hypervisor(), "/spec/consoleLogDir", Some(json!("logs"))),
+            "spec.consoleLogDir",
+            "consoleLogDir must be an absolute path",
+        ),
+        case(
             "unknown kind",
-            with(backend(), "/kind", Some(json!("Hypervisor"))),
+            with(backend(), "/kind", Some(json!("VirtualMachine"))),
             "kind",
-            "unknown kind \"Hypervisor\"",
+            "unknown kind \"VirtualMachine\"",
         ),
     ];
     assert!(cases.len() >= 12);

@@ -20,6 +20,7 @@ fn every_kind_has_names_category_status_and_columns() {
         ("Cmdb", "cmdb", &["Entries", "Free", "Age"][..]),
         ("Role", "role", &["Version", "Method", "Age"][..]),
         ("LoadBalancerBackend", "lbb", &["Frontend", "Port", "Ready", "Total", "Age"][..]),
+        ("Hypervisor", "hv", &["Reachable", "Accelerator", "Memory", "Committed", "VMs", "Age"][..]),
     ];
     let crds = crds_json();
     assert_eq!(crds.len(), expected.len());
@@ -173,12 +174,12 @@ fn drift_is_detected() {
     let text = std::fs::read_to_string(&edited).unwrap().replace("name: Phase", "name: State");
     std::fs::write(&edited, text).unwrap();
     std::fs::remove_file(dir.join("docs/reference/cmdb.md")).unwrap();
-    std::fs::write(dir.join("charts/machinist/crds/hypervisors.yaml"), "kind: CustomResourceDefinition\n").unwrap();
+    std::fs::write(dir.join("charts/machinist/crds/virtualmachines.yaml"), "kind: CustomResourceDefinition\n").unwrap();
     let drifted: Vec<String> =
         generated::drift(&dir).unwrap().into_iter().map(|d| format!("{}: {}", d.path.display(), d.detail)).collect();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(drifted.len(), 3, "{drifted:?}");
-    assert!(drifted[0].starts_with("charts/machinist/crds/hypervisors.yaml: not generated"), "{drifted:?}");
+    assert!(drifted[0].starts_with("charts/machinist/crds/virtualmachines.yaml: not generated"), "{drifted:?}");
     assert!(drifted[1].starts_with("crds/manifests/machines.yaml: differs from line"), "{drifted:?}");
     assert_eq!(drifted[2], "docs/reference/cmdb.md: missing");
 }

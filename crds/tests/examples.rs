@@ -6,7 +6,7 @@
 mod support;
 
 use machinist_crds::validation::Validator;
-use machinist_crds::{Cmdb, HardwareProfile, LoadBalancerBackend, Machine, Role};
+use machinist_crds::{Cmdb, HardwareProfile, Hypervisor, LoadBalancerBackend, Machine, Role};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -43,6 +43,7 @@ fn every_example_validates_and_round_trips() {
             Some("Cmdb") => round_trip::<Cmdb>(object),
             Some("Role") => round_trip::<Role>(object),
             Some("LoadBalancerBackend") => round_trip::<LoadBalancerBackend>(object),
+            Some("Hypervisor") => round_trip::<Hypervisor>(object),
             other => Err(format!("unexpected kind {other:?}")),
         };
         if let Err(error) = result {

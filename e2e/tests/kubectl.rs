@@ -79,9 +79,10 @@ fn machine_yaml(name: &str, namespace: &str, mac: &str) -> String {
     )
 }
 
-const CRD_NAMES: [&str; 5] = [
+const CRD_NAMES: [&str; 6] = [
     "customresourcedefinition.apiextensions.k8s.io/cmdbs.machinist.dev",
     "customresourcedefinition.apiextensions.k8s.io/hardwareprofiles.machinist.dev",
+    "customresourcedefinition.apiextensions.k8s.io/hypervisors.machinist.dev",
     "customresourcedefinition.apiextensions.k8s.io/loadbalancerbackends.machinist.dev",
     "customresourcedefinition.apiextensions.k8s.io/machines.machinist.dev",
     "customresourcedefinition.apiextensions.k8s.io/roles.machinist.dev",
@@ -117,7 +118,7 @@ async fn client_side_apply_is_a_three_way_merge_and_idempotent() {
     let again = cluster.run(&["apply", "-f", &crds]).await;
     assert!(again.status.success(), "{again}");
     assert!(applied(&again.stdout).values().all(|v| v == "unchanged"), "re-applying the CRDs changed them:\n{again}");
-    assert_eq!(applied(&again.stdout).len(), 5, "{again}");
+    assert_eq!(applied(&again.stdout).len(), 6, "{again}");
     assert_eq!(versions(&cluster.json(&["get", "crds"]).await), crd_versions, "re-applying bumped resourceVersions");
 
     // The examples: created, with the file as last-applied configuration.
@@ -169,7 +170,7 @@ async fn client_side_apply_is_a_three_way_merge_and_idempotent() {
         verbs.iter().filter(|(k, _)| k.as_str() != "machine.machinist.dev/web-1").all(|(_, v)| v == "unchanged"),
         "{run}"
     );
-    assert_eq!(verbs.len(), 7, "{run}");
+    assert_eq!(verbs.len(), 8, "{run}");
     let after_list = cluster.json(&["get", "machinist", "-n", "web"]).await;
     let (before_objects, after_objects) = (by_name(&before_list), by_name(&after_list));
     let web1_before = &before_objects["web-1"];
@@ -243,7 +244,7 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
     assert!(again.status.success(), "{again}");
     assert_eq!(versions(&cluster.json(&["get", "crds"]).await), crd_versions, "re-applying the CRDs wrote them");
 
-    for namespace in ["api", "edeploy", "web"] {
+    for namespace in ["api", "edeploy", "web", "machinist-system"] {
         cluster.ok(&["create", "namespace", namespace]).await;
     }
     let run = cluster.run(&example_args(&["apply", "--server-side"])).await;
@@ -525,7 +526,7 @@ async fn get_prints_printer_columns_and_every_output_format() {
     let out = cluster.ok(&["get", "crds"]).await;
     let (header, rows) = table(&out);
     assert_eq!(header, ["NAME", "CREATED AT"], "{out}");
-    assert_eq!(rows.len(), 5, "{out}");
+    assert_eq!(rows.len(), 6, "{out}");
     cluster.stop().await;
 }
 
@@ -719,7 +720,7 @@ async fn explain_shows_the_crd_schemas() {
         "KIND: Machine",
         "FIELD: spec <Object>",
         "Desired state of a machine: how to reach and power it, and what it should become.",
-        "interfaces <[]Object> -required-",
+        "interfaces <[]Object>",
         "provider <Object> -required-",
         "online <boolean>",
         "Whether the machine should be powered on (false: off, without deprovisioning it). Not acted on yet: no provider powers machines.",
@@ -1113,6 +1114,7 @@ async fn create_namespace_and_secret_and_discovery() {
         ["loadbalancerbackends", "lbb", "machinist.dev/v1alpha1", "true", "LoadBalancerBackend"],
         ["cmdbs", "cmdb", "machinist.dev/v1alpha1", "true", "Cmdb"],
         ["roles", "role", "machinist.dev/v1alpha1", "true", "Role"],
+        ["hypervisors", "hv", "machinist.dev/v1alpha1", "true", "Hypervisor"],
         ["namespaces", "ns", "v1", "false", "Namespace"],
         ["customresourcedefinitions", "crd,crds", "apiextensions.k8s.io/v1", "false", "CustomResourceDefinition"],
     ] {
@@ -1124,6 +1126,7 @@ async fn create_namespace_and_secret_and_discovery() {
         set(&[
             "cmdbs.machinist.dev",
             "hardwareprofiles.machinist.dev",
+            "hypervisors.machinist.dev",
             "loadbalancerbackends.machinist.dev",
             "machines.machinist.dev",
             "roles.machinist.dev",
@@ -1131,7 +1134,7 @@ async fn create_namespace_and_secret_and_discovery() {
         "{out}"
     );
     let out = cluster.ok(&["api-resources", "--categories=machinist", "-o", "name"]).await;
-    assert_eq!(names(&out).len(), 5, "{out}");
+    assert_eq!(names(&out).len(), 6, "{out}");
     let out = cluster.ok(&["api-resources", "--namespaced=false", "-o", "name"]).await;
     assert!(names(&out).contains("namespaces") && !names(&out).contains("machines.machinist.dev"), "{out}");
     let out = cluster.ok(&["api-resources", "--api-group=machinist.dev", "-o", "wide"]).await;

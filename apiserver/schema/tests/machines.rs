@@ -42,7 +42,7 @@ fn a_valid_machine_is_admitted_with_defaults() {
 fn libvirt_defaults_and_rules() {
     let schema = machine_schema();
     let mut spec = manual();
-    spec["provider"] = json!({"libvirt": {"host": "qemu:///system", "network": "default", "pool": "ssd", "vcpus": 2, "memoryMiB": 2048, "diskGiB": 20}});
+    spec["provider"] = json!({"libvirt": {"host": "hv1", "network": "default", "pool": "ssd", "vcpus": 2, "memoryMiB": 2048, "diskGiB": 20}});
     let mut object = machine(spec.clone());
     let admission = schema.admit(&mut object, None);
     assert_eq!(messages(&admission), Vec::<String>::new());
@@ -50,14 +50,14 @@ fn libvirt_defaults_and_rules() {
     assert_eq!(object["spec"]["provider"]["libvirt"]["diskFormat"], "qcow2");
 
     spec["provider"]["libvirt"]["bridge"] = json!("br0");
-    spec["provider"]["libvirt"]["host"] = json!("localhost");
+    spec["provider"]["libvirt"]["host"] = json!("qemu:///system");
     let mut object = machine(spec);
     assert_eq!(
         messages(&schema.admit(&mut object, None)),
-        // A node's rules run before those of its fields.
+        // Schema errors come before CEL's.
         [
+            r#"spec.provider.libvirt.host: Invalid value: "qemu:///system": spec.provider.libvirt.host in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"#,
             r#"spec.provider.libvirt: Invalid value: "object": exactly one of network or bridge must be set"#,
-            r#"spec.provider.libvirt.host: Invalid value: "string": host must be a libvirt URI such as qemu:///system"#,
         ]
     );
 }

@@ -231,7 +231,7 @@ impl Cluster {
     /// Creates the namespaces the examples use and applies `examples/` (the machinist kinds and
     /// the core ones; `examples/gitops` holds Argo CD and Flux kinds this server does not serve).
     pub async fn load_examples(&self) -> Run {
-        for namespace in ["api", "edeploy", "web"] {
+        for namespace in ["api", "edeploy", "web", "machinist-system"] {
             let out = self.ok(&["create", "namespace", namespace]).await;
             assert_eq!(out.trim(), format!("namespace/{namespace} created"));
         }
@@ -255,8 +255,10 @@ static EXAMPLE_DIRS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new
 });
 
 /// Every object of the examples, as `kubectl apply` names them (`machine.machinist.dev/api-01`).
-pub const EXAMPLE_OBJECTS: [&str; 26] = [
+pub const EXAMPLE_OBJECTS: [&str; 29] = [
     "cmdb.machinist.dev/api-lan",
+    "hypervisor.machinist.dev/hv1",
+    "hypervisor.machinist.dev/hv2",
     "hardwareprofile.machinist.dev/api-vm",
     "loadbalancerbackend.machinist.dev/api",
     "machine.machinist.dev/api-01",
@@ -278,6 +280,7 @@ pub const EXAMPLE_OBJECTS: [&str; 26] = [
     "role.machinist.dev/web",
     "cmdb.machinist.dev/web",
     "hardwareprofile.machinist.dev/web-vm",
+    "hypervisor.machinist.dev/web-hv",
     "loadbalancerbackend.machinist.dev/web",
     "machine.machinist.dev/web-1",
     "machine.machinist.dev/web-2",
