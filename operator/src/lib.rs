@@ -15,6 +15,7 @@
 //! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
 //! - [`jitter`]: the random spread of retry delays (reconcile backoff, leader election).
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`vm`]: libvirt VMs, pure: names, domain and volume XML, placement on Hypervisors, power.
 //!
 //! [`start`] ties them together. The LoadBalancerBackend controller and the providers (libvirt,
 //! BMC) arrive with their issues.
@@ -30,6 +31,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
 pub mod roles;
+pub mod vm;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
