@@ -16,6 +16,7 @@
 //! - [`jitter`]: the random spread of retry delays (reconcile backoff, leader election).
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`vm`]: libvirt VMs, pure: names, domain and volume XML, placement on Hypervisors, power.
+//! - [`libvirt`]: the libvirt calls (the `virt` crate), blocking.
 //!
 //! [`start`] ties them together. The LoadBalancerBackend controller and the providers (libvirt,
 //! BMC) arrive with their issues.
@@ -28,6 +29,7 @@ pub mod install;
 pub mod jitter;
 pub mod leader;
 pub mod ledger;
+pub mod libvirt;
 pub mod lifecycle;
 pub mod metrics;
 pub mod roles;

@@ -276,20 +276,30 @@ pub struct Ownership {
     pub spec_hash: String,
 }
 
-/// Reads the ownership element (as `virDomainGetMetadata` returns it, or within a whole domain
-/// definition). `None`: not ours, or not readable.
+/// Reads the ownership element of a whole domain definition (`virsh dumpxml`). `None`: not
+/// ours, or not readable.
 pub fn parse_ownership(xml: &str) -> Option<Ownership> {
+    read_ownership(xml, false)
+}
+
+/// Reads the ownership element as `virDomainGetMetadata` returns it for our namespace: libvirt
+/// has already picked it by namespace, and gives it back without one.
+pub fn parse_metadata_element(xml: &str) -> Option<Ownership> {
+    read_ownership(xml, true)
+}
+
+fn read_ownership(xml: &str, unqualified: bool) -> Option<Ownership> {
     let document = roxmltree::Document::parse(xml).ok()?;
-    let machine = document
-        .descendants()
-        .find(|n| n.tag_name().name() == "machine" && n.tag_name().namespace() == Some(METADATA_NAMESPACE))?;
-    let child = |name: &str| {
-        machine
-            .children()
-            .find(|n| n.tag_name().name() == name && n.tag_name().namespace() == Some(METADATA_NAMESPACE))
-            .and_then(|n| n.text())
-            .map(|t| t.trim().to_owned())
+    let ours = |node: &roxmltree::Node<'_, '_>, name: &str| {
+        node.tag_name().name() == name
+            && match node.tag_name().namespace() {
+                Some(namespace) => namespace == METADATA_NAMESPACE,
+                None => unqualified,
+            }
     };
+    let machine = document.descendants().find(|n| ours(n, "machine"))?;
+    let child =
+        |name: &str| machine.children().find(|n| ours(n, name)).and_then(|n| n.text()).map(|t| t.trim().to_owned());
     Some(Ownership {
         namespace: child("namespace")?,
         name: child("name")?,
@@ -442,14 +452,21 @@ mod tests {
         let mut bigger = spec.clone();
         bigger.memory_mib = 4096;
         assert_ne!(bigger.hash(), spec.hash());
-        // As libvirt's metadata call returns it: the element alone, prefix chosen by libvirt.
-        let alone = format!(
+        // Any prefix of our namespace.
+        let prefixed = format!(
             r#"<m:machine xmlns:m="{METADATA_NAMESPACE}"><m:namespace>api</m:namespace><m:name>api-01</m:name><m:uid>u1</m:uid></m:machine>"#
         );
-        assert_eq!(parse_ownership(&alone).map(|o| o.uid), Some("u1".into()));
-        // Another namespace, or none, is not ours.
-        assert_eq!(parse_ownership("<machine><uid>u1</uid></machine>"), None);
+        assert_eq!(parse_ownership(&prefixed).map(|o| o.uid), Some("u1".into()));
+        // In a whole definition, another namespace or none is not ours.
+        let bare = "<machine><namespace>api</namespace><name>api-01</name><uid>u1</uid></machine>";
+        assert_eq!(parse_ownership(bare), None);
+        let other = bare.replace("<machine>", r#"<machine xmlns="https://example.org/x">"#);
+        assert_eq!(parse_ownership(&other), None);
         assert_eq!(parse_ownership("not xml"), None);
+        // As libvirt's metadata call returns it (already chosen by namespace, given without one).
+        assert_eq!(parse_metadata_element(bare).map(|o| o.uid), Some("u1".into()));
+        assert_eq!(parse_metadata_element(&other), None);
+        assert_eq!(parse_metadata_element("<machine><uid>u1</uid></machine>"), None, "incomplete");
     }
 
     #[test]
