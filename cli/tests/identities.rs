@@ -137,6 +137,12 @@ fn the_components_run_with_least_privilege_and_the_admin_token_stays_with_the_pe
     let (ok, list) = run(&operator, &["auth", "can-i", "--list", "-n", "machinist-system"]);
     assert!(ok, "{list}");
     assert!(list.lines().any(|l| l.starts_with("leases.coordination.k8s.io ")), "{list}");
+    // Hypervisors: read where they live, their status written; nowhere else, never created.
+    assert!(can(&operator, &["watch", "hypervisors", "-n", "machinist-system"]));
+    assert!(can(&operator, &["update", "hypervisors", "--subresource=status", "-n", "machinist-system"]));
+    assert!(!can(&operator, &["create", "hypervisors", "-n", "machinist-system"]));
+    assert!(!can(&operator, &["get", "hypervisors", "-n", "default"]));
+    assert!(!can(&boot, &["get", "hypervisors", "-n", "machinist-system"]));
     assert!(!list.lines().any(|l| l.starts_with("secrets ")), "{list}");
 
     // And the identities are who they say.

@@ -5,7 +5,8 @@
 //!
 //! - the **operator** reconciles Machines, HardwareProfiles, Cmdbs and Roles in every
 //!   namespace (finalizers by patch, status by server-side apply and replace), publishes
-//!   Events and holds its leader-election Lease. It reads no Secret at all.
+//!   Events and holds its leader-election Lease; in the system namespace it also reads
+//!   Hypervisors and writes their status. It reads no Secret at all.
 //! - the **boot services** face the boot network, so they get least of all: in the Machine
 //!   namespace they serve, they read Machines, Cmdbs and Roles, create Machines
 //!   (auto-registration) and write only Machine *status* (reports, boot timeline, install
@@ -27,6 +28,8 @@ pub const BOOT: &str = "machinist-boot";
 pub const BOOT_TOKENS: &str = "machinist-boot-tokens";
 /// The operator's Role on its leader-election Lease.
 pub const OPERATOR_LEADER: &str = "machinist-operator-leader";
+/// The operator's Role on Hypervisors, in the system namespace where they live.
+pub const OPERATOR_HYPERVISORS: &str = "machinist-operator-hypervisors";
 
 const GROUP: &str = "machinist.dev";
 const RBAC: &str = "rbac.authorization.k8s.io";
@@ -81,6 +84,15 @@ pub fn operator_leader_rules() -> Vec<PolicyRule> {
     vec![rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"])]
 }
 
+/// The operator's rules on Hypervisors, in the namespace where they live: it probes them and
+/// writes their status (capacity, placements) through its ledger.
+pub fn operator_hypervisor_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(&[GROUP], &["hypervisors"], &["get", "list", "watch"]),
+        rule(&[GROUP], &["hypervisors/status"], &["get", "patch", "update"]),
+    ]
+}
+
 /// The boot services' rules in the Machine namespace they serve.
 pub fn boot_rules() -> Vec<PolicyRule> {
     vec![
@@ -103,8 +115,8 @@ pub fn boot_token_rules() -> Vec<PolicyRule> {
 }
 
 /// Everything a deployment needs, as objects to apply: the namespaces named, the two ServiceAccounts (in
-/// `system_namespace`), the operator's ClusterRole bound cluster-wide and its Lease Role in
-/// `system_namespace`, and the boot services' ClusterRole bound in `machine_namespace` plus
+/// `system_namespace`), the operator's ClusterRole bound cluster-wide and its Lease and
+/// Hypervisor Roles in `system_namespace`, and the boot services' ClusterRole bound in `machine_namespace` plus
 /// their token Role in `token_namespace`.
 pub fn objects(system_namespace: &str, machine_namespace: &str, token_namespace: &str) -> Vec<serde_json::Value> {
     let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.unwrap_or_default();
@@ -181,6 +193,8 @@ pub fn objects(system_namespace: &str, machine_namespace: &str, token_namespace:
         ),
         role(OPERATOR_LEADER, system_namespace, operator_leader_rules()),
         binding(OPERATOR_LEADER, system_namespace, "Role", OPERATOR),
+        role(OPERATOR_HYPERVISORS, system_namespace, operator_hypervisor_rules()),
+        binding(OPERATOR_HYPERVISORS, system_namespace, "Role", OPERATOR),
         cluster_role(BOOT, boot_rules()),
         binding(BOOT, machine_namespace, "ClusterRole", BOOT),
         role(BOOT_TOKENS, token_namespace, boot_token_rules()),

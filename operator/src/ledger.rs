@@ -1,4 +1,4 @@
-//! The one writer of HardwareProfile and Cmdb statuses: requests (take a slot, reserve an
+//! The one writer of HardwareProfile, Cmdb and Hypervisor statuses: requests (take a slot, reserve an
 //! entry, give them back, refresh the conditions) are queued per object and applied in
 //! batches to the freshest copy of it, then written with its `resourceVersion` as a
 //! precondition. A refused write (409: someone wrote in between, e.g. another replica) is
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
-use machinist_crds::{Cmdb, CmdbStatus, HardwareProfile, HardwareProfileStatus};
+use machinist_crds::{Cmdb, CmdbStatus, HardwareProfile, HardwareProfileStatus, Hypervisor};
 use machinist_matching::{Entry, GenerateError, expand_cmdb};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::binding::{self, EntryOutcome, EntryRequest, SlotOutcome, SlotRequest};
 use crate::metrics::Metrics;
+use crate::vm::host_ledger::{self, HostOutcome, HostRequest};
 
 /// The field manager of the statuses the ledger writes.
 pub const FIELD_MANAGER: &str = "machinist-operator-ledger";
@@ -381,6 +382,33 @@ impl Book for CmdbBook {
                 CmdbRequest::Refresh => CmdbOutcome::Refreshed(Box::new(status.clone())),
             })
             .collect();
+        if object.status.as_ref() == Some(&status) {
+            return (None, outcomes);
+        }
+        let mut changed = object.clone();
+        changed.status = Some(status);
+        (Some(changed), outcomes)
+    }
+}
+
+/// Hypervisor statuses: what the last probe saw and the placements ([`host_ledger`]).
+#[derive(Debug, Default)]
+pub struct HypervisorBook;
+
+impl Book for HypervisorBook {
+    type Object = Hypervisor;
+    type Request = HostRequest;
+    type Outcome = HostOutcome;
+    const KIND: &'static str = "Hypervisor";
+
+    fn apply(
+        &self,
+        object: &Hypervisor,
+        requests: &[HostRequest],
+        now: &Time,
+    ) -> (Option<Hypervisor>, Vec<HostOutcome>) {
+        let prior = object.status.clone().unwrap_or_default();
+        let (status, outcomes) = host_ledger::apply(&object.spec, object.meta().generation, &prior, requests, now);
         if object.status.as_ref() == Some(&status) {
             return (None, outcomes);
         }

@@ -44,12 +44,12 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
-use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
+use machinist_crds::{Cmdb, HardwareProfile, Hypervisor, Machine, Role};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::controllers::{Caches, Context, machine, pools, role};
+use crate::controllers::{Caches, Context, hypervisor, machine, pools, role};
 use crate::leader::{Elector, LeaderConfig};
 use crate::metrics::{Metrics, State};
 
@@ -58,6 +58,8 @@ use crate::metrics::{Metrics, State};
 pub struct Config {
     /// Namespace to reconcile; `None`: every namespace.
     pub namespace: Option<String>,
+    /// Namespace of the Hypervisors (and, later, their credentials).
+    pub hypervisor_namespace: String,
     /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Leader election; `None`: this is the only replica.
@@ -77,6 +79,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             namespace: None,
+            hypervisor_namespace: machinist_crds::access::SYSTEM_NAMESPACE.to_owned(),
             metrics_listen: None,
             leader: None,
             concurrency: 128,
@@ -118,6 +121,7 @@ pub struct Started {
 /// Binds the metrics port, then runs the operator in a task until `shutdown` (or until it
 /// loses the lease).
 pub async fn start(client: Client, config: Config, shutdown: CancellationToken) -> Result<Started, OperatorError> {
+    libvirt::init();
     let metrics = Arc::new(Metrics::new());
     let machines: MachineCache = Arc::new(Mutex::new(None));
     let mut bound = None;
@@ -255,12 +259,24 @@ async fn run_controllers(
     let profile_controller = Controller::new(api::<HardwareProfile>(&client, namespace), wc.clone());
     let cmdb_controller = Controller::new(api::<Cmdb>(&client, namespace), wc.clone());
     let role_controller = Controller::new(api::<Role>(&client, namespace), wc.clone());
+    // Hypervisors are probed on a timer: their status changes (each probe's time) must not
+    // trigger another probe, so only spec changes do.
+    let (hypervisor_reader, hypervisor_writer) = reflector::store();
+    let hypervisor_stream =
+        watcher(Api::<Hypervisor>::namespaced(client.clone(), &config.hypervisor_namespace), wc.clone())
+            .default_backoff()
+            .reflect(hypervisor_writer)
+            .applied_objects()
+            .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let hypervisor_controller = Controller::for_stream(hypervisor_stream, hypervisor_reader.clone())
+        .graceful_shutdown_on(stop.clone().cancelled_owned());
     let (wake, woken) = mpsc::unbounded_channel();
     let caches = Caches {
         machines: machine_reader.clone(),
         profiles: profile_controller.store(),
         cmdbs: cmdb_controller.store(),
         roles: role_controller.store(),
+        hypervisors: hypervisor_reader,
         wake,
     };
     let ready_profiles = caches.profiles.clone();
@@ -299,6 +315,13 @@ async fn run_controllers(
                 "cmdb"
             ),
             drive(role_controller, |o, c| Box::pin(role::reconcile(o, c)), role::on_error, ctx.clone(), "role"),
+            drive(
+                hypervisor_controller,
+                |o, c| Box::pin(hypervisor::reconcile(o, c)),
+                hypervisor::on_error,
+                ctx.clone(),
+                "hypervisor"
+            ),
         );
     };
     // Machines are bound against the profiles and Cmdbs, and installed from the Roles: not

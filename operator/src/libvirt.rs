@@ -6,6 +6,7 @@
 //! that is not, and nothing here changes it.
 
 use machinist_crds::hypervisor::{ForeignDomains, PoolStatus};
+
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::error::ErrorNumber;
@@ -14,6 +15,7 @@ use virt::storage_vol::StorageVol;
 use virt::sys;
 
 use crate::vm::domain_xml::{METADATA_NAMESPACE, Ownership, VolumeSpec, parse_metadata_element, render_volume};
+use crate::vm::host_ledger::Probe;
 use crate::vm::power::Observed;
 
 /// A libvirt call that failed.
@@ -59,21 +61,12 @@ impl LibvirtError {
     }
 }
 
-/// What a probe of a host found.
+/// What a probe of a host found: what the Hypervisor's status shows, and the domains that are
+/// the operator's.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Probe {
-    /// libvirt's version, `9.0.0`.
-    pub libvirt_version: String,
-    /// Memory, in MiB.
-    pub memory_mib: i64,
-    /// Logical CPUs.
-    pub cpus: i64,
-    /// Whether x86_64 guests can run under KVM.
-    pub kvm: bool,
-    /// Storage pools.
-    pub pools: Vec<PoolStatus>,
-    /// Running domains without the operator's metadata.
-    pub foreign: ForeignDomains,
+pub struct Probed {
+    /// Capacity, pools, accelerator, foreign domains.
+    pub probe: Probe,
     /// Domains with the operator's metadata: who they belong to.
     pub ours: Vec<Ownership>,
 }
@@ -110,9 +103,112 @@ impl std::fmt::Debug for Host {
     }
 }
 
+/// Calls at once on one host: a host that hangs holds at most this many of Tokio's blocking
+/// threads.
+const CALLS_PER_HOST: usize = 4;
+
+/// One connection per libvirt URI, opened on first use and again after it broke; calls run on
+/// Tokio's blocking pool within a timeout.
+#[derive(Default)]
+pub struct Hosts {
+    connections: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
+}
+
+#[derive(Clone)]
+struct Connection {
+    host: Option<std::sync::Arc<Host>>,
+    calls: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for Hosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosts").finish_non_exhaustive()
+    }
+}
+
+impl Hosts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Connection>> {
+        self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `call` with the connection to `uri` (opened if needed), on the blocking pool; fails
+    /// after `timeout`. A call that finds the host unreachable closes the connection, so the
+    /// next one opens a new one.
+    pub async fn call<T, F>(&self, uri: &str, timeout: std::time::Duration, call: F) -> Result<T, LibvirtError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Host) -> Result<T, LibvirtError> + Send + 'static,
+    {
+        let connection = self
+            .lock()
+            .entry(uri.to_owned())
+            .or_insert_with(|| Connection {
+                host: None,
+                calls: std::sync::Arc::new(tokio::sync::Semaphore::new(CALLS_PER_HOST)),
+            })
+            .clone();
+        let timed_out =
+            || LibvirtError::Connect { uri: uri.to_owned(), message: format!("no answer within {timeout:?}") };
+        let permit = tokio::time::timeout(timeout, connection.calls.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|_| timed_out())?;
+        let target = uri.to_owned();
+        let existing = connection.host.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let host = match existing {
+                Some(host) => host,
+                None => std::sync::Arc::new(Host::connect(&target)?),
+            };
+            let outcome = call(&host);
+            Ok::<_, LibvirtError>((host, outcome))
+        });
+        let result = match tokio::time::timeout(timeout, work).await {
+            Err(_) => Err(timed_out()),
+            Ok(Err(join)) => Err(LibvirtError::Connect { uri: uri.to_owned(), message: join.to_string() }),
+            Ok(Ok(Err(error))) => Err(error),
+            Ok(Ok(Ok((host, outcome)))) => {
+                if let Some(entry) = self.lock().get_mut(uri) {
+                    entry.host = Some(host);
+                }
+                outcome
+            }
+        };
+        if result.as_ref().is_err_and(LibvirtError::is_unreachable) {
+            let stale = self.lock().get_mut(uri).and_then(|entry| entry.host.take());
+            // Closing a connection may block: not on a runtime thread.
+            if let Some(stale) = stale {
+                tokio::task::spawn_blocking(move || drop(stale));
+            }
+        }
+        result
+    }
+}
+
 /// Sends libvirt's errors to the callers only, not to stderr. Call once before connecting.
 pub fn quiet_errors() {
     virt::error::clear_error_callback();
+}
+
+/// Prepares libvirt for long-lived connections, once per process: errors go to the callers
+/// only, and libvirt's event loop runs on a thread of its own, which remote connections need
+/// for their keepalive (without it libvirt may close them "unexpectedly").
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        quiet_errors();
+        if let Err(error) = virt::event::event_register_default_impl() {
+            tracing::warn!(error = %error.message(), "libvirt's event loop is not available: remote connections may drop");
+            return;
+        }
+        let spawned = std::thread::Builder::new().name("libvirt-events".into()).spawn(|| {
+            while virt::event::event_run_default_impl().is_ok() {}
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start libvirt's event loop");
+        }
+    });
 }
 
 impl Host {
@@ -134,7 +230,7 @@ impl Host {
     }
 
     /// Capacity, pools, accelerator and the domains already there.
-    pub fn probe(&self) -> Result<Probe, LibvirtError> {
+    pub fn probe(&self) -> Result<Probed, LibvirtError> {
         let fail = |action: &str| {
             let action = action.to_owned();
             move |e: virt::error::Error| LibvirtError::call(action.clone(), &e)
@@ -162,15 +258,15 @@ impl Host {
                 }
             }
         }
-        Ok(Probe {
+        let probe = Probe {
             libvirt_version: format!("{}.{}.{}", version / 1_000_000, version / 1000 % 1000, version % 1000),
             memory_mib: i64::try_from(node.memory / 1024).unwrap_or(i64::MAX),
             cpus: i64::from(node.cpus),
             kvm: offers_kvm(&capabilities),
             pools,
             foreign,
-            ours,
-        })
+        };
+        Ok(Probed { probe, ours })
     }
 
     fn lookup(&self, name: &str) -> Result<Option<Domain>, LibvirtError> {

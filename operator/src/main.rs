@@ -47,6 +47,9 @@ struct Args {
     /// Machines reconciled at once.
     #[arg(long, default_value_t = 128)]
     concurrency: u16,
+    /// Namespace of the Hypervisors.
+    #[arg(long, default_value = machinist_crds::access::SYSTEM_NAMESPACE)]
+    hypervisor_namespace: String,
     /// A URL prefix install images may come from (repeat for several); none: any http(s) URL.
     #[arg(long = "image-source", value_name = "URL")]
     image_sources: Vec<String>,
@@ -95,6 +98,7 @@ async fn run(args: Args) -> Result<()> {
     });
     let config = machinist_operator::Config {
         namespace: args.namespace,
+        hypervisor_namespace: args.hypervisor_namespace,
         metrics_listen: Some(args.metrics_listen),
         leader,
         concurrency: args.concurrency.max(1),

@@ -37,7 +37,8 @@ fn spec(namespace: &str, name: &str, uid: &str) -> DomainSpec {
 #[test]
 fn a_probe_reports_capacity_pools_and_foreign_domains() {
     let host = host();
-    let probe = host.probe().unwrap();
+    let probed = host.probe().unwrap();
+    let probe = &probed.probe;
     assert_eq!((probe.memory_mib, probe.cpus), (16384, 8));
     assert!(!probe.kvm, "the test driver offers no KVM");
     assert!(probe.libvirt_version.split('.').count() == 3, "{}", probe.libvirt_version);
@@ -46,15 +47,15 @@ fn a_probe_reports_capacity_pools_and_foreign_domains() {
         [PoolStatus { name: "ssd".into(), type_: "dir".into(), active: true, capacity_gib: 100, available_gib: 100 }]
     );
     assert_eq!(probe.foreign, ForeignDomains { domains: 1, memory_mib: 2048, vcpus: 2 });
-    assert!(probe.ours.is_empty());
+    assert!(probed.ours.is_empty());
 
     // A defined domain of ours is ours, not foreign, running or not.
     let spec = spec("api", "api-01", "4b3c9d52-1111-4222-8333-444455556666");
     host.define(&spec.name, &render_domain(&spec)).unwrap();
     host.start(&spec.name).unwrap();
-    let probe = host.probe().unwrap();
-    assert_eq!(probe.foreign, ForeignDomains { domains: 1, memory_mib: 2048, vcpus: 2 });
-    assert_eq!(probe.ours.iter().map(|o| o.uid.as_str()).collect::<Vec<_>>(), [spec.owner.uid.as_str()]);
+    let probed = host.probe().unwrap();
+    assert_eq!(probed.probe.foreign, ForeignDomains { domains: 1, memory_mib: 2048, vcpus: 2 });
+    assert_eq!(probed.ours.iter().map(|o| o.uid.as_str()).collect::<Vec<_>>(), [spec.owner.uid.as_str()]);
 }
 
 #[test]

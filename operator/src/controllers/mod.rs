@@ -1,5 +1,6 @@
-//! The controllers and what they share: the API client, caches of the five kinds (kube-rs
-//! reflectors), the ledgers that write profile and Cmdb statuses, metrics, events and backoff.
+//! The controllers and what they share: the API client, caches of the kinds (kube-rs
+//! reflectors), the ledgers that write profile, Cmdb and Hypervisor statuses, the libvirt
+//! connections, metrics, events and backoff.
 //!
 //! Each reconcile follows the same pipeline: read what the object refers to from the caches →
 //! decide with the pure modules ([`crate::lifecycle`], [`crate::binding`], [`crate::roles`],
@@ -11,6 +12,7 @@
 //! reason, see [`FailureEvents`]), and retried with [`Backoff`] — or, for a deletion that waits
 //! for its users, left until the object changes.
 
+pub mod hypervisor;
 pub mod machine;
 pub mod pools;
 pub mod role;
@@ -25,7 +27,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
+use machinist_crds::{Cmdb, HardwareProfile, Hypervisor, Machine, Role};
 use machinist_matching::{CompiledProfile, RulesError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,7 +36,8 @@ use tokio::sync::mpsc;
 use crate::binding::ProfileView;
 use crate::events::{Notice, Publisher};
 use crate::jitter;
-use crate::ledger::{CmdbBook, Ledger, LedgerError, ProfileBook};
+use crate::ledger::{CmdbBook, HypervisorBook, Ledger, LedgerError, ProfileBook};
+use crate::libvirt::Hosts;
 use crate::lifecycle::Transition;
 use crate::metrics::Metrics;
 
@@ -221,6 +224,12 @@ pub struct Context {
     pub profile_ledger: Ledger<ProfileBook>,
     /// Cmdb statuses.
     pub cmdb_ledger: Ledger<CmdbBook>,
+    /// Hypervisor statuses (probes and placements).
+    pub hypervisor_ledger: Ledger<HypervisorBook>,
+    /// libvirt connections, one per Hypervisor URI.
+    pub hosts: Hosts,
+    /// Hypervisors (of the hypervisor namespace).
+    pub hypervisors: Store<Hypervisor>,
     /// Machines (trimmed: no hardware items, see [`machine::trim`]).
     pub machines: Store<Machine>,
     /// HardwareProfiles.
@@ -262,6 +271,8 @@ pub struct Caches {
     pub cmdbs: Store<Cmdb>,
     /// Roles.
     pub roles: Store<Role>,
+    /// Hypervisors.
+    pub hypervisors: Store<Hypervisor>,
     /// Wake-ups for the Machine controller.
     pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
 }
@@ -278,6 +289,9 @@ impl Context {
         Self {
             profile_ledger: Ledger::new(client.clone(), ProfileBook, metrics.clone()),
             cmdb_ledger: Ledger::new(client.clone(), CmdbBook::default(), metrics.clone()),
+            hypervisor_ledger: Ledger::new(client.clone(), HypervisorBook, metrics.clone()),
+            hosts: Hosts::default(),
+            hypervisors: caches.hypervisors,
             events: Publisher::start(client.clone(), FIELD_MANAGER, instance),
             client,
             metrics,

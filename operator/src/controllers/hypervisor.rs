@@ -1,0 +1,41 @@
+//! The Hypervisor controller: probes each libvirt host every `probeIntervalSeconds` (and when
+//! its spec changes) and records what it found — capacity, pools, accelerator, reachability —
+//! in its status, through the Hypervisor ledger that also records the VMs placed there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use machinist_crds::Hypervisor;
+
+use super::{Context, Error, error_policy, succeeded};
+use crate::vm::host_ledger::HostRequest;
+
+const CONTROLLER: &str = "hypervisor";
+
+/// Longest a probe (connecting included) may take before the host counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Reconciles one Hypervisor: a probe, its outcome written to the status.
+pub async fn reconcile(hypervisor: Arc<Hypervisor>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let namespace = hypervisor.namespace().unwrap_or_default();
+    let name = hypervisor.name_any();
+    let request = match ctx.hosts.call(&hypervisor.spec.uri, PROBE_TIMEOUT, |host| host.probe()).await {
+        Ok(probed) => HostRequest::Probed(probed.probe),
+        Err(error) => {
+            tracing::debug!(hypervisor = %name, %error, "probe failed");
+            HostRequest::Unreachable(error.to_string())
+        }
+    };
+    ctx.hypervisor_ledger.submit(&namespace, &name, request).await?;
+    succeeded(CONTROLLER, hypervisor.as_ref(), &ctx);
+    let every = u64::try_from(hypervisor.spec.probe_interval_seconds).unwrap_or(30).max(1);
+    Ok(Action::requeue(Duration::from_secs(every)))
+}
+
+/// The Hypervisor controller's error policy.
+pub fn on_error(hypervisor: Arc<Hypervisor>, error: &Error, ctx: Arc<Context>) -> Action {
+    error_policy(CONTROLLER, hypervisor.as_ref(), error, &ctx)
+}
