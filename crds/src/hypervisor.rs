@@ -209,8 +209,7 @@ pub struct HypervisorStatus {
     pub pools: Vec<PoolStatus>,
 
     /// The Machines placed here, including those whose VM is still being created: the
-    /// operator's ledger of this host (it writes the whole list at once, hence atomic). Not
-    /// written yet: the operator does not place VMs yet.
+    /// operator's ledger of this host (it writes the whole list at once, hence atomic).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1024), extend("x-kubernetes-list-type" = "atomic"))]
     pub placements: Vec<Placement>,

@@ -27,7 +27,7 @@ use crate::common::{
     shortname = "mach",
     category = "machinist",
     derive = "PartialEq",
-    doc = "A server or virtual machine that machinist inspects, matches to a hardware profile, gives a CMDB entry and installs with its role (a raw image streamed to its disk) until the installed system phones home and the machine is Ready. Powering it and adding it to load balancers are not built yet.",
+    doc = "A server or virtual machine that machinist inspects, matches to a hardware profile, gives a CMDB entry and installs with its role (a raw image streamed to its disk) until the installed system phones home and the machine is Ready. A libvirt machine's VM is created, powered and removed by the operator; BMC power and adding machines to load balancers are not built yet.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
     printcolumn(
         name = "Profile",
@@ -90,8 +90,8 @@ pub struct MachineSpec {
     #[x_kube(validation = Rule::new("self.filter(i, has(i.boot) && i.boot).size() <= 1").message("at most one interface may have boot: true"))]
     pub interfaces: Vec<MachineInterface>,
 
-    /// How the machine is created and powered: exactly one of `libvirt`, `bmc`, `manual`. No
-    /// provider is built yet: machinist neither creates nor powers machines, whichever is set.
+    /// How the machine is created and powered: exactly one of `libvirt` (the operator creates
+    /// and powers the VM), `bmc` (not built yet: nothing powers the server) or `manual`.
     pub provider: Provider,
 
     /// Name of a HardwareProfile to bind to instead of matching. Its rules are still checked
@@ -106,8 +106,10 @@ pub struct MachineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
 
-    /// Whether the machine should be powered on (false: off, without deprovisioning it). Not
-    /// acted on yet: no provider powers machines.
+    /// Whether the machine should be powered on (false: off, without deprovisioning it). A
+    /// libvirt VM is started while true (again if its guest powers itself off) and, once false,
+    /// asked to shut down (ACPI), then forced off after `shutdownTimeoutSeconds`. Not acted on
+    /// for `bmc` and `manual` machines.
     #[serde(default = "default_true")]
     pub online: bool,
 
@@ -140,8 +142,9 @@ pub struct MachineInterface {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub name: Option<String>,
-    /// The interface meant to PXE-boot; at most one interface may say so. Not acted on yet:
-    /// every listed interface is answered.
+    /// The interface meant to PXE-boot; at most one interface may say so. A libvirt VM's network
+    /// interface gets its MAC (else the first interface's); the boot services answer every
+    /// listed interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<bool>,
 }
@@ -151,8 +154,8 @@ pub struct MachineInterface {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.libvirt) ? 1 : 0) + (has(self.bmc) ? 1 : 0) + (has(self.manual) ? 1 : 0) == 1").message("exactly one of provider.libvirt, provider.bmc or provider.manual must be set"))]
 pub struct Provider {
-    /// A virtual machine that machinist is to define, with its storage, on a libvirt host. Not
-    /// acted on yet.
+    /// A virtual machine the operator places on a Hypervisor, defines with its volume, powers
+    /// from `online` and removes when the Machine is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub libvirt: Option<LibvirtProvider>,
     /// A physical server to be powered through its baseboard management controller. Not acted
@@ -171,7 +174,8 @@ pub struct Provider {
 #[x_kube(validation = Rule::new("has(self.network) != has(self.bridge)").message("exactly one of network or bridge must be set"))]
 pub struct LibvirtProvider {
     /// Name of the Hypervisor (in the operator's hypervisor namespace, `machinist-system` by
-    /// default) the VM is to run on.
+    /// default) the VM is to run on. The placement is kept once made: changing `host` or
+    /// `hostSelector` later does not move the VM (not built yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DNS_SUBDOMAIN_PATTERN), length(min = 1, max = 253))]
     pub host: Option<String>,
@@ -180,17 +184,24 @@ pub struct LibvirtProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 32))]
     pub host_selector: Option<BTreeMap<String, String>>,
-    /// Storage pool that holds the disk (a `dir`, `logical` or Ceph `rbd` pool, e.g. `libvirt-ssd`).
+    /// Storage pool that holds the disk (a `dir`, `logical` or Ceph `rbd` pool, e.g.
+    /// `libvirt-ssd`). Cannot change once set.
     #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("pool cannot be changed"))]
     pub pool: String,
-    /// Size of the system disk, in GiB.
+    /// Size of the system disk, in GiB. Cannot change once set (resizing is not built yet).
     #[serde(rename = "diskGiB")]
     #[schemars(range(min = 1, max = 65536))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("diskGiB cannot be changed"))]
     pub disk_gib: i32,
-    /// Disk image format.
+    /// Disk image format (qcow2 needs a file-based pool: `dir`, `fs`, `netfs`). Cannot change
+    /// once set.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("diskFormat cannot be changed"))]
     pub disk_format: DiskFormat,
-    /// Memory, in MiB.
+    /// Memory, in MiB. A change defines the domain again; it takes effect at the VM's next
+    /// power-on, and the Hypervisor's placement keeps the size the VM was placed with (not
+    /// checked again yet), as for `vcpus`.
     #[serde(rename = "memoryMiB")]
     #[schemars(range(min = 128, max = 16777216))]
     pub memory_mib: i32,
@@ -378,7 +389,7 @@ pub struct MachineStatus {
     /// mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    /// What the provider knows of the machine. Not written yet: no provider is built.
+    /// What the provider knows of the machine (written for libvirt machines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderStatus>,
     /// Why the machine is in phase Failed.

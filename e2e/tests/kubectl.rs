@@ -706,7 +706,7 @@ async fn explain_shows_the_crd_schemas() {
         "GROUP: machinist.dev",
         "KIND: Machine",
         "VERSION: v1alpha1",
-        "DESCRIPTION: A server or virtual machine that machinist inspects, matches to a hardware profile, gives a CMDB entry and installs with its role (a raw image streamed to its disk) until the installed system phones home and the machine is Ready. Powering it and adding it to load balancers are not built yet.",
+        "DESCRIPTION: A server or virtual machine that machinist inspects, matches to a hardware profile, gives a CMDB entry and installs with its role (a raw image streamed to its disk) until the installed system phones home and the machine is Ready. A libvirt machine's VM is created, powered and removed by the operator; BMC power and adding machines to load balancers are not built yet.",
         "spec <Object> -required-",
         "status <Object>",
         "metadata <ObjectMeta>",
@@ -723,7 +723,7 @@ async fn explain_shows_the_crd_schemas() {
         "interfaces <[]Object>",
         "provider <Object> -required-",
         "online <boolean>",
-        "Whether the machine should be powered on (false: off, without deprovisioning it). Not acted on yet: no provider powers machines.",
+        "Whether the machine should be powered on (false: off, without deprovisioning it). A libvirt VM is started while true",
     ] {
         assert!(text.contains(expected), "explain machine.spec lacks {expected:?}:\n{out}");
     }
@@ -732,7 +732,7 @@ async fn explain_shows_the_crd_schemas() {
     let text = flat(&out);
     for expected in [
         "FIELD: libvirt <Object>",
-        "A virtual machine that machinist is to define, with its storage, on a libvirt host. Not acted on yet.",
+        "A virtual machine the operator places on a Hypervisor, defines with its volume, powers from `online` and removes when the Machine is deleted.",
         "memoryMiB <integer>",
         "Memory, in MiB.",
         "bridge <string>",
@@ -773,12 +773,12 @@ async fn edit_patch_label_and_annotate_change_objects() {
         async move { cluster.ok(&["get", "machine", "api-01", "-n", "api", "-o", &format!("jsonpath={jsonpath}")]).await }
     };
 
-    // edit: the editor script rewrites the pool.
-    let editor = cluster.script("editor.sh", "#!/bin/sh\nsed -i 's/pool: libvirt-ssd/pool: libvirt-nvme/' \"$1\"\n");
+    // edit: the editor script rewrites the memory.
+    let editor = cluster.script("editor.sh", "#!/bin/sh\nsed -i 's/memoryMiB: 4096/memoryMiB: 8192/' \"$1\"\n");
     let edit = cluster.run_with(&["edit", "machine", "api-01", "-n", "api"], &[("KUBE_EDITOR", &editor)]).await;
     assert!(edit.status.success(), "{edit}");
     assert_eq!(edit.stdout.trim(), "machine.machinist.dev/api-01 edited", "{edit}");
-    assert_eq!(get("{.spec.provider.libvirt.pool}").await, "libvirt-nvme");
+    assert_eq!(get("{.spec.provider.libvirt.memoryMiB}").await, "8192");
     // An editor that changes nothing: kubectl says so.
     let unchanged = cluster.run_with(&["edit", "machine", "api-01", "-n", "api"], &[("KUBE_EDITOR", "true")]).await;
     assert!(unchanged.status.success(), "{unchanged}");

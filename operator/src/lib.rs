@@ -39,7 +39,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -49,6 +49,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::controllers::vm as vms;
 use crate::controllers::{Caches, Context, hypervisor, machine, pools, role};
 use crate::leader::{Elector, LeaderConfig};
 use crate::metrics::{Metrics, State};
@@ -210,6 +211,17 @@ async fn run(
     }
 }
 
+/// A Machine watch event as the VM controller's cache sees it: Machines that are not VMs (and
+/// hold no VM finalizer) are left out, and one that stops being a VM leaves.
+fn vm_event(event: watcher::Event<Machine>) -> Option<watcher::Event<Machine>> {
+    let concerned = |m: &Machine| vms::is_vm(m) || m.metadata.finalizers.iter().flatten().any(|f| f == vms::FINALIZER);
+    match event {
+        watcher::Event::InitApply(m) if !concerned(&m) => None,
+        watcher::Event::Apply(m) if !concerned(&m) => Some(watcher::Event::Delete(m)),
+        other => Some(other),
+    }
+}
+
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -270,6 +282,20 @@ async fn run_controllers(
             .predicate_filter(kube::runtime::predicates::generation, Default::default());
     let hypervisor_controller = Controller::for_stream(hypervisor_stream, hypervisor_reader.clone())
         .graceful_shutdown_on(stop.clone().cancelled_owned());
+    // libvirt Machines (and those still holding the VM finalizer) for the VM controller: the
+    // others leave its cache.
+    let (vm_reader, vm_writer) = reflector::store();
+    let vm_stream = watcher(api::<Machine>(&client, namespace), wc.clone())
+        .default_backoff()
+        .try_filter_map(|event| async move { Ok(vm_event(event)) })
+        .modify(machine::trim)
+        .reflect(vm_writer)
+        .applied_objects();
+    let (vm_wake, vm_woken) = mpsc::unbounded_channel();
+    let vm_woken = futures::stream::unfold(vm_woken, |mut woken| async move { woken.recv().await.map(|r| (r, woken)) });
+    let vm_controller = Controller::for_stream(vm_stream, vm_reader.clone())
+        .reconcile_on(vm_woken)
+        .graceful_shutdown_on(stop.clone().cancelled_owned());
     let (wake, woken) = mpsc::unbounded_channel();
     let caches = Caches {
         machines: machine_reader.clone(),
@@ -277,6 +303,9 @@ async fn run_controllers(
         cmdbs: cmdb_controller.store(),
         roles: role_controller.store(),
         hypervisors: hypervisor_reader,
+        hypervisor_namespace: config.hypervisor_namespace.clone(),
+        vms: vm_reader,
+        vm_wake,
         wake,
     };
     let ready_profiles = caches.profiles.clone();
@@ -344,8 +373,16 @@ async fn run_controllers(
         }
         metrics.set_state(State::Leading);
         tracing::info!("controllers running");
-        drive(machine_controller, |o, c| Box::pin(machine::reconcile(o, c)), machine::on_error, ctx.clone(), "machine")
-            .await;
+        tokio::join!(
+            drive(
+                machine_controller,
+                |o, c| Box::pin(machine::reconcile(o, c)),
+                machine::on_error,
+                ctx.clone(),
+                "machine"
+            ),
+            drive(vm_controller, |o, c| Box::pin(vms::reconcile(o, c)), vms::on_error, ctx.clone(), "vm"),
+        );
         Ok(())
     };
     let (_, outcome) = tokio::join!(pools, async {

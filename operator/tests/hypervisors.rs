@@ -54,9 +54,9 @@ async fn hypervisors_are_probed_and_unreachable_ones_say_so() {
     assert_eq!(status.capacity, Some(HostCapacity { memory_mib: 16384, cpus: 8 }));
     // 16384 − 2048 reserved at 100%; 8 CPUs at 400%.
     assert_eq!(status.allocatable, Some(Resources { memory_mib: 14336, vcpus: 32 }));
-    // The fixture's domain the operator did not create.
-    assert_eq!(status.committed, Some(Resources { memory_mib: 2048, vcpus: 2 }));
-    assert_eq!(status.foreign.map(|f| f.domains), Some(1));
+    // The fixture's two domains the operator did not create.
+    assert_eq!(status.committed, Some(Resources { memory_mib: 2560, vcpus: 3 }));
+    assert_eq!(status.foreign.map(|f| f.domains), Some(2));
     assert_eq!(status.accelerator, Some(EffectiveAccelerator::Tcg), "the test driver offers no KVM");
     assert_eq!(status.pools.iter().map(|p| (p.name.as_str(), p.active)).collect::<Vec<_>>(), [("ssd", true)]);
     assert!(status.libvirt_version.is_some_and(|v| v.starts_with(char::is_numeric)));

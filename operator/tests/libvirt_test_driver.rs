@@ -46,7 +46,7 @@ fn a_probe_reports_capacity_pools_and_foreign_domains() {
         probe.pools,
         [PoolStatus { name: "ssd".into(), type_: "dir".into(), active: true, capacity_gib: 100, available_gib: 100 }]
     );
-    assert_eq!(probe.foreign, ForeignDomains { domains: 1, memory_mib: 2048, vcpus: 2 });
+    assert_eq!(probe.foreign, ForeignDomains { domains: 2, memory_mib: 2560, vcpus: 3 });
     assert!(probed.ours.is_empty());
 
     // A defined domain of ours is ours, not foreign, running or not.
@@ -54,7 +54,7 @@ fn a_probe_reports_capacity_pools_and_foreign_domains() {
     host.define(&spec.name, &render_domain(&spec)).unwrap();
     host.start(&spec.name).unwrap();
     let probed = host.probe().unwrap();
-    assert_eq!(probed.probe.foreign, ForeignDomains { domains: 1, memory_mib: 2048, vcpus: 2 });
+    assert_eq!(probed.probe.foreign, ForeignDomains { domains: 2, memory_mib: 2560, vcpus: 3 });
     assert_eq!(probed.ours.iter().map(|o| o.uid.as_str()).collect::<Vec<_>>(), [spec.owner.uid.as_str()]);
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use machinist_crds::Hypervisor;
+use machinist_crds::machine::PowerState;
 
 use super::{Context, Error, error_policy, succeeded};
 use crate::vm::host_ledger::HostRequest;
@@ -29,10 +31,29 @@ pub async fn reconcile(hypervisor: Arc<Hypervisor>, ctx: Arc<Context>) -> Result
             HostRequest::Unreachable(error.to_string())
         }
     };
+    let reachable = matches!(request, HostRequest::Probed(_));
     ctx.hypervisor_ledger.submit(&namespace, &name, request).await?;
+    if reachable {
+        wake_waiting_vms(&name, &ctx);
+    }
     succeeded(CONTROLLER, hypervisor.as_ref(), &ctx);
     let every = u64::try_from(hypervisor.spec.probe_interval_seconds).unwrap_or(30).max(1);
     Ok(Action::requeue(Duration::from_secs(every)))
+}
+
+/// Wakes the VMs that wait for a host (not placed yet, or placed here and last seen
+/// unreachable), now that this one answered.
+fn wake_waiting_vms(hypervisor: &str, ctx: &Context) {
+    for vm in ctx.vms.state() {
+        let provider = vm.status.as_ref().and_then(|s| s.provider.as_ref());
+        let waiting = match provider.and_then(|p| p.hypervisor.as_deref()) {
+            None => true,
+            Some(host) => host == hypervisor && provider.and_then(|p| p.power_state) == Some(PowerState::Unknown),
+        };
+        if waiting {
+            let _ = ctx.vm_wake.send(ObjectRef::from_obj(vm.as_ref())); // the VM controller stopped
+        }
+    }
 }
 
 /// The Hypervisor controller's error policy.

@@ -124,15 +124,20 @@ async fn cleanup(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
         }
         ctx.publish(machine, &change.transitions, "Deprovision");
     }
+    // A VM's domain and volume go first (the VM controller's finalizer), then its slot and entry.
+    if machine.finalizers().iter().any(|f| f == super::vm::FINALIZER) {
+        return Err(Error::Waiting { kind: "Machine", name: machine.name_any(), what: "its VM is being removed" });
+    }
     release(machine, ctx).await?;
     Ok(Action::await_change())
 }
 
-/// The status fields this controller owns: all but hardware, boot timeline, install progress
-/// and provider details, which belong to other writers (left out, they are not serialised, so
-/// not applied).
+/// The status fields this controller owns: all but hardware, boot timeline, install progress,
+/// provider details and the VM controller's conditions, which belong to other writers (left
+/// out, they are not serialised, so not applied).
 fn owned_status(machine: &Machine) -> MachineStatus {
-    let status = machine.status.clone().unwrap_or_default();
+    let mut status = machine.status.clone().unwrap_or_default();
+    status.conditions.retain(|c| !super::vm::CONDITIONS.contains(&c.type_.as_str()));
     MachineStatus { hardware: None, last_boot: None, install_progress: None, provider: None, ..status }
 }
 

@@ -16,6 +16,7 @@ pub mod hypervisor;
 pub mod machine;
 pub mod pools;
 pub mod role;
+pub mod vm;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -81,6 +82,25 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A libvirt (or other provider) call failed.
+    #[error("the VM of {name}: {message}")]
+    Provider {
+        /// Machine.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+    /// A deletion waits for another controller to finish first (not an error to retry: a
+    /// change wakes it).
+    #[error("{kind} {name} waits: {what}")]
+    Waiting {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+        /// For what.
+        what: &'static str,
+    },
     /// An object the reconcile needs is not in the cache yet.
     #[error("{kind} {name} is not in the cache yet")]
     NotCached {
@@ -95,7 +115,7 @@ impl Error {
     /// Whether the failure is a fault, shown as a Warning Event; a deletion waiting for its
     /// users ([`Error::InUse`]) is what the user asked for, shown as a Normal Event.
     pub fn warning(&self) -> bool {
-        !matches!(self, Error::InUse { .. })
+        !matches!(self, Error::InUse { .. } | Error::Waiting { .. })
     }
 
     /// The metric label and Event reason of the error.
@@ -104,6 +124,8 @@ impl Error {
             Error::Api { .. } => "ApiError",
             Error::Ledger(_) => "LedgerError",
             Error::InUse { .. } => "InUse",
+            Error::Provider { .. } => "ProviderError",
+            Error::Waiting { .. } => "Waiting",
             Error::Finalizer { .. } => "FinalizerError",
             Error::NotCached { .. } => "NotCached",
         }
@@ -230,6 +252,12 @@ pub struct Context {
     pub hosts: Hosts,
     /// Hypervisors (of the hypervisor namespace).
     pub hypervisors: Store<Hypervisor>,
+    /// Where Hypervisors live.
+    pub hypervisor_namespace: String,
+    /// libvirt Machines (the VM controller's cache, trimmed like `machines`).
+    pub vms: Store<Machine>,
+    /// Wake-ups for the VM controller.
+    pub vm_wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
     /// Machines (trimmed: no hardware items, see [`machine::trim`]).
     pub machines: Store<Machine>,
     /// HardwareProfiles.
@@ -273,6 +301,12 @@ pub struct Caches {
     pub roles: Store<Role>,
     /// Hypervisors.
     pub hypervisors: Store<Hypervisor>,
+    /// Where Hypervisors live.
+    pub hypervisor_namespace: String,
+    /// libvirt Machines (the VM controller's cache, trimmed like `machines`).
+    pub vms: Store<Machine>,
+    /// Wake-ups for the VM controller.
+    pub vm_wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
     /// Wake-ups for the Machine controller.
     pub wake: mpsc::UnboundedSender<ObjectRef<Machine>>,
 }
@@ -292,6 +326,9 @@ impl Context {
             hypervisor_ledger: Ledger::new(client.clone(), HypervisorBook, metrics.clone()),
             hosts: Hosts::default(),
             hypervisors: caches.hypervisors,
+            hypervisor_namespace: caches.hypervisor_namespace,
+            vms: caches.vms,
+            vm_wake: caches.vm_wake,
             events: Publisher::start(client.clone(), FIELD_MANAGER, instance),
             client,
             metrics,
@@ -402,6 +439,15 @@ pub async fn apply_status<K>(ctx: &Context, object: &K, status: &impl Serialize)
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
 {
+    apply_status_as(ctx, object, status, FIELD_MANAGER).await
+}
+
+/// [`apply_status`] with another field manager (a controller that owns part of a status
+/// another one writes too, as the VM controller does on Machines).
+pub async fn apply_status_as<K>(ctx: &Context, object: &K, status: &impl Serialize, manager: &str) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
     let name = object.name_any();
     let failed = |source| Error::Api {
         action: "write the status of",
@@ -411,7 +457,7 @@ where
     };
     let body = machinist_crds::apply::status::<K>(status).map_err(|e| failed(kube::Error::SerdeError(e)))?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await.map_err(failed)?;
+    api.patch_status(&name, &PatchParams::apply(manager).force(), &Patch::Apply(body)).await.map_err(failed)?;
     Ok(())
 }
 
@@ -433,7 +479,7 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
         ctx.publish(object, &[transition], "Reconcile");
     }
     match error {
-        Error::InUse { .. } => Action::await_change(),
+        Error::InUse { .. } | Error::Waiting { .. } => Action::await_change(),
         _ => {
             let delay = ctx.backoff.failed(&streak);
             tracing::warn!(controller, object = %key(object), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
