@@ -32,7 +32,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use machinist_e2e::boot::{
-    BootImages, Dnsmasq, DnsmasqOptions, Lab, Process, ReportOutcome, TestRamdisk, Vm, VmConfig, need_boot_lab,
+    BootImages, Dnsmasq, DnsmasqOptions, Lab, LabHypervisor, Process, ReportOutcome, TestRamdisk, Vm, VmConfig,
+    need_boot_lab,
 };
 use serde_json::Value;
 
@@ -612,6 +613,110 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
         }
         (Firmware::Uefi, Image::Tree) => {}
     }
+}
+
+/// Seed 001's path with libvirt doing what people did by hand: `kubectl apply` of a Hypervisor
+/// (a private `libvirtd` in the lab, TCG) and of a Machine with `provider.libvirt` and no MAC.
+/// The operator writes its MAC, places it, defines the domain on the lab's bridge with its
+/// volume and starts it; the VM PXE-boots through the boot services, is inspected, matched,
+/// allocated, installed and phones home: `Ready`. Deleting the Machine removes the domain and
+/// its volume and gives the CMDB entry back.
+#[test]
+fn a_libvirt_machine_is_created_installed_to_ready_and_removed() {
+    let test = "a_libvirt_machine_is_created_installed_to_ready_and_removed";
+    let programs =
+        ["kubectl", "curl", "mformat", "mcopy", "syslinux", "sha256sum", "libvirtd", "virtlogd", "virsh", "unshare"];
+    if !need_boot_lab(test, &programs).unwrap() {
+        return;
+    }
+    let Some(agent) = need_static_agent() else {
+        return;
+    };
+    let images = tempfile::tempdir().unwrap();
+    production_ramdisk(&agent, images.path());
+    let system = machinist_e2e::system::get().unwrap();
+
+    let lab = Lab::new(Ipv4Addr::new(192, 168, 122, 1)).unwrap();
+    let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
+    let dhcp = "  interfaces: [br0]\n  serverAddress: 192.168.122.1\n  \
+                dynamicRange: {start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: 192.168.122.1}\n  \
+                boot: {ipxeScriptUrl: machinist.ipxe}\n";
+    let kernel = images.path().join("vmlinuz");
+    let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
+    std::fs::create_dir_all(machinist.artifacts().join("images")).unwrap();
+    std::fs::copy(&system.gzip, machinist.artifacts().join("images/system.raw.gz")).unwrap();
+    let libvirt = tempfile::tempdir().unwrap();
+    let hypervisor = LabHypervisor::start(&lab, libvirt.path()).unwrap();
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
+    machinist.kubectl(&["get", "namespace", "edeploy"], None);
+    for file in ["profiles.yaml", "cmdbs.yaml"] {
+        machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
+    }
+    let role = format!(
+        "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
+         spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
+         url: http://192.168.122.1:8080/artifacts/images/system.raw.gz\n      sha256: {sha256}\n      \
+         format: raw\n      compression: gzip\n  \
+         cloudInit:\n    metaData: |\n      instance-id: {{{{ machine }}}}-{{{{ attempt }}}}\n      \
+         local-hostname: {{{{ hostname }}}}\n",
+        sha256 = system.gzip_sha256
+    );
+    machinist.kubectl(&["apply", "-f", "-"], Some(&role));
+    // /dev/kvm may exist here and hang guests: TCG.
+    let hv = format!(
+        "apiVersion: machinist.dev/v1alpha1\nkind: Hypervisor\nmetadata: {{name: lab, namespace: machinist-system}}\n\
+         spec: {{uri: \"{uri}\", accelerator: TCG, reservedMemoryMiB: 0, consoleLogDir: {logs}, probeIntervalSeconds: 5}}\n",
+        uri = hypervisor.uri(),
+        logs = hypervisor.console_log_dir().display(),
+    );
+    machinist.kubectl(&["apply", "-f", "-"], Some(&hv));
+    let manifest = "apiVersion: machinist.dev/v1alpha1\nkind: Machine\nmetadata: {name: vm-lv, namespace: edeploy}\n\
+         spec:\n  provider:\n    libvirt: {host: lab, pool: lab, diskGiB: 5, diskFormat: raw, memoryMiB: 1024, vcpus: 1, bridge: br0}\n";
+    machinist.kubectl(&["apply", "-f", "-"], Some(manifest));
+
+    let wait_ready = ["wait", "-n", "edeploy", "machine/vm-lv", "--for=condition=Ready", "--timeout", "420s"];
+    let mut command = machinist.lab.command(kubectl_program());
+    command.env("KUBECONFIG", &machinist.kubeconfig).args(wait_ready);
+    let waited = command.output().unwrap();
+    let path = |jsonpath: &str| {
+        machinist.kubectl(&["get", "-n", "edeploy", "machine", "vm-lv", "-o", &format!("jsonpath={jsonpath}")], None)
+    };
+    let log = hypervisor.console_log_dir().join("edeploy_vm-lv-serial.log");
+    let console = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        waited.status.success(),
+        "vm-lv not Ready: {}\nstatus: {}\nconsole (tail): {}\nlibvirtd: {}",
+        String::from_utf8_lossy(&waited.stderr),
+        path("{.status}"),
+        console.chars().rev().take(3000).collect::<String>().chars().rev().collect::<String>(),
+        hypervisor.tail(20),
+    );
+    let mac = path("{.spec.interfaces[0].mac}");
+    assert!(mac.starts_with("52:54:"), "{mac}");
+    assert_eq!(path("{.status.phase}"), "Ready");
+    assert_eq!(path("{.status.provider.powerState}"), "On");
+    assert_eq!(path("{.status.provider.domainName}"), "edeploy_vm-lv");
+    assert_eq!(path("{.status.ip}"), "192.168.122.3");
+    // Its serial console, logged by virtlogd, shows the whole path.
+    for line in ["hardware report delivered", "installed attempt=1", machinist_e2e::system::PHONED_HOME] {
+        assert!(console.contains(line), "the console lacks {line:?}");
+    }
+    let domains = hypervisor.virsh(&["list", "--all", "--name"]).unwrap();
+    assert_eq!(domains.trim(), "edeploy_vm-lv");
+    let dumped = hypervisor.virsh(&["dumpxml", "edeploy_vm-lv"]).unwrap();
+    assert!(dumped.contains(&mac) && dumped.contains("<source bridge='br0'/>"), "{dumped}");
+    assert!(dumped.contains("type='qemu'"), "TCG: {dumped}");
+
+    // Deleted: domain and volume gone, the entry free again.
+    machinist.kubectl(&["delete", "-n", "edeploy", "machine", "vm-lv", "--timeout", "120s"], None);
+    assert_eq!(hypervisor.virsh(&["list", "--all", "--name"]).unwrap().trim(), "");
+    assert_eq!(hypervisor.virsh(&["vol-list", "lab"]).unwrap().trim().lines().count(), 2, "only the header lines");
+    let free = machinist.kubectl(&["get", "-n", "edeploy", "cmdb", "vm", "-o", "jsonpath={.status.free}"], None);
+    assert_eq!(free, "5");
+    let placements = machinist
+        .kubectl(&["get", "-n", "machinist-system", "hypervisor", "lab", "-o", "jsonpath={.status.placements}"], None);
+    assert!(placements.is_empty() || placements == "[]", "{placements}");
 }
 
 /// The README's run command: `machinist up --demo` makes its namespace, boots a VM through

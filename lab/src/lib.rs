@@ -12,6 +12,8 @@
 //!   transcript and matched line by line with bounded waits; killed when dropped.
 //! - [`Vm`]: `qemu-system-x86_64 -accel tcg` on a new tap of the lab, booting from the
 //!   network with QEMU's iPXE ROM (`-boot n`), its serial console read as a [`Process`].
+//! - [`LabHypervisor`]: a private `libvirtd` in the lab (its own mount and PID namespaces), for
+//!   VMs that libvirt starts on the lab's bridge.
 //! - [`system`]: the image the demo's machines install: a raw disk that boots under BIOS and
 //!   UEFI, whose init takes the NoCloud seed, serves its hostname over HTTP and phones home.
 //! - [`host`]: what a lab needs from the host (root, `ip`, QEMU and its iPXE ROMs), checked
@@ -22,6 +24,7 @@
 
 pub mod host;
 mod lab;
+mod libvirt;
 mod namespace;
 mod process;
 pub mod system;
@@ -30,6 +33,7 @@ mod vm;
 use std::time::Duration;
 
 pub use lab::{BRIDGE, BRIDGE_IPV6, Lab, LabThread, NAMESPACE_PREFIX};
+pub use libvirt::{LabHypervisor, POOL};
 pub use namespace::spawn_in;
 pub use process::{ECHO_VARIABLE, Process};
 pub use vm::{Nic, Vm, VmConfig};
