@@ -171,6 +171,7 @@ pub struct Provider {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.host) != has(self.hostSelector)").message("exactly one of host or hostSelector must be set"))]
+#[x_kube(validation = Rule::new("!self.replicateDefinition || has(self.hostSelector)").message("replicateDefinition needs hostSelector: the Hypervisors that get the definition"))]
 #[x_kube(validation = Rule::new("has(self.network) != has(self.bridge)").message("exactly one of network or bridge must be set"))]
 pub struct LibvirtProvider {
     /// Name of the Hypervisor (in the operator's hypervisor namespace, `machinist-system` by
@@ -224,6 +225,13 @@ pub struct LibvirtProvider {
     #[serde(default = "default_shutdown_timeout")]
     #[schemars(range(min = 1, max = 3600))]
     pub shutdown_timeout_seconds: i32,
+    /// Also define the domain, never started, on every other reachable Hypervisor that
+    /// `hostSelector` selects, so that people can start it there if its host fails (seed 001's
+    /// copied definitions); defined again there when the definition changes, undefined with the
+    /// VM. The disk must be on storage those hosts share (an rbd or network pool of the same
+    /// name): the operator does not copy it.
+    #[serde(default)]
+    pub replicate_definition: bool,
 }
 
 fn default_shutdown_timeout() -> i32 {
@@ -792,6 +800,15 @@ pub struct ProviderStatus {
     /// When the operator asked the VM to shut down (ACPI), while it has not yet powered off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_requested_time: Option<Time>,
+    /// The other Hypervisors holding the domain's definition (`replicateDefinition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub replicas: Vec<String>,
+    /// The install attempt (`status.install.attempt`) the VM was last powered on or reset
+    /// into: a later attempt (a retry, a reinstall) resets a VM that has not network-booted
+    /// since that attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycled_attempt: Option<i32>,
 }
 
 /// A VM's disk volume.

@@ -130,6 +130,33 @@ async fn libvirt_machines_become_vms_that_follow_online_and_go_when_deleted() {
     machines.patch("vm-1", &PatchParams::default(), &Patch::Merge(&on)).await.unwrap();
     wait_for(&machines, WITHIN, "vm-1 on again", |all| power(named(all, "vm-1")) == Some(PowerState::On)).await;
 
+    // A reinstall (attempt 2) of a running VM that has not network-booted since it started:
+    // the VM is reset into it, once.
+    let reinstall = json!({"status": {
+        "phase": "Provisioning",
+        "lastBoot": {"startedTime": "2026-01-01T00:00:00Z"},
+        "install": {
+            "attempt": 2,
+            "startedTime": "2026-01-02T00:00:00Z",
+            "plan": {
+                "role": {"name": "web"},
+                "image": {"url": "http://boot.invalid/system.raw", "sha256": "0".repeat(64), "format": "raw"},
+                "targetDisk": "/dev/vda"
+            }
+        }
+    }});
+    machines.patch_status("vm-1", &PatchParams::default(), &Patch::Merge(&reinstall)).await.unwrap();
+    let cycled = |m: Option<&Machine>| m.and_then(|m| m.status.as_ref()?.provider.as_ref()?.cycled_attempt);
+    wait_for(&machines, WITHIN, "vm-1 reset into attempt 2", |all| cycled(named(all, "vm-1")) == Some(2)).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(fleet.client.clone());
+    let events = wait_for(&events, WITHIN, "a PowerCycled Event", |all| {
+        all.iter().any(|e| e.reason.as_deref() == Some("PowerCycled"))
+    })
+    .await;
+    let cycled_events: Vec<_> = events.iter().filter(|e| e.reason.as_deref() == Some("PowerCycled")).collect();
+    assert_eq!(cycled_events.len(), 1, "{cycled_events:?}");
+    assert_eq!(cycled_events[0].regarding.as_ref().and_then(|r| r.name.as_deref()), Some("vm-1"));
+
     // Deleted: the VM goes, then the Machine; the room comes back and vm-big fits.
     machines.delete("vm-1", &DeleteParams::default()).await.unwrap();
     let seen = wait_for(&machines, WITHIN, "vm-1 gone, vm-big running", |all| {
@@ -161,6 +188,63 @@ async fn libvirt_machines_become_vms_that_follow_online_and_go_when_deleted() {
     // The fixture's two domains are still there, untouched.
     assert_eq!(hvs[0].status.as_ref().unwrap().foreign.map(|f| f.domains), Some(2));
 
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// `replicateDefinition`: the domain is defined on every other Hypervisor the selector picks
+/// (never started there), and undefined there too when the Machine goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_definition_is_on_every_selected_hypervisor() {
+    let fleet = Fleet::start().await;
+    let hypervisors: Api<Hypervisor> = Api::namespaced(fleet.client.clone(), SYSTEM_NAMESPACE);
+    // hv-far is at another site: not selected.
+    for (name, fixture, site) in
+        [("hv-a", "hv-a.xml", "gra"), ("hv-b", "hv-b.xml", "gra"), ("hv-far", "hv-c.xml", "rbx")]
+    {
+        let uri = format!("test://{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let hv: Hypervisor = serde_json::from_value(json!({
+            "apiVersion": "machinist.dev/v1alpha1", "kind": "Hypervisor",
+            "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE, "labels": {"site": site}},
+            "spec": {"uri": uri, "reservedMemoryMiB": 0, "probeIntervalSeconds": 5}
+        }))
+        .unwrap();
+        hypervisors.create(&PostParams::default(), &hv).await.unwrap();
+    }
+    let machines = fleet.machines();
+    let mut replicated = vm("replicated", 2048);
+    replicated.spec.provider.libvirt.as_mut().unwrap().replicate_definition = true;
+    machines.create(&PostParams::default(), &replicated).await.unwrap();
+    let (shutdown, task) = start_operator(&fleet.operator).await;
+
+    let seen = wait_for(&machines, WITHIN, "replicated running and in sync", |all| {
+        let m = named(all, "replicated");
+        power(m) == Some(PowerState::On) && m.and_then(|m| condition(m, "Replicated")).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let machine = named(&seen, "replicated").unwrap();
+    let provider = machine.status.as_ref().unwrap().provider.clone().unwrap();
+    // hv-a has the most memory left (16384 − 2560 against 8192): the primary; hv-b the copy.
+    assert_eq!(provider.hypervisor.as_deref(), Some("hv-a"));
+    assert_eq!(provider.replicas, ["hv-b"]);
+    let message =
+        &machine.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Replicated").unwrap().message;
+    assert_eq!(message, "defined on hv-b");
+    // Only the primary counts the VM.
+    let hvs = wait_for(&hypervisors, WITHIN, "placement on hv-a only", |all| {
+        all.iter().all(|h| h.status.as_ref().is_some_and(|s| s.placement_count.is_some()))
+            && all.iter().any(|h| h.status.as_ref().is_some_and(|s| !s.placements.is_empty()))
+    })
+    .await;
+    let placed: Vec<&str> = hvs
+        .iter()
+        .filter(|h| h.status.as_ref().is_some_and(|s| !s.placements.is_empty()))
+        .filter_map(|h| h.metadata.name.as_deref())
+        .collect();
+    assert_eq!(placed, ["hv-a"]);
+
+    machines.delete("replicated", &DeleteParams::default()).await.unwrap();
+    wait_for(&machines, WITHIN, "replicated gone", |all| all.is_empty()).await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }

@@ -21,13 +21,16 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use machinist_crds::hypervisor::{Hypervisor, PlacementState};
-use machinist_crds::machine::{DiskFormat, Firmware, LibvirtProvider, PowerState, ProviderStatus, VolumeStatus};
+use machinist_crds::machine::{
+    DiskFormat, Firmware, LibvirtProvider, MachinePhase, PowerState, ProviderStatus, VolumeStatus,
+};
 use machinist_crds::{Machine, MachineStatus};
 use serde_json::json;
 
 use super::{Context, Error, error_policy, now, succeeded};
 use crate::conditions::{self, Desired};
 use crate::libvirt::{Host, LibvirtError};
+use crate::lifecycle::Transition;
 
 /// A libvirt power call on a domain.
 type PowerCall = fn(&Host, &str) -> Result<(), LibvirtError>;
@@ -47,8 +50,11 @@ pub const FIELD_MANAGER: &str = "machinist-operator-vm";
 pub const PLACED: &str = "Placed";
 /// Condition: whether the VM is defined and in the power state asked.
 pub const VIRTUAL_MACHINE: &str = "VirtualMachine";
+/// Condition: whether the definition is on every Hypervisor `hostSelector` selects
+/// (`replicateDefinition`).
+pub const REPLICATED: &str = "Replicated";
 /// The condition types this controller owns (the Machine controller leaves them alone).
-pub const CONDITIONS: [&str; 2] = [PLACED, VIRTUAL_MACHINE];
+pub const CONDITIONS: [&str; 3] = [PLACED, VIRTUAL_MACHINE, REPLICATED];
 
 /// How often a steady VM's power is read.
 pub const POLL_RUNNING: Duration = Duration::from_secs(60);
@@ -114,13 +120,35 @@ struct Pass {
     provider: ProviderStatus,
     conditions: Vec<Condition>,
     requeue: Option<Duration>,
+    events: Vec<Transition>,
 }
 
 impl Pass {
+    /// Sets a condition; a change of its status or reason is kept as an Event to publish.
     fn condition(&mut self, desired: Desired<'_>, machine: &Machine) {
+        let before =
+            self.conditions.iter().find(|c| c.type_ == desired.type_).map(|c| (c.status.clone(), c.reason.clone()));
+        let (type_, reason, message, status) =
+            (desired.type_.to_owned(), desired.reason.to_owned(), desired.message.clone(), desired.status);
         conditions::set(&mut self.conditions, desired, machine.metadata.generation, &now());
+        let after = self.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()));
+        if before != after && NOTEWORTHY.contains(&reason.as_str()) {
+            self.events.push(Transition { reason, message, warning: !status });
+        }
     }
 }
+
+/// Condition reasons worth an Event when they appear (power changes have their own).
+const NOTEWORTHY: [&str; 8] = [
+    "Placed",
+    "NoCapacity",
+    "NoHypervisor",
+    "HypervisorNotFound",
+    "DomainNameTaken",
+    "HypervisorUnreachable",
+    "DefineFailed",
+    "ReplicaFailed",
+];
 
 async fn apply(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
     let Some(spec) = machine.spec.provider.libvirt.clone() else { return Ok(Action::await_change()) };
@@ -139,9 +167,11 @@ async fn apply(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
         provider: prior.provider.clone().unwrap_or_default(),
         conditions: prior.conditions.iter().filter(|c| CONDITIONS.contains(&c.type_.as_str())).cloned().collect(),
         requeue: None,
+        events: Vec::new(),
     };
     let outcome = drive(machine, &spec, &namespace, &name, &uid, ctx, &mut pass).await;
     write_status(machine, ctx, &prior, &pass).await?;
+    ctx.publish(machine, &pass.events, "Reconcile");
     outcome?;
     Ok(pass.requeue.map_or_else(Action::await_change, Action::requeue))
 }
@@ -258,6 +288,12 @@ async fn drive(
         }
     }
     pass.provider.domain_uuid = Some(uid.to_owned());
+    if spec.replicate_definition {
+        replicate(machine, spec, &placed_on, &definition, ctx, pass).await;
+    } else if !pass.provider.replicas.is_empty() {
+        // Replication turned off: the copies stay until the Machine goes (undefined then).
+        pass.conditions.retain(|c| c.type_ != REPLICATED);
+    }
 
     // The volume, then the placement counts it as created.
     let volume_spec =
@@ -295,7 +331,30 @@ async fn drive(
         Duration::try_from(elapsed).unwrap_or_default()
     });
     let timeout = Duration::from_secs(u64::try_from(spec.shutdown_timeout_seconds).unwrap_or(120));
-    let action = power::decide(machine.spec.online, observed, since, timeout);
+    let mut action = power::decide(machine.spec.online, observed, since, timeout);
+    let mut reset = false;
+    if action == PowerAction::None && observed == Observed::On && cycle_owed(machine, pass, ctx).await? {
+        reset = true;
+    }
+    if matches!(action, PowerAction::Start) || reset {
+        // Powered on (or reset) now: it network-boots into whatever install is current.
+        pass.provider.cycled_attempt = current_attempt(machine).or(pass.provider.cycled_attempt);
+    }
+    if reset {
+        action = PowerAction::None;
+        let target = domain.clone();
+        if let Err(error) = ctx.hosts.call(&uri, CALL_TIMEOUT, move |h| h.reset(&target)).await {
+            if error.is_unreachable() {
+                unreachable(machine, pass, &placed_on, &error);
+                return Ok(());
+            }
+            pass.condition(Desired::no(VIRTUAL_MACHINE, "PowerFailed", error.to_string()), machine);
+            return Err(libvirt_failed(name, &error));
+        }
+        let attempt = current_attempt(machine).unwrap_or_default();
+        let message = format!("reset to network-boot into install attempt {attempt}");
+        ctx.publish(machine, &[Transition { reason: "PowerCycled".into(), message, warning: false }], "Power");
+    }
     let call: Option<PowerCall> = match action {
         PowerAction::Start => Some(Host::start),
         PowerAction::Resume => Some(Host::resume),
@@ -304,6 +363,14 @@ async fn drive(
         PowerAction::None | PowerAction::Wait(_) => None,
     };
     if let Some(call) = call {
+        let (reason, message) = match action {
+            PowerAction::Start => ("PoweredOn", format!("started on Hypervisor {placed_on}")),
+            PowerAction::Resume => ("Resumed", format!("resumed on Hypervisor {placed_on}")),
+            PowerAction::Shutdown => ("ShuttingDown", "asked to power off (ACPI)".to_owned()),
+            _ => ("ShutdownTimedOut", format!("forced off after {}s without powering off", timeout.as_secs())),
+        };
+        let warning = reason == "ShutdownTimedOut";
+        ctx.publish(machine, &[Transition { reason: reason.into(), message, warning }], "Power");
         let target = domain.clone();
         if let Err(error) = ctx.hosts.call(&uri, CALL_TIMEOUT, move |h| call(h, &target)).await {
             if error.is_unreachable() {
@@ -347,6 +414,103 @@ async fn drive(
     pass.condition(desired, machine);
     pass.requeue = Some(pass.requeue.unwrap_or(POLL_RUNNING));
     Ok(())
+}
+
+/// Defines the domain on every other reachable Hypervisor the selector picks (never started
+/// there); records where it is and what could not be done.
+async fn replicate(
+    machine: &Machine,
+    spec: &LibvirtProvider,
+    primary: &str,
+    definition: &DomainSpec,
+    ctx: &Context,
+    pass: &mut Pass,
+) {
+    let no_labels = BTreeMap::new();
+    let selector = spec.host_selector.as_ref().unwrap_or(&no_labels);
+    let mut others: Vec<Arc<Hypervisor>> = ctx
+        .hypervisors
+        .state()
+        .into_iter()
+        .filter(|h| h.name_any() != primary)
+        .filter(|h| selector.iter().all(|(k, v)| h.labels().get(k) == Some(v)))
+        .collect();
+    others.sort_by_key(|h| h.name_any());
+    let mut replicas: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    for host in others {
+        let name = host.name_any();
+        let mut copy = definition.clone();
+        copy.kvm = is_kvm(host.status.as_ref().and_then(|s| s.accelerator));
+        copy.console_log = console_log(&host.spec.console_log_dir, &definition.name);
+        let xml = render_domain(&copy);
+        let (domain, uid, wanted) = (definition.name.clone(), definition.uuid.clone(), copy.hash());
+        let outcome = ctx
+            .hosts
+            .call(&host.spec.uri, CALL_TIMEOUT, move |h| match h.domain(&domain)? {
+                Some(found) if found.ownership.as_ref().is_none_or(|o| o.uid != uid) => Ok(Some("the name is taken")),
+                Some(found) if found.ownership.as_ref().is_some_and(|o| o.spec_hash == wanted) => Ok(None),
+                _ => h.define(&domain, &xml).map(|()| None),
+            })
+            .await;
+        match outcome {
+            Ok(None) => replicas.push(name),
+            Ok(Some(why)) => problems.push(format!("{name}: {why}")),
+            Err(error) => problems.push(format!("{name}: {error}")),
+        }
+    }
+    // Hosts that held a copy and are no longer selected keep it until the Machine goes.
+    for kept in &pass.provider.replicas {
+        if !replicas.contains(kept) && !problems.iter().any(|p| p.starts_with(&format!("{kept}:"))) {
+            replicas.push(kept.clone());
+        }
+    }
+    replicas.sort();
+    pass.provider.replicas = replicas.clone();
+    let desired = if problems.is_empty() {
+        let message = if replicas.is_empty() {
+            "no other Hypervisor is selected".to_owned()
+        } else {
+            format!("defined on {}", replicas.join(", "))
+        };
+        Desired::yes(REPLICATED, "InSync", message)
+    } else {
+        pass.requeue = Some(POLL_RUNNING);
+        Desired::no(REPLICATED, "ReplicaFailed", problems.join("; "))
+    };
+    pass.condition(desired, machine);
+}
+
+/// The install attempt under way, if the machine is being installed.
+fn current_attempt(machine: &Machine) -> Option<i32> {
+    let status = machine.status.as_ref()?;
+    (status.phase == Some(MachinePhase::Provisioning)).then(|| status.install.as_ref().map(|i| i.attempt))?
+}
+
+/// Whether a running VM must be reset into the current install attempt: it has not been
+/// powered on or reset into it, and has not network-booted since the attempt started (a VM
+/// already on its way into the installer is never reset). The boot timeline is read fresh:
+/// the cache trims it.
+async fn cycle_owed(machine: &Machine, pass: &Pass, ctx: &Context) -> Result<bool, Error> {
+    let Some(attempt) = current_attempt(machine) else { return Ok(false) };
+    if pass.provider.cycled_attempt.is_some_and(|cycled| cycled >= attempt) {
+        return Ok(false);
+    }
+    let name = machine.name_any();
+    let api: Api<Machine> = Api::namespaced(ctx.client.clone(), &machine.namespace().unwrap_or_default());
+    let fresh = api.get_status(&name).await.map_err(|source| Error::Api {
+        action: "read the boot timeline of",
+        kind: "Machine".into(),
+        name: name.clone(),
+        source,
+    })?;
+    let status = fresh.status.unwrap_or_default();
+    let started = status.install.and_then(|i| i.started_time).map(|t| t.0);
+    let booted = status.last_boot.and_then(|b| b.started_time).map(|t| t.0);
+    Ok(match (started, booted) {
+        (Some(started), Some(booted)) => booted < started,
+        _ => true,
+    })
 }
 
 fn unreachable(machine: &Machine, pass: &mut Pass, host: &str, error: &LibvirtError) {
@@ -496,6 +660,7 @@ async fn cleanup(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
         .filter(|h| {
             provider.hypervisor.as_deref() == h.metadata.name.as_deref()
                 || h.status.as_ref().is_some_and(|s| s.placements.iter().any(|p| p.uid == uid))
+                || provider.replicas.iter().any(|r| Some(r.as_str()) == h.metadata.name.as_deref())
         })
         .collect();
     if provider.hypervisor.is_some() && hosts.is_empty() {
@@ -507,11 +672,15 @@ async fn cleanup(machine: &Machine, ctx: &Context) -> Result<Action, Error> {
         let host_name = host.name_any();
         let uri = host.spec.uri.clone();
         let (target, expected_uid) = (domain.clone(), uid.clone());
+        // A replica's disk is the primary's, on shared storage: deleted once, there.
+        let replica =
+            provider.replicas.contains(&host_name) && provider.hypervisor.as_deref() != Some(host_name.as_str());
         let volume = machine
             .spec
             .provider
             .libvirt
             .as_ref()
+            .filter(|_| !replica)
             .map(|spec| (spec.pool.clone(), volume_name(&domain, spec.disk_format == DiskFormat::Qcow2)));
         let uefi = machine.spec.provider.libvirt.as_ref().is_some_and(|s| s.firmware == Firmware::Uefi);
         let removed = ctx
