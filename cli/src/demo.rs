@@ -24,7 +24,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Cmdb, HardwareProfile, Machine, Role};
-use machinist_lab::{BRIDGE, Lab, Vm, VmConfig};
+use machinist_lab::{BRIDGE, Lab, LabHypervisor, Vm, VmConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -119,9 +119,30 @@ pub async fn run(
 
     apply_examples(&client, &options.examples).await?;
     apply_system_role(&client, &options).await?;
-    let names = create_machines(&client, options.vms).await?;
+    // With libvirt installed, the operator creates the VMs (the seeds' path); else they are
+    // started here with QEMU.
+    let hypervisor = if libvirt_installed() {
+        let dir = options.work.join("libvirt");
+        if dir.exists() {
+            // A fresh daemon each run: its definitions and volumes of the last run go.
+            std::fs::remove_dir_all(&dir).with_context(|| format!("failed to clear {}", dir.display()))?;
+        }
+        let hypervisor = LabHypervisor::start(&lab, &dir).context("failed to start the demo's libvirtd")?;
+        apply_hypervisor(&client, &hypervisor).await?;
+        eprintln!(
+            "libvirt: a private libvirtd in the demo's namespace is Hypervisor {HYPERVISOR} (kubectl get hv -n {}); \
+             the VMs' consoles are logged in {}",
+            machinist_crds::access::SYSTEM_NAMESPACE,
+            hypervisor.console_log_dir().display()
+        );
+        Some(hypervisor)
+    } else {
+        None
+    };
+    let names = create_machines(&client, options.vms, hypervisor.is_some()).await?;
     let mut vms = Vec::new();
-    for (i, name) in names.iter().enumerate() {
+    let qemu_names = if hypervisor.is_some() { &names[..0] } else { &names[..] };
+    for (i, name) in qemu_names.iter().enumerate() {
         let disk = options.work.join(format!("{name}.raw"));
         // Sparse: 8 GiB as eDeploy's vm profile wants (`disk size gt(4)`), nothing written.
         std::fs::File::create(&disk)
@@ -137,10 +158,17 @@ pub async fn run(
         };
         vms.push(Vm::start(&lab, config).with_context(|| format!("failed to start the VM of {name}"))?);
     }
-    eprintln!(
-        "started {} (QEMU with an emulated CPU: expect a minute or two until they are Ready)",
-        counted(vms.len(), "VM", "VMs")
-    );
+    if hypervisor.is_some() {
+        eprintln!(
+            "created {} for libvirt (QEMU with an emulated CPU: expect a minute or two until they are Ready)",
+            counted(names.len(), "Machine", "Machines")
+        );
+    } else {
+        eprintln!(
+            "started {} (QEMU with an emulated CPU: expect a minute or two until they are Ready)",
+            counted(vms.len(), "VM", "VMs")
+        );
+    }
     eprintln!(
         "watch them below, or from another shell with the KUBECONFIG above: kubectl -n {NAMESPACE} get machines -w"
     );
@@ -155,6 +183,7 @@ pub async fn run(
         },
     };
     drop(vms); // kills the QEMU processes
+    drop(hypervisor); // kills libvirtd and its VMs
     boot_stop.cancel();
     match tokio::task::spawn_blocking(move || boot_thread.join()).await {
         Ok(Ok(())) => {}
@@ -322,15 +351,50 @@ fn mac(i: usize) -> String {
     format!("52:54:00:de:00:{:02x}", i + 1)
 }
 
-async fn create_machines(client: &Client, n: usize) -> Result<Vec<String>> {
+/// The Hypervisor the demo's libvirt VMs go to.
+const HYPERVISOR: &str = "demo";
+
+/// Whether the libvirt daemons the demo's hypervisor needs are installed.
+fn libvirt_installed() -> bool {
+    ["libvirtd", "virtlogd", "virsh"].iter().all(|program| {
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    })
+}
+
+/// The demo's Hypervisor: its private libvirtd, TCG (a host's `/dev/kvm` may hang nested guests).
+async fn apply_hypervisor(client: &Client, hypervisor: &LabHypervisor) -> Result<()> {
+    let api: Api<machinist_crds::Hypervisor> =
+        Api::namespaced(client.clone(), machinist_crds::access::SYSTEM_NAMESPACE);
+    let object = json!({
+        "apiVersion": "machinist.dev/v1alpha1", "kind": "Hypervisor",
+        "metadata": {"name": HYPERVISOR, "namespace": machinist_crds::access::SYSTEM_NAMESPACE},
+        "spec": {
+            "uri": hypervisor.uri(), "accelerator": "TCG", "reservedMemoryMiB": 0,
+            "consoleLogDir": hypervisor.console_log_dir(), "probeIntervalSeconds": 10,
+        },
+    });
+    api.patch(HYPERVISOR, &PatchParams::apply("machinist-demo").force(), &Patch::Apply(&object))
+        .await
+        .context("failed to apply the demo's Hypervisor")?;
+    Ok(())
+}
+
+async fn create_machines(client: &Client, n: usize, libvirt: bool) -> Result<Vec<String>> {
     let machines: Api<Machine> = Api::namespaced(client.clone(), NAMESPACE);
     let params = PatchParams::apply("machinist-demo").force();
     let mut names = Vec::new();
     for i in 0..n {
         let name = format!("vm-{:02}", i + 1);
+        // Disks of 8 GiB, as eDeploy's vm profile wants (`disk size gt(4)`), sparse.
+        let provider = if libvirt {
+            json!({"libvirt": {"host": HYPERVISOR, "pool": machinist_lab::POOL, "diskGiB": 8, "diskFormat": "raw",
+                               "memoryMiB": 1024, "vcpus": 1, "bridge": BRIDGE}})
+        } else {
+            json!({"manual": {}})
+        };
         let machine = json!({
             "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine", "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"interfaces": [{"mac": mac(i), "boot": true}], "provider": {"manual": {}}},
+            "spec": {"interfaces": [{"mac": mac(i), "boot": true}], "provider": provider},
         });
         machines
             .patch(&name, &params, &Patch::Apply(&machine))

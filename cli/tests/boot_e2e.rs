@@ -754,6 +754,14 @@ fn the_demo_boots_a_vm_to_ready_and_cleans_up_on_ctrl_c() {
         })
         .unwrap();
     assert!(row.contains(" vm ") && row.contains("192.168.122.3"), "{row}");
+    // With libvirt installed (CI installs it), the operator created the VMs on the demo's
+    // private libvirtd; QEMU is started directly only without it.
+    let libvirt = std::process::Command::new("sh").args(["-c", "command -v libvirtd"]).output().unwrap();
+    if libvirt.status.success() {
+        let transcript = demo.transcript();
+        assert!(transcript.iter().any(|l| l.contains("is Hypervisor demo")), "{}", demo.tail(40));
+        assert!(transcript.iter().any(|l| l.contains("created 1 Machine for libvirt")), "{}", demo.tail(40));
+    }
 
     let interrupted = std::process::Command::new("kill").args(["-INT", &demo.id().to_string()]).status().unwrap();
     assert!(interrupted.success());
