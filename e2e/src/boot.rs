@@ -59,7 +59,7 @@ use machinist_ramdisk::{Init, RamdiskRecipe};
 use crate::prereq;
 
 pub use machinist_lab::{
-    BRIDGE, BRIDGE_IPV6, ECHO_VARIABLE, Lab, LabHypervisor, LabThread, Nic, Process, Vm, VmConfig,
+    BRIDGE, BRIDGE_IPV6, ECHO_VARIABLE, Lab, LabHypervisor, LabThread, Nic, POOL, Process, Vm, VmConfig,
 };
 /// Printed by the RAM disk once booted: `MACHINIST-E2E-BOOTED machine=<m> mode=<mode> mac=<mac>`.
 pub const BOOTED: &str = "MACHINIST-E2E-BOOTED";

@@ -19,6 +19,7 @@ use machinist_crds::access::SYSTEM_NAMESPACE;
 use machinist_crds::hypervisor::PlacementState;
 use machinist_crds::machine::PowerState;
 use machinist_crds::{Hypervisor, Machine};
+use machinist_e2e::boot::{Lab, LabHypervisor};
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(90);
@@ -212,10 +213,15 @@ async fn a_replicated_definition_is_on_every_selected_hypervisor() {
         hypervisors.create(&PostParams::default(), &hv).await.unwrap();
     }
     let machines = fleet.machines();
+    let (shutdown, task) = start_operator(&fleet.operator).await;
+    // Placement uses what the probes have seen: all three first.
+    wait_for(&hypervisors, WITHIN, "all probed", |all| {
+        all.len() == 3 && all.iter().all(|h| h.status.as_ref().is_some_and(|s| s.capacity.is_some()))
+    })
+    .await;
     let mut replicated = vm("replicated", 2048);
     replicated.spec.provider.libvirt.as_mut().unwrap().replicate_definition = true;
     machines.create(&PostParams::default(), &replicated).await.unwrap();
-    let (shutdown, task) = start_operator(&fleet.operator).await;
 
     let seen = wait_for(&machines, WITHIN, "replicated running and in sync", |all| {
         let m = named(all, "replicated");
@@ -245,6 +251,93 @@ async fn a_replicated_definition_is_on_every_selected_hypervisor() {
 
     machines.delete("replicated", &DeleteParams::default()).await.unwrap();
     wait_for(&machines, WITHIN, "replicated gone", |all| all.is_empty()).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// Two real libvirt daemons (private ones, in a lab): a VM goes to the one with more memory
+/// left; when that daemon goes away its Hypervisor and its VM say so, and the next VM goes to the
+/// other. The VMs stay off (defined only: no CPU spent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_hypervisors_place_by_memory_and_one_going_away_is_seen() {
+    let test = "real_hypervisors_place_by_memory_and_one_going_away_is_seen";
+    if !machinist_e2e::boot::need_boot_lab(test, &["libvirtd", "virtlogd", "virsh", "unshare"]).unwrap() {
+        return;
+    }
+    let lab = Lab::new(std::net::Ipv4Addr::new(192, 168, 131, 1)).unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let real_a = LabHypervisor::start(&lab, dir_a.path()).unwrap();
+    let real_b = LabHypervisor::start(&lab, dir_b.path()).unwrap();
+    let fleet = Fleet::start().await;
+    let hypervisors: Api<Hypervisor> = Api::namespaced(fleet.client.clone(), SYSTEM_NAMESPACE);
+    // Both see this host's memory; real-a keeps 8 GiB more for itself, so real-b has more left.
+    for (name, hypervisor, reserved) in [("real-a", &real_a, 8192), ("real-b", &real_b, 0)] {
+        let hv: Hypervisor = serde_json::from_value(json!({
+            "apiVersion": "machinist.dev/v1alpha1", "kind": "Hypervisor",
+            "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE, "labels": {"site": "lab"}},
+            "spec": {"uri": hypervisor.uri(), "accelerator": "TCG", "reservedMemoryMiB": reserved,
+                     "consoleLogDir": hypervisor.console_log_dir(), "probeIntervalSeconds": 5}
+        }))
+        .unwrap();
+        hypervisors.create(&PostParams::default(), &hv).await.unwrap();
+    }
+    let machine = |name: &str| -> Machine {
+        serde_json::from_value(json!({
+            "apiVersion": "machinist.dev/v1alpha1", "kind": "Machine",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"online": false, "provider": {"libvirt": {
+                "hostSelector": {"site": "lab"}, "pool": machinist_e2e::boot::POOL, "diskGiB": 1,
+                "diskFormat": "raw", "memoryMiB": 512, "vcpus": 1, "bridge": "br0"}}}
+        }))
+        .unwrap()
+    };
+    let machines = fleet.machines();
+    let (shutdown, task) = start_operator(&fleet.operator).await;
+    // Placement uses what the probes have seen: both first.
+    wait_for(&hypervisors, WITHIN, "both daemons probed", |all| {
+        all.len() == 2
+            && all.iter().all(|h| {
+                h.status
+                    .as_ref()
+                    .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Reachable" && c.status == "True"))
+            })
+    })
+    .await;
+    machines.create(&PostParams::default(), &machine("m1")).await.unwrap();
+    let on = |m: Option<&Machine>| m?.status.as_ref()?.provider.as_ref()?.hypervisor.clone();
+    let seen =
+        wait_for(&machines, WITHIN, "m1 defined and off", |all| power(named(all, "m1")) == Some(PowerState::Off)).await;
+    assert_eq!(on(named(&seen, "m1")).as_deref(), Some("real-b"));
+    assert_eq!(real_b.virsh(&["list", "--all", "--name"]).unwrap().trim(), "default_m1");
+    assert_eq!(real_a.virsh(&["list", "--all", "--name"]).unwrap().trim(), "");
+    assert!(real_b.virsh(&["vol-list", machinist_e2e::boot::POOL]).unwrap().contains("default_m1.img"));
+
+    // real-b's daemon goes away.
+    drop(real_b);
+    wait_for(&hypervisors, WITHIN, "real-b unreachable", |all| {
+        all.iter().any(|h| {
+            h.metadata.name.as_deref() == Some("real-b")
+                && h.status
+                    .as_ref()
+                    .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Reachable" && c.status == "False"))
+        })
+    })
+    .await;
+    let seen = wait_for(&machines, WITHIN, "m1 says its host is unreachable", |all| {
+        named(all, "m1").and_then(|m| condition(m, "VirtualMachine")).is_some_and(|c| c.1 == "HypervisorUnreachable")
+    })
+    .await;
+    assert_eq!(power(named(&seen, "m1")), Some(PowerState::Unknown));
+
+    // The next VM goes to the host that is left.
+    machines.create(&PostParams::default(), &machine("m2")).await.unwrap();
+    let seen = wait_for(&machines, WITHIN, "m2 defined", |all| power(named(all, "m2")) == Some(PowerState::Off)).await;
+    assert_eq!(on(named(&seen, "m2")).as_deref(), Some("real-a"));
+    assert_eq!(real_a.virsh(&["list", "--all", "--name"]).unwrap().trim(), "default_m2");
+    machines.delete("m2", &DeleteParams::default()).await.unwrap();
+    wait_for(&machines, WITHIN, "m2 gone", |all| named(all, "m2").is_none()).await;
+    assert_eq!(real_a.virsh(&["list", "--all", "--name"]).unwrap().trim(), "");
+
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }

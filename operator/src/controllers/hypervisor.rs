@@ -33,24 +33,24 @@ pub async fn reconcile(hypervisor: Arc<Hypervisor>, ctx: Arc<Context>) -> Result
     };
     let reachable = matches!(request, HostRequest::Probed(_));
     ctx.hypervisor_ledger.submit(&namespace, &name, request).await?;
-    if reachable {
-        wake_waiting_vms(&name, &ctx);
-    }
+    wake_vms(&name, reachable, &ctx);
     succeeded(CONTROLLER, hypervisor.as_ref(), &ctx);
     let every = u64::try_from(hypervisor.spec.probe_interval_seconds).unwrap_or(30).max(1);
     Ok(Action::requeue(Duration::from_secs(every)))
 }
 
-/// Wakes the VMs that wait for a host (not placed yet, or placed here and last seen
-/// unreachable), now that this one answered.
-fn wake_waiting_vms(hypervisor: &str, ctx: &Context) {
+/// Wakes the VMs this probe concerns: when the host answered, those waiting for a host (not
+/// placed yet, or placed here and last seen unreachable); when it did not, those placed here
+/// that do not say so yet.
+fn wake_vms(hypervisor: &str, reachable: bool, ctx: &Context) {
     for vm in ctx.vms.state() {
         let provider = vm.status.as_ref().and_then(|s| s.provider.as_ref());
-        let waiting = match provider.and_then(|p| p.hypervisor.as_deref()) {
-            None => true,
-            Some(host) => host == hypervisor && provider.and_then(|p| p.power_state) == Some(PowerState::Unknown),
+        let unknown = provider.and_then(|p| p.power_state) == Some(PowerState::Unknown);
+        let concerned = match provider.and_then(|p| p.hypervisor.as_deref()) {
+            None => reachable,
+            Some(host) => host == hypervisor && unknown == reachable,
         };
-        if waiting {
+        if concerned {
             let _ = ctx.vm_wake.send(ObjectRef::from_obj(vm.as_ref())); // the VM controller stopped
         }
     }
