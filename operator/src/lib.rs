@@ -9,8 +9,9 @@
 //! - [`ledger`]: the one writer of HardwareProfile and Cmdb statuses — batched, under
 //!   `resourceVersion` preconditions, so that `maxMachines` is never exceeded and no CMDB
 //!   entry is given twice, across replicas and restarts.
-//! - [`controllers`]: Machine, HardwareProfile, Cmdb and Role controllers (kube-runtime); one
-//!   reconcile serves both pools, HardwareProfile and Cmdb ([`controllers::pools`]).
+//! - [`controllers`]: Machine, HardwareProfile, Cmdb, Role, Hypervisor and VM controllers
+//!   (kube-runtime); one reconcile serves both pools, HardwareProfile and Cmdb
+//!   ([`controllers::pools`]).
 //! - [`events`]: Events written in the background.
 //! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
 //! - [`jitter`]: the random spread of retry delays (reconcile backoff, leader election).
@@ -18,8 +19,8 @@
 //! - [`vm`]: libvirt VMs, pure: names, domain and volume XML, placement on Hypervisors, power.
 //! - [`libvirt`]: the libvirt calls (the `virt` crate), blocking.
 //!
-//! [`start`] ties them together. The LoadBalancerBackend controller and the providers (libvirt,
-//! BMC) arrive with their issues.
+//! [`start`] ties them together. The LoadBalancerBackend controller and the BMC provider arrive
+//! with their issues.
 
 pub mod binding;
 pub mod conditions;
