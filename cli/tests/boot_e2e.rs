@@ -450,6 +450,61 @@ enum Image {
     Tree,
 }
 
+/// Seed 002's lab for the install tests: the production RAM disk with the test agent, the
+/// demo's system image on the boot services (raw and tree), `machinist up` serving `edeploy`
+/// with full DHCP on the lab's bridge, router advertisements from dnsmasq.
+struct SeedLab {
+    system: machinist_e2e::system::SystemImage,
+    machinist: Machinist,
+    _ra: Dnsmasq,
+    lab: Lab,
+    _images: tempfile::TempDir,
+}
+
+impl SeedLab {
+    fn start(agent: &Path) -> Self {
+        let images = tempfile::tempdir().unwrap();
+        production_ramdisk(agent, images.path());
+        let system = machinist_e2e::system::get().unwrap();
+        let lab = Lab::new(Ipv4Addr::new(192, 168, 122, 1)).unwrap();
+        let ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
+        let dhcp = "  interfaces: [br0]\n  serverAddress: 192.168.122.1\n  \
+                    dynamicRange: {start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: 192.168.122.1}\n  \
+                    boot: {ipxeScriptUrl: machinist.ipxe}\n";
+        let kernel = images.path().join("vmlinuz");
+        let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
+        std::fs::create_dir_all(machinist.artifacts().join("images")).unwrap();
+        std::fs::copy(&system.gzip, machinist.artifacts().join("images/system.raw.gz")).unwrap();
+        std::fs::copy(&system.tree, machinist.artifacts().join("images/system.tar.gz")).unwrap();
+        Self { system, machinist, _ra: ra, lab, _images: images }
+    }
+
+    /// eDeploy's profiles and CMDBs, and the `vm` profile's Role `mysql` installing the system
+    /// image (raw or tree) from the boot services.
+    fn apply_edeploy_vm_pool(&self, image: Image) {
+        let machinist = &self.machinist;
+        let (file, sha256, format) = match image {
+            Image::Raw => ("system.raw.gz", &self.system.gzip_sha256, "raw"),
+            Image::Tree => ("system.tar.gz", &self.system.tree_sha256, "tar"),
+        };
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
+        // machinist up made the boot services' namespace (their RoleBinding lives in it).
+        machinist.kubectl(&["get", "namespace", "edeploy"], None);
+        for file in ["profiles.yaml", "cmdbs.yaml"] {
+            machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
+        }
+        let role = format!(
+            "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
+             spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
+             url: http://192.168.122.1:8080/artifacts/images/{file}\n      sha256: {sha256}\n      \
+             format: {format}\n      compression: gzip\n  \
+             cloudInit:\n    metaData: |\n      instance-id: {{{{ machine }}}}-{{{{ attempt }}}}\n      \
+             local-hostname: {{{{ hostname }}}}\n"
+        );
+        machinist.kubectl(&["apply", "-f", "-"], Some(&role));
+    }
+}
+
 fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
     if !need_boot_lab(test, &["kubectl", "curl", "mformat", "mcopy", "syslinux", "sha256sum", "tar"]).unwrap() {
         return;
@@ -463,47 +518,15 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
         (Firmware::Bios, Image::Tree) => "52:54:00:e2:e1:06",
         (Firmware::Uefi, Image::Tree) => "52:54:00:e2:e1:07",
     };
-    let images = tempfile::tempdir().unwrap();
-    production_ramdisk(&agent, images.path());
-    let system = machinist_e2e::system::get().unwrap();
-
-    let lab = Lab::new(Ipv4Addr::new(192, 168, 122, 1)).unwrap();
-    let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
-    let dhcp = "  interfaces: [br0]\n  serverAddress: 192.168.122.1\n  \
-                dynamicRange: {start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: 192.168.122.1}\n  \
-                boot: {ipxeScriptUrl: machinist.ipxe}\n";
-    let kernel = images.path().join("vmlinuz");
-    let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
-    std::fs::create_dir_all(machinist.artifacts().join("images")).unwrap();
-    std::fs::copy(&system.gzip, machinist.artifacts().join("images/system.raw.gz")).unwrap();
-    std::fs::copy(&system.tree, machinist.artifacts().join("images/system.tar.gz")).unwrap();
-    let (file, sha256, format) = match image {
-        Image::Raw => ("system.raw.gz", &system.gzip_sha256, "raw"),
-        Image::Tree => ("system.tar.gz", &system.tree_sha256, "tar"),
-    };
-
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
-    // machinist up made the boot services' namespace (their RoleBinding lives in it).
-    machinist.kubectl(&["get", "namespace", "edeploy"], None);
-    for file in ["profiles.yaml", "cmdbs.yaml"] {
-        machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
-    }
+    let seed = SeedLab::start(&agent);
+    let (lab, machinist) = (&seed.lab, &seed.machinist);
+    seed.apply_edeploy_vm_pool(image);
     if (firmware, image) == (Firmware::Uefi, Image::Tree) {
         let esp = r#"{"spec":{"install":{"partitionTable":"gpt","partitions":[
             {"size":"64MiB","filesystem":"vfat","mountPoint":"/boot/efi"},
             {"size":"rest","filesystem":"ext4","mountPoint":"/"}]}}}"#;
         machinist.kubectl(&["patch", "-n", "edeploy", "hardwareprofile", "vm", "--type", "merge", "-p", esp], None);
     }
-    // The `vm` profile's role, its image the test system on the boot services.
-    let role = format!(
-        "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
-         spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
-         url: http://192.168.122.1:8080/artifacts/images/{file}\n      sha256: {sha256}\n      \
-         format: {format}\n      compression: gzip\n  \
-         cloudInit:\n    metaData: |\n      instance-id: {{{{ machine }}}}-{{{{ attempt }}}}\n      \
-         local-hostname: {{{{ hostname }}}}\n"
-    );
-    machinist.kubectl(&["apply", "-f", "-"], Some(&role));
     let on_success = match (firmware, image) {
         (Firmware::Uefi, Image::Raw) => "kexec",
         _ => "reboot",
@@ -546,7 +569,7 @@ fn seed_scenario(test: &str, firmware: Firmware, image: Image) {
         ]);
         config.nic_properties.push("romfile=".into());
     }
-    let vm = Vm::start(&lab, config).unwrap();
+    let vm = Vm::start(lab, config).unwrap();
     vm.wait_for("hardware report delivered", BOOT).unwrap();
     eprintln!("{firmware:?}: power-on to hardware report: {:?}", vm.elapsed());
     vm.wait_for("install plan", BOOT).unwrap();
@@ -632,37 +655,11 @@ fn a_libvirt_machine_is_created_installed_to_ready_and_removed() {
     let Some(agent) = need_static_agent() else {
         return;
     };
-    let images = tempfile::tempdir().unwrap();
-    production_ramdisk(&agent, images.path());
-    let system = machinist_e2e::system::get().unwrap();
-
-    let lab = Lab::new(Ipv4Addr::new(192, 168, 122, 1)).unwrap();
-    let _ra = Dnsmasq::start(&lab, &DnsmasqOptions::router_advertisements_only()).unwrap();
-    let dhcp = "  interfaces: [br0]\n  serverAddress: 192.168.122.1\n  \
-                dynamicRange: {start: 192.168.122.100, end: 192.168.122.150, netmask: 255.255.255.0, gateway: 192.168.122.1}\n  \
-                boot: {ipxeScriptUrl: machinist.ipxe}\n";
-    let kernel = images.path().join("vmlinuz");
-    let machinist = Machinist::start_with(&lab, dhcp, false, &kernel, &images.path().join("initrd.gz"), "edeploy");
-    std::fs::create_dir_all(machinist.artifacts().join("images")).unwrap();
-    std::fs::copy(&system.gzip, machinist.artifacts().join("images/system.raw.gz")).unwrap();
+    let seed = SeedLab::start(&agent);
+    let machinist = &seed.machinist;
     let libvirt = tempfile::tempdir().unwrap();
-    let hypervisor = LabHypervisor::start(&lab, libvirt.path()).unwrap();
-
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edeploy");
-    machinist.kubectl(&["get", "namespace", "edeploy"], None);
-    for file in ["profiles.yaml", "cmdbs.yaml"] {
-        machinist.kubectl(&["apply", "-f", examples.join(file).to_str().unwrap()], None);
-    }
-    let role = format!(
-        "apiVersion: machinist.dev/v1alpha1\nkind: Role\nmetadata: {{name: mysql, namespace: edeploy}}\n\
-         spec:\n  version: D7-F.1.0.0\n  install:\n    method: Image\n    image:\n      \
-         url: http://192.168.122.1:8080/artifacts/images/system.raw.gz\n      sha256: {sha256}\n      \
-         format: raw\n      compression: gzip\n  \
-         cloudInit:\n    metaData: |\n      instance-id: {{{{ machine }}}}-{{{{ attempt }}}}\n      \
-         local-hostname: {{{{ hostname }}}}\n",
-        sha256 = system.gzip_sha256
-    );
-    machinist.kubectl(&["apply", "-f", "-"], Some(&role));
+    let hypervisor = LabHypervisor::start(&seed.lab, libvirt.path()).unwrap();
+    seed.apply_edeploy_vm_pool(Image::Raw);
     // /dev/kvm may exist here and hang guests: TCG.
     let hv = format!(
         "apiVersion: machinist.dev/v1alpha1\nkind: Hypervisor\nmetadata: {{name: lab, namespace: machinist-system}}\n\

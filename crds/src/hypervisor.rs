@@ -129,6 +129,24 @@ pub struct HypervisorSpec {
     pub probe_interval_seconds: i32,
 }
 
+impl HypervisorSpec {
+    /// A Hypervisor at `uri` with every other field at the default its schema gives.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            credentials_secret_ref: None,
+            accelerator: Accelerator::default(),
+            memory_overcommit_percent: default_memory_overcommit(),
+            cpu_overcommit_percent: default_cpu_overcommit(),
+            reserved_memory_mib: default_reserved_memory(),
+            reserved_cpus: 0,
+            unschedulable: false,
+            console_log_dir: default_console_log_dir(),
+            probe_interval_seconds: default_probe_interval(),
+        }
+    }
+}
+
 fn default_memory_overcommit() -> i32 {
     100
 }
@@ -151,7 +169,8 @@ pub enum Accelerator {
     /// KVM when the host offers it, else TCG.
     #[default]
     Auto,
-    /// Hardware virtualisation; VMs are not defined where the host does not offer it.
+    /// Hardware virtualisation; a host that does not offer it is not `Reachable` (reason
+    /// `NoKVM`), so no VM is placed there.
     #[serde(rename = "KVM")]
     Kvm,
     /// QEMU's emulation (slow, but needs nothing from the host; for hosts whose KVM is
@@ -319,4 +338,15 @@ pub enum PlacementState {
     Reserved,
     /// The volume exists (and is inside the pool's reported free space).
     Created,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_gives_the_defaults_of_the_schema() {
+        let decoded: HypervisorSpec = serde_json::from_value(serde_json::json!({"uri": "qemu:///system"})).unwrap();
+        assert_eq!(HypervisorSpec::new("qemu:///system"), decoded);
+    }
 }

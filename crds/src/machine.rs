@@ -804,9 +804,9 @@ pub struct ProviderStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub replicas: Vec<String>,
-    /// The install attempt (`status.install.attempt`) the VM was last powered on or reset
-    /// into: a later attempt (a retry, a reinstall) resets a VM that has not network-booted
-    /// since that attempt started.
+    /// The install attempt (`status.install.attempt`) the VM was last powered on or reset into,
+    /// or found network-booting into: a later attempt (a retry, a reinstall) resets a VM that
+    /// has not network-booted since that attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycled_attempt: Option<i32>,
 }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use machinist_crds::machine::MachinePhase;
 use machinist_crds::{Machine, MachineStatus};
 use machinist_matching::{AllocationError, Captures};
 
-use super::{Context, Error, apply_status, error_policy, now, succeeded};
+use super::{Context, Error, apply_status, error_policy, now, with_finalizer};
 use crate::binding::{self, EntryOutcome, EntryRequest, Selected, SlotOutcome, SlotRequest};
 use crate::ledger::{CmdbOutcome, CmdbRequest, LedgerError, ProfileOutcome, ProfileRequest};
 use crate::lifecycle::{self, Change, FINALIZER, Next, Unallocated, Unbound};
@@ -40,21 +40,13 @@ pub fn trim(machine: &mut Machine) {
 /// Reconciles one Machine.
 pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = machine.namespace().unwrap_or_default();
-    let api: Api<Machine> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = machine.name_any();
-    let result = finalizer(&api, FINALIZER, machine.clone(), |event| async {
+    with_finalizer(CONTROLLER, FINALIZER, machine, &ctx, |event| async {
         match event {
             FinalizerEvent::Apply(m) => apply(&m, &ctx).await,
             FinalizerEvent::Cleanup(m) => cleanup(&m, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::from_finalizer(&name, e));
-    if result.is_ok() {
-        succeeded(CONTROLLER, machine.as_ref(), &ctx);
-    }
-    result
 }
 
 /// The Machine controller's error policy.

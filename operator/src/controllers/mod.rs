@@ -488,6 +488,36 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     }
 }
 
+/// Runs `reconcile` under kube-runtime's finalizer `name` (added before `Apply`, removed after
+/// a successful `Cleanup`), its errors as [`Error`]s, a success recorded with [`succeeded`]:
+/// the frame of every controller whose objects hold a finalizer.
+pub async fn with_finalizer<K, F, Fut>(
+    controller: &'static str,
+    name: &str,
+    object: Arc<K>,
+    ctx: &Context,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+    F: FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>>,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let object_name = object.name_any();
+    let result = kube::runtime::finalizer(&api, name, object.clone(), reconcile)
+        .await
+        .map_err(|e| Error::from_finalizer(&object_name, e));
+    if result.is_ok() {
+        succeeded(controller, object.as_ref(), ctx);
+    }
+    result
+}
+
 /// Records a successful reconcile (resets the object's backoff, ends its streak of failures).
 pub fn succeeded<K: Resource>(controller: &'static str, object: &K, ctx: &Context) {
     let streak = format!("{controller}:{}", key(object));

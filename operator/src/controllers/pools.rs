@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use machinist_crds::common::Conditions;
@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::machine::{waiting_for_entry, waiting_for_profile};
-use super::{Context, Error, error_policy, succeeded};
+use super::{Context, Error, error_policy, with_finalizer};
 use crate::binding::{EntryRequest, SlotRequest};
 use crate::conditions;
 use crate::ledger::{Book, CmdbBook, CmdbOutcome, CmdbRequest, Ledger, ProfileBook, ProfileOutcome, ProfileRequest};
@@ -246,15 +246,7 @@ async fn vanished(ctx: &Context, namespace: &str, listed: &[String]) -> Vec<Stri
 /// Reconciles one HardwareProfile or Cmdb.
 pub async fn reconcile<P: Pool>(pool: Arc<P>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(P::CONTROLLER);
-    let api: Api<P> = Api::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default());
-    let name = pool.name_any();
-    let result = finalizer(&api, P::FINALIZER, pool.clone(), |event| refresh(ctx.clone(), event))
-        .await
-        .map_err(|e| Error::from_finalizer(&name, e));
-    if result.is_ok() {
-        succeeded(P::CONTROLLER, pool.as_ref(), &ctx);
-    }
-    result
+    with_finalizer(P::CONTROLLER, P::FINALIZER, pool, &ctx, |event| refresh(ctx.clone(), event)).await
 }
 
 /// The HardwareProfile and Cmdb controllers' error policy.

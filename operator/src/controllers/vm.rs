@@ -17,7 +17,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use machinist_crds::hypervisor::{Hypervisor, PlacementState};
@@ -27,7 +27,7 @@ use machinist_crds::machine::{
 use machinist_crds::{Machine, MachineStatus};
 use serde_json::json;
 
-use super::{Context, Error, error_policy, now, succeeded};
+use super::{Context, Error, error_policy, now, with_finalizer};
 use crate::conditions::{self, Desired};
 use crate::libvirt::{Host, LibvirtError};
 use crate::lifecycle::Transition;
@@ -71,24 +71,16 @@ pub fn is_vm(machine: &Machine) -> bool {
 /// Reconciles one libvirt Machine.
 pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = machine.namespace().unwrap_or_default();
-    let api: Api<Machine> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = machine.name_any();
     if !is_vm(&machine) && !machine.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let result = finalizer(&api, FINALIZER, machine.clone(), |event| async {
+    with_finalizer(CONTROLLER, FINALIZER, machine, &ctx, |event| async {
         match event {
             FinalizerEvent::Apply(m) => apply(&m, &ctx).await,
             FinalizerEvent::Cleanup(m) => cleanup(&m, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::from_finalizer(&name, e));
-    if result.is_ok() {
-        succeeded(CONTROLLER, machine.as_ref(), &ctx);
-    }
-    result
 }
 
 /// The VM controller's error policy.
@@ -276,10 +268,8 @@ async fn drive(
             });
             if let Err(error) = defined.await {
                 if error.is_unreachable() {
-                    {
-                        unreachable(machine, pass, &placed_on, &error);
-                        return Ok(());
-                    };
+                    unreachable(machine, pass, &placed_on, &error);
+                    return Ok(());
                 }
                 let message = error.to_string();
                 pass.condition(Desired::no(VIRTUAL_MACHINE, "DefineFailed", message), machine);
@@ -331,19 +321,37 @@ async fn drive(
         Duration::try_from(elapsed).unwrap_or_default()
     });
     let timeout = Duration::from_secs(u64::try_from(spec.shutdown_timeout_seconds).unwrap_or(120));
-    let mut action = power::decide(machine.spec.online, observed, since, timeout);
-    let mut reset = false;
-    if action == PowerAction::None && observed == Observed::On && cycle_owed(machine, pass, ctx).await? {
-        reset = true;
-    }
-    if matches!(action, PowerAction::Start) || reset {
-        // Powered on (or reset) now: it network-boots into whatever install is current.
+    let action = power::decide(machine.spec.online, observed, since, timeout);
+    let cycle = if action == PowerAction::None && observed == Observed::On {
+        cycle_owed(machine, pass, ctx).await?
+    } else {
+        None
+    };
+    let reset = cycle == Some(true);
+    if matches!(action, PowerAction::Start) || cycle.is_some() {
+        // Powered on or reset now, or found booting into it already: it is in the current
+        // install (recorded, so the boot timeline is not read again on every pass).
         pass.provider.cycled_attempt = current_attempt(machine).or(pass.provider.cycled_attempt);
     }
-    if reset {
-        action = PowerAction::None;
+    let call: Option<(PowerCall, &str, String)> = if reset {
+        let attempt = current_attempt(machine).unwrap_or_default();
+        Some((Host::reset, "PowerCycled", format!("reset to network-boot into install attempt {attempt}")))
+    } else {
+        match action {
+            PowerAction::Start => Some((Host::start, "PoweredOn", format!("started on Hypervisor {placed_on}"))),
+            PowerAction::Resume => Some((Host::resume, "Resumed", format!("resumed on Hypervisor {placed_on}"))),
+            PowerAction::Shutdown => Some((Host::shutdown, "ShuttingDown", "asked to power off (ACPI)".to_owned())),
+            PowerAction::Destroy => Some((
+                Host::destroy,
+                "ShutdownTimedOut",
+                format!("forced off after {}s without powering off", timeout.as_secs()),
+            )),
+            PowerAction::None | PowerAction::Wait(_) => None,
+        }
+    };
+    if let Some((call, reason, message)) = call {
         let target = domain.clone();
-        if let Err(error) = ctx.hosts.call(&uri, CALL_TIMEOUT, move |h| h.reset(&target)).await {
+        if let Err(error) = ctx.hosts.call(&uri, CALL_TIMEOUT, move |h| call(h, &target)).await {
             if error.is_unreachable() {
                 unreachable(machine, pass, &placed_on, &error);
                 return Ok(());
@@ -351,37 +359,8 @@ async fn drive(
             pass.condition(Desired::no(VIRTUAL_MACHINE, "PowerFailed", error.to_string()), machine);
             return Err(libvirt_failed(name, &error));
         }
-        let attempt = current_attempt(machine).unwrap_or_default();
-        let message = format!("reset to network-boot into install attempt {attempt}");
-        ctx.publish(machine, &[Transition { reason: "PowerCycled".into(), message, warning: false }], "Power");
-    }
-    let call: Option<PowerCall> = match action {
-        PowerAction::Start => Some(Host::start),
-        PowerAction::Resume => Some(Host::resume),
-        PowerAction::Shutdown => Some(Host::shutdown),
-        PowerAction::Destroy => Some(Host::destroy),
-        PowerAction::None | PowerAction::Wait(_) => None,
-    };
-    if let Some(call) = call {
-        let (reason, message) = match action {
-            PowerAction::Start => ("PoweredOn", format!("started on Hypervisor {placed_on}")),
-            PowerAction::Resume => ("Resumed", format!("resumed on Hypervisor {placed_on}")),
-            PowerAction::Shutdown => ("ShuttingDown", "asked to power off (ACPI)".to_owned()),
-            _ => ("ShutdownTimedOut", format!("forced off after {}s without powering off", timeout.as_secs())),
-        };
         let warning = reason == "ShutdownTimedOut";
         ctx.publish(machine, &[Transition { reason: reason.into(), message, warning }], "Power");
-        let target = domain.clone();
-        if let Err(error) = ctx.hosts.call(&uri, CALL_TIMEOUT, move |h| call(h, &target)).await {
-            if error.is_unreachable() {
-                {
-                    unreachable(machine, pass, &placed_on, &error);
-                    return Ok(());
-                };
-            }
-            pass.condition(Desired::no(VIRTUAL_MACHINE, "PowerFailed", error.to_string()), machine);
-            return Err(libvirt_failed(name, &error));
-        }
     }
     let (state, desired) = match (action, machine.spec.online) {
         (PowerAction::Start | PowerAction::Resume, _) => {
@@ -487,14 +466,14 @@ fn current_attempt(machine: &Machine) -> Option<i32> {
     (status.phase == Some(MachinePhase::Provisioning)).then(|| status.install.as_ref().map(|i| i.attempt))?
 }
 
-/// Whether a running VM must be reset into the current install attempt: it has not been
-/// powered on or reset into it, and has not network-booted since the attempt started (a VM
-/// already on its way into the installer is never reset). The boot timeline is read fresh:
-/// the cache trims it.
-async fn cycle_owed(machine: &Machine, pass: &Pass, ctx: &Context) -> Result<bool, Error> {
-    let Some(attempt) = current_attempt(machine) else { return Ok(false) };
+/// For a running VM not yet recorded in the current install attempt: whether it must be reset
+/// into it (`Some(true)`), or has network-booted since the attempt started and is on its way
+/// into the installer (`Some(false)`, never reset). `None`: no attempt to check. The boot
+/// timeline is read fresh: the cache trims it.
+async fn cycle_owed(machine: &Machine, pass: &Pass, ctx: &Context) -> Result<Option<bool>, Error> {
+    let Some(attempt) = current_attempt(machine) else { return Ok(None) };
     if pass.provider.cycled_attempt.is_some_and(|cycled| cycled >= attempt) {
-        return Ok(false);
+        return Ok(None);
     }
     let name = machine.name_any();
     let api: Api<Machine> = Api::namespaced(ctx.client.clone(), &machine.namespace().unwrap_or_default());
@@ -507,10 +486,10 @@ async fn cycle_owed(machine: &Machine, pass: &Pass, ctx: &Context) -> Result<boo
     let status = fresh.status.unwrap_or_default();
     let started = status.install.and_then(|i| i.started_time).map(|t| t.0);
     let booted = status.last_boot.and_then(|b| b.started_time).map(|t| t.0);
-    Ok(match (started, booted) {
+    Ok(Some(match (started, booted) {
         (Some(started), Some(booted)) => booted < started,
         _ => true,
-    })
+    }))
 }
 
 fn unreachable(machine: &Machine, pass: &mut Pass, host: &str, error: &LibvirtError) {

@@ -178,18 +178,7 @@ mod tests {
     use super::*;
 
     fn spec() -> HypervisorSpec {
-        HypervisorSpec {
-            uri: "test:///default".into(),
-            credentials_secret_ref: None,
-            accelerator: Accelerator::Auto,
-            memory_overcommit_percent: 100,
-            cpu_overcommit_percent: 400,
-            reserved_memory_mib: 1024,
-            reserved_cpus: 0,
-            unschedulable: false,
-            console_log_dir: "/var/log/libvirt/qemu".into(),
-            probe_interval_seconds: 30,
-        }
+        HypervisorSpec::new("test:///default")
     }
 
     fn probe() -> Probe {

@@ -240,23 +240,12 @@ pub fn is_kvm(accelerator: Option<EffectiveAccelerator>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use machinist_crds::hypervisor::{Accelerator, ForeignDomains, HostCapacity};
+    use machinist_crds::hypervisor::{ForeignDomains, HostCapacity};
 
     use super::*;
 
     fn spec() -> HypervisorSpec {
-        HypervisorSpec {
-            uri: "test:///default".into(),
-            credentials_secret_ref: None,
-            accelerator: Accelerator::Auto,
-            memory_overcommit_percent: 100,
-            cpu_overcommit_percent: 400,
-            reserved_memory_mib: 1024,
-            reserved_cpus: 1,
-            unschedulable: false,
-            console_log_dir: "/var/log/libvirt/qemu".into(),
-            probe_interval_seconds: 30,
-        }
+        HypervisorSpec { reserved_cpus: 1, ..HypervisorSpec::new("test:///default") }
     }
 
     fn status(memory_mib: i64, cpus: i64) -> HypervisorStatus {
